@@ -1,0 +1,21 @@
+// Package schedule describes where a diffusion model's states sit between data and noise, and
+// builds the grids of such points that samplers walk along.
+//
+// Every model family fksteer runs is written in one form, x_t = Alpha*x0 + Sigma*eps:
+// variance-preserving discrete-time models (DDPM, Stable Diffusion) have Alpha = sqrt(abar_t) and
+// Sigma = sqrt(1-abar_t); rectified flows have Alpha = 1-t and Sigma = t. Step rules and prediction
+// conversions are written once against (Alpha, Sigma) and so serve both. This package knows nothing
+// about models, particles or rewards.
+package schedule
+
+// Level is one point on a noise schedule: a state there is x = Alpha*x0 + Sigma*eps.
+// Time is the value the denoiser is given for that point (a training timestep such as 981, or a
+// continuous time such as 0.98), in the model's own convention.
+type Level struct {
+	Time  float64
+	Alpha float64
+	Sigma float64
+}
+
+// Clean reports whether the level is noise-free data (Sigma == 0): the end of every schedule.
+func (l Level) Clean() bool { return l.Sigma == 0 }
