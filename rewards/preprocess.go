@@ -1,0 +1,57 @@
+package rewards
+
+// Image preprocessing shared by the rewards that run ONNX vision models. Images arrive as float
+// planes in [0, 1]; every function here writes into caller-provided buffers.
+
+// centerCrop copies the centred size x size window of an h x w plane into dst. If the plane is
+// smaller than size in a dimension, the window is clamped to the plane.
+func centerCrop(dst, src []float32, h, w, size int) (int, int) {
+	ch, cw := min(size, h), min(size, w)
+	y0, x0 := (h-ch)/2, (w-cw)/2
+	for y := range ch {
+		copy(dst[y*cw:(y+1)*cw], src[(y0+y)*w+x0:(y0+y)*w+x0+cw])
+	}
+	return ch, cw
+}
+
+// resizeBilinear resamples an h x w plane to oh x ow with half-pixel centres (as PyTorch's
+// interpolate with align_corners=False and OpenCV's INTER_LINEAR do).
+func resizeBilinear(dst []float32, oh, ow int, src []float32, h, w int) {
+	if oh == h && ow == w {
+		copy(dst, src[:h*w])
+		return
+	}
+	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
+	for y := range oh {
+		fy := max(0, (float64(y)+0.5)*sy-0.5)
+		y0 := min(int(fy), h-1)
+		y1 := min(y0+1, h-1)
+		wy := fy - float64(y0)
+		for x := range ow {
+			fx := max(0, (float64(x)+0.5)*sx-0.5)
+			x0 := min(int(fx), w-1)
+			x1 := min(x0+1, w-1)
+			wx := fx - float64(x0)
+			top := float64(src[y0*w+x0])*(1-wx) + float64(src[y0*w+x1])*wx
+			bot := float64(src[y1*w+x0])*(1-wx) + float64(src[y1*w+x1])*wx
+			dst[y*ow+x] = float32(top*(1-wy) + bot*wy)
+		}
+	}
+}
+
+// channelPlane returns channel c of an image with imgC channels, mapping between grey and RGB:
+// a grey image feeds every channel, and a single-channel model gets the ITU-R BT.601 luma of an
+// RGB image (written to scratch).
+func channelPlane(img []float32, imgC, plane, c, wantC int, scratch []float32) []float32 {
+	switch {
+	case imgC == 1:
+		return img[:plane]
+	case wantC == 1 && imgC >= 3:
+		r, g, b := img[:plane], img[plane:2*plane], img[2*plane:3*plane]
+		for i := range plane {
+			scratch[i] = 0.299*r[i] + 0.587*g[i] + 0.114*b[i]
+		}
+		return scratch[:plane]
+	}
+	return img[min(c, imgC-1)*plane : (min(c, imgC-1)+1)*plane]
+}
