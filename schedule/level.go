@@ -4,8 +4,17 @@
 // Every model family fksteer runs is written in one form, x_t = Alpha*x0 + Sigma*eps:
 // variance-preserving discrete-time models (DDPM, Stable Diffusion) have Alpha = sqrt(abar_t) and
 // Sigma = sqrt(1-abar_t); rectified flows have Alpha = 1-t and Sigma = t. Step rules and prediction
-// conversions are written once against (Alpha, Sigma) and so serve both. This package knows nothing
-// about models, particles or rewards.
+// conversions are written once against (Alpha, Sigma) and so serve both.
+//
+// A grid is a []Level, noisiest first, and a sampler steps from each level to the next.
+// [Discrete] builds grids for discrete-time models from the fields of their diffusers
+// scheduler_config.json ([Discrete.Levels] for DDIM-style samplers, [Discrete.EulerLevels] for
+// sigma-space ones such as Euler and Karras grids); [Flow] builds rectified-flow grids. The beta
+// tables and timestep spacings behind them ([Betas], [AlphasCumprod], [Timesteps]) follow
+// diffusers exactly (in float64 where diffusers rounds to float32), because a model only
+// denoises well at the levels it was trained on.
+//
+// This package knows nothing about models, particles or rewards.
 package schedule
 
 // Level is one point on a noise schedule: a state there is x = Alpha*x0 + Sigma*eps.
