@@ -49,7 +49,7 @@ func FindLibrary(explicit string) (string, error) {
 			continue
 		}
 		if _, err := os.Stat(c.path); err != nil {
-			return "", fmt.Errorf("%w: %s names %s, which does not exist", ErrNoRuntime, c.source, c.path)
+			return "", fmt.Errorf("%w: %s names %s, which does not exist (run `make ort` to install ONNX Runtime %s into the cache, or point --ort-lib or %s at a libonnxruntime.so)", ErrNoRuntime, c.source, c.path, RuntimeVersion, LibraryEnv)
 		}
 		return c.path, nil
 	}

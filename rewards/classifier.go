@@ -155,23 +155,10 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	call, err := r.call(imgs.N)
+	logits, classes, err := r.logits(ctx, imgs)
 	if err != nil {
 		return err
 	}
-	in, err := call.Float32(r.input)
-	if err != nil {
-		return err
-	}
-	r.preprocess(imgs, in)
-	if err := call.Run(ctx); err != nil {
-		return fmt.Errorf("reward classifier: %w", err)
-	}
-	logits, shape, err := call.Output(r.output)
-	if err != nil {
-		return err
-	}
-	classes := int(shape[len(shape)-1])
 	if target >= classes {
 		return fmt.Errorf("reward classifier: target class %d, but the model has %d classes", target, classes)
 	}
@@ -179,6 +166,56 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 		dst[i] = classScore(logits[i*classes:(i+1)*classes], target, r.kind)
 	}
 	return nil
+}
+
+// TopClass writes each image's most likely class into dst (len(dst) == imgs.N): the
+// classifier's verdict, for judging generated images independently of any reward.
+func (r *Classifier) TopClass(ctx context.Context, imgs models.Images, dst []int) error {
+	if err := imgs.Validate(); err != nil {
+		return err
+	}
+	if len(dst) != imgs.N {
+		return fmt.Errorf("classify %d images into %d slots", imgs.N, len(dst))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	logits, classes, err := r.logits(ctx, imgs)
+	if err != nil {
+		return err
+	}
+	for i := range imgs.N {
+		row := logits[i*classes : (i+1)*classes]
+		best := 0
+		for k, v := range row {
+			if v > row[best] {
+				best = k
+			}
+		}
+		dst[i] = best
+	}
+	return nil
+}
+
+// logits preprocesses and classifies a batch; the result is owned by the cached call. r.mu must
+// be held.
+func (r *Classifier) logits(ctx context.Context, imgs models.Images) ([]float32, int, error) {
+	call, err := r.call(imgs.N)
+	if err != nil {
+		return nil, 0, err
+	}
+	in, err := call.Float32(r.input)
+	if err != nil {
+		return nil, 0, err
+	}
+	r.preprocess(imgs, in)
+	if err := call.Run(ctx); err != nil {
+		return nil, 0, fmt.Errorf("reward classifier: %w", err)
+	}
+	logits, shape, err := call.Output(r.output)
+	if err != nil {
+		return nil, 0, err
+	}
+	return logits, int(shape[len(shape)-1]), nil
 }
 
 // classScore turns one row of logits into the requested score, in float64.

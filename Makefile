@@ -1,0 +1,33 @@
+# fksteer's two entry points are `make demo` (install ONNX Runtime, build, generate images with
+# the built-in model) and `make test` (the whole test suite, as CI runs it).
+
+GO      ?= go
+BIN     := bin/fksteer
+PROMPT  ?= a red "A" on black
+
+.PHONY: all ort build demo test vet bench clean
+
+all: build
+
+# ONNX Runtime's shared library, fetched from the npm registry and checked against its sha256.
+ort:
+	@scripts/install-ort.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/fksteer
+
+demo: ort build
+	$(BIN) generate --prompt '$(PROMPT)' --num-images 4 --out out/demo
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+test: ort vet
+	$(GO) test -race -timeout 40m ./...
+
+bench: ort
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+clean:
+	rm -rf bin out

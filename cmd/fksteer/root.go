@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/fksteer/fksteer/models"
+)
+
+// Exit codes, documented in README.md.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// app is one invocation of the CLI: its configuration and output streams.
+type app struct {
+	v              *viper.Viper
+	stdout, stderr io.Writer
+	configPath     string
+	log            *slog.Logger
+}
+
+// usageError marks errors in how the command was called (exit code 2).
+type usageError struct{ error }
+
+func execute(args []string) int {
+	return run(context.Background(), args, os.Stdout, os.Stderr)
+}
+
+// run executes the CLI with args; it is main without the process, so tests can call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a := &app{v: newViper(), stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		fmt.Fprintln(stderr, "fksteer: interrupted; finished outputs were kept")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "fksteer: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "fksteer",
+		Short:         "Inference-time steering of ONNX diffusion models with Feynman-Kac particles",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := readConfigFile(a.v, a.configPath); err != nil {
+				return err
+			}
+			return a.setupLogging()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML config file (default ./fksteer.yaml if present)")
+	bindSettings(a.v, root.PersistentFlags(), globalSettings)
+	root.AddCommand(a.generateCommand())
+	return root
+}
+
+func (a *app) setupLogging() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.v.GetString("log-level"))); err != nil {
+		return usageError{fmt.Errorf("log-level %q is not debug, info, warn or error", a.v.GetString("log-level"))}
+	}
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// initRuntime loads ONNX Runtime and returns the session options the configuration asks for.
+func (a *app) initRuntime() ([]models.Option, error) {
+	if err := models.Init(a.v.GetString("ort-lib")); err != nil {
+		return nil, err
+	}
+	return []models.Option{
+		models.WithProvider(a.v.GetString("provider"), a.v.GetInt("device")),
+		models.WithThreads(a.v.GetInt("threads"), 0),
+	}, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -1,0 +1,220 @@
+// Package pipelines turns prompts into conditioning and runs diffusion denoisers on batches of
+// particles: it calls the model (with classifier-free guidance as one doubled batch), converts
+// whatever the model predicts (epsilon, v, x0 or flow velocity) into the pair (x0, eps) that
+// every step rule in sampler/ consumes, and decodes states to images.
+//
+// One interface, several implementations: a single-file denoiser described by a YAML manifest
+// ([LoadManifest], [OpenManifest]) and the built-in glyphs model ([OpenGlyphs]). pipelines knows
+// nothing about particles, potentials or steering.
+package pipelines
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/schedule"
+)
+
+// Pipeline is a diffusion model ready to sample: it predicts x0 and eps for a batch of states and
+// decodes clean states to images. Implementations are safe for concurrent use by several
+// goroutines, each driving its own batch.
+type Pipeline interface {
+	// Info describes the model.
+	Info() Info
+	// Schedule returns the steps+1 noise levels a sampler walks, from the noisiest to the last.
+	Schedule(steps int) ([]schedule.Level, error)
+	// Condition turns a prompt (and the class override in opts) into conditioning.
+	Condition(ctx context.Context, prompt string, opts CondOptions) (Cond, error)
+	// Predict runs the denoiser on n states x (n*Info().Len() values) at level lvl and writes
+	// the predicted clean states to x0 and the predicted noise to eps. With guidance > 1 and a
+	// conditional c it runs one batch of 2n rows [unconditional; conditional] and combines the
+	// outputs as u + guidance*(c - u). A NaN or Inf in the model's output is an error.
+	Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error
+	// Decode turns n clean states into images in [0, 1]; dst must hold n images of Info's size.
+	Decode(ctx context.Context, x []float32, n int, dst models.Images) error
+	// Stats reports the model calls made so far and the time spent inside ONNX Runtime.
+	Stats() Stats
+	// Close releases the model's sessions.
+	Close() error
+}
+
+// Info describes a pipeline's model.
+type Info struct {
+	Name string
+	// Path is the model file or folder, Hash the hex sha256 of its model file.
+	Path, Hash string
+	// Channels, Height and Width of one sample state.
+	Channels, Height, Width int
+	// ImageChannels, ImageHeight and ImageWidth of a decoded image.
+	ImageChannels, ImageHeight, ImageWidth int
+	Prediction                             Prediction
+	Conditioning                           CondKind
+	Defaults                               Defaults
+}
+
+// Len is the number of values in one sample state.
+func (i Info) Len() int { return i.Channels * i.Height * i.Width }
+
+// Defaults are a model's recommended sampling settings.
+type Defaults struct {
+	Steps    int     `yaml:"steps"`
+	Guidance float64 `yaml:"guidance"`
+	Sampler  string  `yaml:"sampler"`
+	Eta      float64 `yaml:"eta"`
+}
+
+// Stats counts a pipeline's model calls.
+type Stats struct {
+	ModelCalls int
+	ModelTime  time.Duration
+}
+
+// CondKind is how a model is conditioned.
+type CondKind string
+
+// Conditioning kinds.
+const (
+	Unconditioned CondKind = "none"
+	ClassCond     CondKind = "class"
+	VectorCond    CondKind = "text"
+)
+
+// CondOptions carry conditioning choices made outside the prompt.
+type CondOptions struct {
+	// Class, when set, overrides the class read from the prompt (class-conditional models).
+	Class *int64
+}
+
+// Cond is the conditioning of one prompt, shared by every particle generated for it.
+type Cond struct {
+	Prompt string
+	// Class and Null are the class id and the null ("unconditional") id of class-conditional models.
+	Class, Null int64
+	// Vector and NullVector are one row of conditioning for the prompt and for no prompt, for
+	// vector-conditioned models (a text embedding; the glyph prior).
+	Vector, NullVector []float32
+	// Kind says which of the fields above are in use.
+	Kind CondKind
+}
+
+// Guidable reports whether classifier-free guidance changes anything: the conditional and the
+// unconditional inputs differ.
+func (c Cond) Guidable() bool {
+	switch c.Kind {
+	case ClassCond:
+		return c.Class != c.Null
+	case VectorCond:
+		if len(c.Vector) != len(c.NullVector) {
+			return true
+		}
+		for i := range c.Vector {
+			if c.Vector[i] != c.NullVector[i] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Prediction is what a denoiser's output means.
+type Prediction string
+
+// Prediction types. Each is converted to (x0, eps) by [ToX0Eps].
+const (
+	PredictEpsilon Prediction = "epsilon"
+	PredictV       Prediction = "v"
+	PredictX0      Prediction = "x0"
+	PredictFlow    Prediction = "flow"
+)
+
+// ParsePrediction accepts the names above and diffusers' aliases (v_prediction, sample).
+func ParsePrediction(s string) (Prediction, error) {
+	switch s {
+	case "epsilon", "eps":
+		return PredictEpsilon, nil
+	case "v", "v_prediction":
+		return PredictV, nil
+	case "x0", "sample":
+		return PredictX0, nil
+	case "flow", "velocity", "flow_velocity":
+		return PredictFlow, nil
+	}
+	return "", fmt.Errorf("unknown prediction %q (valid: epsilon, v, x0, flow)", s)
+}
+
+// ToX0Eps converts a model output at level l into the predicted clean state and noise, for
+// states x = Alpha*x0 + Sigma*eps. out may alias x0 or eps (each element is read before either
+// is written). The conventions:
+//
+//	epsilon: eps = out, x0 = (x - Sigma*eps)/Alpha
+//	x0:      x0 = out,  eps = (x - Alpha*x0)/Sigma
+//	v:       out = Alpha*eps - Sigma*x0 (diffusers' v); x0 = (Alpha x - Sigma v)/(Alpha²+Sigma²),
+//	         eps = (Sigma x + Alpha v)/(Alpha²+Sigma²), which for VP (Alpha²+Sigma² = 1) is
+//	         DESIGN.md's x0 = sqrt(abar) x - sqrt(1-abar) v
+//	flow:    out = eps - x0 (rectified-flow velocity); x0 = (x - Sigma v)/(Alpha+Sigma),
+//	         eps = (x + Alpha v)/(Alpha+Sigma), i.e. x0 = x - t v and eps = x + (1-t) v
+//
+// Where a quantity is undefined (eps at Sigma = 0, x0 at Alpha = 0 for an epsilon model) it is
+// set to 0; samplers never use it there.
+func ToX0Eps(p Prediction, l schedule.Level, x, out, x0, eps []float32) {
+	a, s := l.Alpha, l.Sigma
+	switch p {
+	case PredictEpsilon:
+		inv := safeInv(a)
+		for i, xi := range x {
+			e := float64(out[i])
+			x0[i] = float32((float64(xi) - s*e) * inv)
+			eps[i] = float32(e)
+		}
+	case PredictX0:
+		inv := safeInv(s)
+		for i, xi := range x {
+			d := float64(out[i])
+			x0[i] = float32(d)
+			eps[i] = float32((float64(xi) - a*d) * inv)
+		}
+	case PredictV:
+		inv := safeInv(a*a + s*s)
+		for i, xi := range x {
+			v := float64(out[i])
+			x0[i] = float32((a*float64(xi) - s*v) * inv)
+			eps[i] = float32((s*float64(xi) + a*v) * inv)
+		}
+	case PredictFlow:
+		inv := safeInv(a + s)
+		for i, xi := range x {
+			v := float64(out[i])
+			x0[i] = float32((float64(xi) - s*v) * inv)
+			eps[i] = float32((float64(xi) + a*v) * inv)
+		}
+	}
+}
+
+func safeInv(v float64) float64 {
+	if v == 0 {
+		return 0
+	}
+	return 1 / v
+}
+
+// combineGuidance writes u + g*(c - u) into dst, where u and c are the two halves of out.
+func combineGuidance(dst, out []float32, g float64) {
+	n := len(dst)
+	u, c := out[:n], out[n:2*n]
+	for i := range dst {
+		dst[i] = float32(float64(u[i]) + g*(float64(c[i])-float64(u[i])))
+	}
+}
+
+// checkFinite returns an error naming the first non-finite value of a model's output.
+func checkFinite(model string, l schedule.Level, out []float32) error {
+	for i, v := range out {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("model %s returned %v at element %d for time %g: the export is broken or its inputs are out of range (check the manifest's time convention and value range, or run with --provider cpu)", model, v, i, l.Time)
+		}
+	}
+	return nil
+}

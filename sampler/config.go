@@ -1,0 +1,209 @@
+package sampler
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/potentials"
+	"github.com/fksteer/fksteer/rewards"
+	"github.com/fksteer/fksteer/schedule"
+)
+
+// Rule names a step rule.
+type Rule string
+
+// The step rules a run can use.
+const (
+	// Euler is the deterministic step (DDIM with eta = 0): for flows, x' = x - (t-t') v.
+	Euler Rule = "euler"
+	// DDIMRule is DDIM with the run's eta; on flow levels, the marginal-preserving flow step.
+	DDIMRule Rule = "ddim"
+	// DDPMRule is the ancestral posterior q(x'|x, x0) (DDIM with eta = 1, computed directly).
+	DDPMRule Rule = "ddpm"
+	// EulerARule is k-diffusion's Euler-ancestral step with the run's eta.
+	EulerARule Rule = "euler-a"
+	// FlowSDERule is Flow-GRPO's SDE step for rectified flows; eta is its noise level a.
+	FlowSDERule Rule = "flow-sde"
+)
+
+var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule}
+
+// ParseRule turns a sampler name into a Rule.
+func ParseRule(s string) (Rule, error) {
+	for _, r := range rules {
+		if Rule(s) == r {
+			return r, nil
+		}
+	}
+	names := make([]string, len(rules))
+	for i, r := range rules {
+		names[i] = string(r)
+	}
+	return "", fmt.Errorf("unknown sampler %q (valid: %s)", s, strings.Join(names, ", "))
+}
+
+// Stochastic reports whether the rule draws fresh noise with this eta. FK steering needs it:
+// a deterministic sampler gives resampled copies nothing to diverge with.
+func (r Rule) Stochastic(eta float64) bool {
+	switch r {
+	case Euler:
+		return false
+	case DDPMRule:
+		return true
+	}
+	return eta > 0
+}
+
+// step writes the mean of one step for a whole batch and returns its standard deviation.
+func (r Rule) step(mean, x, x0, eps []float32, from, to schedule.Level, eta float64) float64 {
+	switch r {
+	case DDIMRule:
+		return DDIM(mean, x0, eps, from, to, eta)
+	case DDPMRule:
+		return DDPM(mean, x, x0, from, to)
+	case EulerARule:
+		return EulerAncestral(mean, x0, eps, from, to, eta)
+	case FlowSDERule:
+		return FlowSDE(mean, x, x0, eps, from, to, eta)
+	}
+	return DDIM(mean, x0, eps, from, to, 0)
+}
+
+// Method is a steering method.
+type Method string
+
+// Steering methods.
+const (
+	// Base draws K independent samples.
+	Base Method = "base"
+	// BestOfN draws K independent samples and keeps the best by final reward.
+	BestOfN Method = "bon"
+	// FK is Feynman-Kac steering: K particles reweighted by reward potentials and resampled.
+	FK Method = "fk"
+)
+
+// ParseMethod turns a method name into a Method.
+func ParseMethod(s string) (Method, error) {
+	switch m := Method(s); m {
+	case Base, BestOfN, FK:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown method %q (valid: base, bon, fk)", s)
+}
+
+// Selection says which final particles a run returns.
+type Selection string
+
+// Selections.
+const (
+	// SelectBest returns each group's particle with the highest final reward (or the first
+	// particle when there is no reward).
+	SelectBest Selection = "best"
+	// SelectAll returns every particle.
+	SelectAll Selection = "all"
+	// SelectSample returns one particle per group drawn by its final weight.
+	SelectSample Selection = "sample"
+)
+
+// ParseSelection turns a name into a Selection.
+func ParseSelection(s string) (Selection, error) {
+	switch v := Selection(s); v {
+	case SelectBest, SelectAll, SelectSample:
+		return v, nil
+	}
+	return "", fmt.Errorf("unknown selection %q (valid: best, all, sample)", s)
+}
+
+// Config is one sampling run: Images independent groups of Particles particles each, all in one
+// model batch. Group g uses seed Seed+g, so image g of a run can be reproduced alone.
+type Config struct {
+	Prompt     string
+	CondOpts   pipelines.CondOptions
+	Steps      int
+	Guidance   float64
+	Rule       Rule
+	Eta        float64
+	Seed       uint64
+	Images     int
+	Particles  int
+	Method     Method
+	Reward     rewards.Reward
+	Potential  potentials.Kind
+	Lambda     potentials.Lambda
+	Resampling potentials.Schedule
+	Resampler  particles.Scheme
+	Select     Selection
+	// Observer, if set, is called after every step with that step's statistics.
+	Observer func(StepInfo)
+}
+
+func (c *Config) validate() error {
+	if c.Steps <= 0 {
+		return fmt.Errorf("steps must be positive (got %d)", c.Steps)
+	}
+	if c.Images <= 0 {
+		return fmt.Errorf("number of images must be positive (got %d)", c.Images)
+	}
+	if c.Particles <= 0 {
+		return fmt.Errorf("number of particles must be positive (got %d)", c.Particles)
+	}
+	if c.Rule == "" {
+		c.Rule = Euler
+	}
+	if c.Method == "" {
+		c.Method = Base
+	}
+	if c.Select == "" {
+		c.Select = SelectAll
+		if c.Method != Base {
+			c.Select = SelectBest
+		}
+	}
+	if c.Resampler == "" {
+		c.Resampler = particles.Systematic
+	}
+	if c.Method != Base && c.Reward == nil {
+		return fmt.Errorf("method %s needs a reward (--reward)", c.Method)
+	}
+	if c.Method == FK {
+		if !c.Rule.Stochastic(c.Eta) {
+			return fmt.Errorf("FK steering needs a stochastic sampler: %s with eta %g draws no noise, so resampled copies would stay identical (use --sampler ddim --eta 1)", c.Rule, c.Eta)
+		}
+		if err := c.Resampling.Validate(); err != nil {
+			return err
+		}
+		if err := c.Lambda.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Select == SelectSample && c.Method != FK {
+		return fmt.Errorf("selection by weight needs --method fk")
+	}
+	return nil
+}
+
+// Output is one returned sample.
+type Output struct {
+	Group, Particle int
+	Seed            uint64
+	// Reward is the final reward (NaN when the run had none).
+	Reward float64
+	// LogWeight is the particle's final log-weight, normalised within its group (FK only; 0 otherwise).
+	LogWeight float64
+	// Roots is how many distinct initial particles the group's final particles descend from.
+	Roots int
+}
+
+// Result is what a run produced.
+type Result struct {
+	// Images holds the selected outputs, in Outputs order.
+	Images  models.Images
+	Outputs []Output
+	// Rewards and LogWeights hold the final reward and normalised log-weight of every particle,
+	// row g*K+k.
+	Rewards, LogWeights []float64
+	Stats               Stats
+}

@@ -1,0 +1,293 @@
+package sampler
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/potentials"
+)
+
+// Run samples with p as cfg says and returns the selected outputs. One call runs cfg.Images
+// groups of cfg.Particles particles as one model batch; every step is read top to bottom:
+// predict, score and reweight, step, maybe resample, observe. As DESIGN.md (section 4) fixes it,
+// the weight of step t uses the x0 prediction made from x_t, and what resampling copies is the
+// stepped state x_{t-1}.
+//
+// Results depend only on the configuration and seed: group g draws from streams seeded by
+// cfg.Seed+g, so neither the number of groups in the batch nor the order of work changes them.
+func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error) {
+	start := time.Now()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	info := p.Info()
+	levels, err := p.Schedule(cfg.Steps)
+	if err != nil {
+		return nil, err
+	}
+	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRun(p, cfg, info)
+	if err != nil {
+		return nil, err
+	}
+	modelBefore := p.Stats()
+
+	n := len(levels) - 1
+	for i := range n {
+		from, to := levels[i], levels[i+1]
+		// 1. Predict x0 and eps for every particle in one batched model call.
+		if err := p.Predict(ctx, r.pop.X, r.rows, from, cond, cfg.Guidance, r.x0, r.eps); err != nil {
+			return nil, fmt.Errorf("step %d/%d: %w", i+1, n, err)
+		}
+		si := StepInfo{Step: i, Steps: n, From: from, To: to}
+		// 2. Score the x0 predictions and multiply each weight by its potential. The schedule's
+		// final evaluation (step n-1) happens after the loop, on the final samples themselves.
+		evaluate := cfg.Method == FK && i < n-1 && cfg.Resampling.Evaluates(i, n)
+		if evaluate {
+			if err := r.reweight(ctx, i, n); err != nil {
+				return nil, fmt.Errorf("step %d/%d: %w", i+1, n, err)
+			}
+		}
+		// 3. Step every particle: x' = mean + std*z, each row with noise from its own stream.
+		std := cfg.Rule.step(r.mean, r.pop.X, r.x0, r.eps, from, to, cfg.Eta)
+		if std > 0 {
+			for row := range r.rows {
+				r.streams.FillNormal(row, r.noise[row*r.dim:(row+1)*r.dim])
+			}
+			for j, m := range r.mean {
+				r.pop.X[j] = m + float32(std)*r.noise[j]
+			}
+		} else {
+			copy(r.pop.X, r.mean)
+		}
+		// 4. Resample the stepped particles where the schedule (and the ESS) say so.
+		if evaluate {
+			if err := r.resample(i, &si); err != nil {
+				return nil, fmt.Errorf("step %d/%d: %w", i+1, n, err)
+			}
+		}
+		// 5. Observe.
+		if cfg.Observer != nil {
+			cfg.Observer(si)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	res, err := r.finish(ctx)
+	if err != nil {
+		return nil, err
+	}
+	modelAfter := p.Stats()
+	res.Stats.Steps = n
+	res.Stats.ModelCalls = modelAfter.ModelCalls - modelBefore.ModelCalls
+	res.Stats.ModelTime = modelAfter.ModelTime - modelBefore.ModelTime
+	res.Stats.RewardCalls = r.rewardCalls
+	res.Stats.RewardTime = r.rewardTime
+	res.Stats.Resamplings = r.resamplings
+	res.Stats.ESS = r.ess
+	res.Stats.Wall = time.Since(start)
+	res.Stats.EngineTime = res.Stats.Wall - res.Stats.ModelTime - res.Stats.RewardTime
+	return res, nil
+}
+
+// run holds one run's pre-allocated state, so the step loop allocates nothing.
+type run struct {
+	p         pipelines.Pipeline
+	cfg       Config
+	info      pipelines.Info
+	groups, k int
+	rows, dim int
+
+	pop     *particles.Population
+	streams *particles.Streams
+	x0, eps []float32
+	mean    []float32
+	noise   []float32
+	imgs    models.Images
+	scores  []float64
+	parents []int
+	pot     *potentials.Potential
+
+	rewardCalls int
+	rewardTime  time.Duration
+	resamplings int
+	ess         []ESSPoint
+}
+
+func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error) {
+	r := &run{p: p, cfg: cfg, info: info, groups: cfg.Images, k: cfg.Particles, dim: info.Len()}
+	r.rows = r.groups * r.k
+	var err error
+	if r.pop, err = particles.New(r.groups, r.k, r.dim); err != nil {
+		return nil, err
+	}
+	r.x0 = make([]float32, r.rows*r.dim)
+	r.eps = make([]float32, r.rows*r.dim)
+	seeds := make([]uint64, r.groups)
+	for g := range seeds {
+		seeds[g] = cfg.Seed + uint64(g)
+	}
+	if r.streams, err = particles.NewStreams(seeds, r.k); err != nil {
+		return nil, err
+	}
+	// The initial state is pure noise: at the first level of every schedule fksteer builds,
+	// Alpha^2 + Sigma^2 = 1 and the data's contribution is negligible or zero.
+	for row := range r.rows {
+		r.streams.FillNormal(row, r.pop.Row(row))
+	}
+	r.mean = make([]float32, r.rows*r.dim)
+	r.noise = make([]float32, r.rows*r.dim)
+	r.imgs = models.NewImages(r.rows, info.ImageChannels, info.ImageHeight, info.ImageWidth)
+	r.scores = make([]float64, r.rows)
+	r.parents = make([]int, r.k)
+	if cfg.Method == FK {
+		if r.pot, err = potentials.New(r.pop, cfg.Potential); err != nil {
+			return nil, err
+		}
+		r.pop.ReserveEvents(r.groups * cfg.Steps)
+	}
+	return r, nil
+}
+
+// score decodes states and scores all rows in one reward call.
+func (r *run) score(ctx context.Context, states []float32) error {
+	if err := r.p.Decode(ctx, states, r.rows, r.imgs); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := r.cfg.Reward.Score(ctx, r.imgs, r.cfg.Prompt, r.scores)
+	r.rewardTime += time.Since(start)
+	r.rewardCalls++
+	if err != nil {
+		return fmt.Errorf("reward %s: %w", r.cfg.Reward.Name(), err)
+	}
+	for g := range r.groups {
+		finite := false
+		for _, s := range r.scores[g*r.k : (g+1)*r.k] {
+			if !math.IsNaN(s) && !math.IsInf(s, 0) {
+				finite = true
+				break
+			}
+		}
+		if !finite {
+			return fmt.Errorf("reward %s returned no finite score for any of the %d particles of image %d: check the reward's model and options", r.cfg.Reward.Name(), r.k, g)
+		}
+	}
+	return nil
+}
+
+// reweight scores the x0 predictions and multiplies each particle's weight by its potential.
+func (r *run) reweight(ctx context.Context, step, n int) error {
+	if err := r.score(ctx, r.x0); err != nil {
+		return err
+	}
+	lambda := r.lambda(step, n)
+	for g := range r.groups {
+		if err := r.pot.Reweight(g, r.scores[g*r.k:(g+1)*r.k], lambda, false, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resample resamples the groups whose schedule (and ESS) say so and records the ESS.
+func (r *run) resample(step int, si *StepInfo) error {
+	point := ESSPoint{Step: step, ESS: make([]float64, r.groups), Resampled: make([]bool, r.groups)}
+	for g := range r.groups {
+		ess, resampled, err := r.cfg.Resampling.MaybeResample(r.pop, r.cfg.Resampler, r.streams.Resampler(g), step, g, r.parents)
+		if err != nil {
+			return fmt.Errorf("resample image %d (the reward gave no particle a finite potential; is lambda too large?): %w", g, err)
+		}
+		point.ESS[g], point.Resampled[g] = ess, resampled
+		if resampled {
+			r.resamplings++
+		}
+	}
+	r.ess = append(r.ess, point)
+	si.Evaluated, si.Rewards, si.ESS, si.Resampled = true, r.scores, point.ESS, point.Resampled
+	return nil
+}
+
+// lambda is the potential scale at an evaluation step, following the lambda ramp over the
+// schedule's evaluations.
+func (r *run) lambda(step, n int) float64 {
+	i, _ := r.cfg.Resampling.Evaluation(step, n)
+	return r.cfg.Lambda.At(i, r.cfg.Resampling.Evaluations(n))
+}
+
+// finish decodes the final states, applies the final reward and potential, and selects outputs.
+func (r *run) finish(ctx context.Context) (*Result, error) {
+	cfg := r.cfg
+	res := &Result{Rewards: make([]float64, r.rows), LogWeights: make([]float64, r.rows)}
+	if cfg.Reward != nil {
+		if err := r.score(ctx, r.pop.X); err != nil {
+			return nil, fmt.Errorf("final reward: %w", err)
+		}
+		copy(res.Rewards, r.scores)
+	} else {
+		if err := r.p.Decode(ctx, r.pop.X, r.rows, r.imgs); err != nil {
+			return nil, err
+		}
+		for i := range res.Rewards {
+			res.Rewards[i] = math.NaN()
+		}
+	}
+	if cfg.Method == FK {
+		// The final potential divides out everything applied along each ancestry, so the weighted
+		// population targets p(x0) exp(lambda r(x0)).
+		lambda := r.lambda(cfg.Steps-1, cfg.Steps)
+		for g := range r.groups {
+			if err := r.pot.Reweight(g, r.scores[g*r.k:(g+1)*r.k], lambda, true, nil); err != nil {
+				return nil, err
+			}
+			logw := r.pop.GroupLogW(g)
+			z := particles.LogSumExp(logw)
+			for k := range logw {
+				res.LogWeights[g*r.k+k] = logw[k] - z
+			}
+		}
+	}
+	var picks []int
+	for g := range r.groups {
+		switch cfg.Select {
+		case SelectAll:
+			for k := range r.k {
+				picks = append(picks, g*r.k+k)
+			}
+		case SelectBest:
+			best := g * r.k
+			for row := g * r.k; row < (g+1)*r.k; row++ {
+				if res.Rewards[row] > res.Rewards[best] || math.IsNaN(res.Rewards[best]) && !math.IsNaN(res.Rewards[row]) {
+					best = row
+				}
+			}
+			picks = append(picks, best)
+		case SelectSample:
+			if err := particles.Multinomial.Resample(r.streams.Resampler(g), res.LogWeights[g*r.k:(g+1)*r.k], r.parents[:1]); err != nil {
+				return nil, fmt.Errorf("select image %d by weight: %w", g, err)
+			}
+			picks = append(picks, g*r.k+r.parents[0])
+		}
+	}
+	size := r.imgs.Len()
+	res.Images = models.NewImages(len(picks), r.imgs.C, r.imgs.H, r.imgs.W)
+	for i, row := range picks {
+		copy(res.Images.At(i), r.imgs.Pix[row*size:(row+1)*size])
+		g := row / r.k
+		out := Output{Group: g, Particle: row % r.k, Seed: cfg.Seed + uint64(g), Reward: res.Rewards[row], LogWeight: res.LogWeights[row], Roots: r.k}
+		if cfg.Method == FK {
+			out.Roots = r.pop.DistinctRoots(g)
+		}
+		res.Outputs = append(res.Outputs, out)
+	}
+	return res, nil
+}

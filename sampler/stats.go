@@ -1,0 +1,60 @@
+package sampler
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fksteer/fksteer/schedule"
+)
+
+// Stats describes where a run's time and calls went.
+type Stats struct {
+	Steps       int
+	ModelCalls  int
+	RewardCalls int
+	// Resamplings counts group resampling events.
+	Resamplings int
+	// ESS holds, for every potential evaluation, each group's effective sample size before any
+	// resampling at that step.
+	ESS []ESSPoint
+	// Wall is the run's total time; ModelTime and RewardTime the parts inside the denoiser's and
+	// the reward's model runs; EngineTime the rest (conditioning, step maths, resampling, decoding).
+	Wall, ModelTime, RewardTime, EngineTime time.Duration
+}
+
+// ESSPoint is the effective sample size of every group at one step.
+type ESSPoint struct {
+	Step int
+	ESS  []float64
+	// Resampled[g] tells whether group g was resampled at this step.
+	Resampled []bool
+}
+
+// ESSTrace formats the first group's ESS per evaluation step, e.g. "5:3.2* 10:4.0" (a star marks
+// a resampling).
+func (s Stats) ESSTrace() string {
+	var b strings.Builder
+	for i, p := range s.ESS {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d:%.2f", p.Step, p.ESS[0])
+		if p.Resampled[0] {
+			b.WriteByte('*')
+		}
+	}
+	return b.String()
+}
+
+// StepInfo is what an observer sees after each step.
+type StepInfo struct {
+	Step, Steps int
+	From, To    schedule.Level
+	// Evaluated tells whether rewards were computed at this step; Rewards then holds one per row
+	// (of the x0 predictions, before resampling) and ESS one per group.
+	Evaluated bool
+	Rewards   []float64
+	ESS       []float64
+	Resampled []bool
+}
