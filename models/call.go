@@ -70,13 +70,22 @@ func (s *Session) NewCall(shapes Shapes) (_ *Call, err error) {
 		c.ins = append(c.ins, sl)
 		c.inVals = append(c.inVals, sl.value)
 	}
-	for _, out := range s.Outputs {
+	c.outVals = make([]ort.Value, len(s.Outputs))
+	for i, out := range s.Outputs {
 		if out.Type == Unsupported {
 			return nil, fmt.Errorf("model %s: output %s has element type %s, which fksteer does not convert", s.Path, out.Name, out.ONNXType)
 		}
-		c.outs = append(c.outs, &slot{info: out})
+		sl := &slot{info: out}
+		if out.Type == Float16 {
+			// onnxruntime_go cannot take over a float16 output that ONNX Runtime allocated (it copies
+			// one byte per element), so float16 outputs live in buffers of our own.
+			if err := sl.allocFloat16Output(c.ins); err != nil {
+				return nil, fmt.Errorf("model %s: %w", s.Path, err)
+			}
+			c.outVals[i] = sl.value
+		}
+		c.outs = append(c.outs, sl)
 	}
-	c.outVals = make([]ort.Value, len(c.outs))
 	if c.opts, err = ort.NewRunOptions(); err != nil {
 		return nil, fmt.Errorf("create run options: %w", err)
 	}
@@ -290,6 +299,50 @@ func (sl *slot) adopt(v ort.Value) error {
 	default:
 		return fmt.Errorf("output %s: unexpected runtime type %T", sl.info, v)
 	}
+	return nil
+}
+
+// allocFloat16Output sizes a float16 output: its fixed dimensions as declared, its dynamic ones
+// from the first input of the same rank that agrees with every fixed one (a denoiser's output has
+// its sample input's shape).
+func (sl *slot) allocFloat16Output(ins []*slot) error {
+	shape := slices.Clone(sl.info.Dims)
+	if slices.Contains(shape, -1) {
+		var from *slot
+		for _, in := range ins {
+			if len(in.shape) != len(shape) {
+				continue
+			}
+			ok := true
+			for d, v := range shape {
+				ok = ok && (v < 0 || v == in.shape[d])
+			}
+			if ok {
+				from = in
+				break
+			}
+		}
+		if from == nil {
+			return fmt.Errorf("float16 output %s has dynamic dimensions that no input of the same rank determines", sl.info)
+		}
+		for d, v := range shape {
+			if v < 0 {
+				shape[d] = from.shape[d]
+			}
+		}
+	}
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	sl.shape = shape
+	sl.f16 = make([]byte, 2*n)
+	sl.f32 = make([]float32, n)
+	v, err := ort.NewCustomDataTensor(ort.Shape(shape), sl.f16, ort.TensorElementDataTypeFloat16)
+	if err != nil {
+		return fmt.Errorf("allocate output %s: %w", sl.info, err)
+	}
+	sl.value = v
 	return nil
 }
 

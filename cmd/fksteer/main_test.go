@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"image/png"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,4 +207,59 @@ func TestGenerateWritesIdenticalPNGsWithParameters(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInterruptKeepsFinishedImages sends SIGINT to a generate run once its first batch is
+// written: the run must stop with exit code 130, and every image it wrote must be complete.
+func TestInterruptKeepsFinishedImages(t *testing.T) {
+	testenv.Runtime(t)
+	out := filepath.Join(t.TempDir(), "out")
+	cmd := exec.Command(os.Args[0], "generate", "--prompt", `"B"`, "--num-images", "400", "--batch-size", "2", "--steps", "30", "--out", out)
+	cmd.Env = append(os.Environ(), "FKSTEER_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The first printed path means a batch is on disk; interrupt then.
+	first := make([]byte, 1)
+	if _, err := stdout.Read(first); err != nil {
+		t.Fatalf("no output before exit: %v; stderr: %s", err, stderr.String())
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit code %d (%v), want %d; stderr: %s", code, err, exitInterrupted, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("stderr does not say it was interrupted: %s", stderr.String())
+	}
+	files, err := filepath.Glob(filepath.Join(out, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 || len(files) >= 400 {
+		t.Fatalf("%d files after the interrupt; want some but not all", len(files))
+	}
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			t.Errorf("temporary file %s left behind", f)
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(bytes.NewReader(data)); err != nil {
+			t.Errorf("%s does not decode: %v", f, err)
+		}
+	}
+	t.Logf("interrupted after %d of 400 images", len(files))
 }

@@ -80,7 +80,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML config file (default ./fksteer.yaml if present)")
 	bindSettings(a.v, root.PersistentFlags(), globalSettings)
-	root.AddCommand(a.generateCommand())
+	root.AddCommand(a.generateCommand(), a.benchCommand())
 	return root
 }
 
