@@ -121,6 +121,9 @@ type run struct {
 	rewardTime  time.Duration
 	resamplings int
 	ess         []ESSPoint
+	// essBuf and resampledBuf back every ESSPoint of the run, allocated once.
+	essBuf       []float64
+	resampledBuf []bool
 }
 
 func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error) {
@@ -153,7 +156,11 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 		if r.pot, err = potentials.New(r.pop, cfg.Potential); err != nil {
 			return nil, err
 		}
-		r.pop.ReserveEvents(r.groups * cfg.Steps)
+		evals := cfg.Resampling.Evaluations(cfg.Steps)
+		r.pop.ReserveEvents(r.groups * evals)
+		r.ess = make([]ESSPoint, 0, evals)
+		r.essBuf = make([]float64, r.groups*evals)
+		r.resampledBuf = make([]bool, r.groups*evals)
 	}
 	return r, nil
 }
@@ -201,7 +208,8 @@ func (r *run) reweight(ctx context.Context, step, n int) error {
 
 // resample resamples the groups whose schedule (and ESS) say so and records the ESS.
 func (r *run) resample(step int, si *StepInfo) error {
-	point := ESSPoint{Step: step, ESS: make([]float64, r.groups), Resampled: make([]bool, r.groups)}
+	off := len(r.ess) * r.groups
+	point := ESSPoint{Step: step, ESS: r.essBuf[off : off+r.groups], Resampled: r.resampledBuf[off : off+r.groups]}
 	for g := range r.groups {
 		ess, resampled, err := r.cfg.Resampling.MaybeResample(r.pop, r.cfg.Resampler, r.streams.Resampler(g), step, g, r.parents)
 		if err != nil {

@@ -47,7 +47,8 @@ func (s Stats) ESSTrace() string {
 	return b.String()
 }
 
-// StepInfo is what an observer sees after each step.
+// StepInfo is what an observer sees after each step. Its slices belong to the run: read them
+// during the callback, copy what must outlive it.
 type StepInfo struct {
 	Step, Steps int
 	From, To    schedule.Level
