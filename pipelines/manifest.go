@@ -67,8 +67,8 @@ type ManifestTime struct {
 	BetaEnd       float64 `yaml:"beta_end"`
 	BetaSchedule  string  `yaml:"beta_schedule"`
 	Spacing       string  `yaml:"timestep_spacing"`
-	StepsOffset   int     `yaml:"steps_offset"`
-	SetAlphaToOne bool    `yaml:"set_alpha_to_one"`
+	StepsOffset   *int    `yaml:"steps_offset"`
+	SetAlphaToOne *bool   `yaml:"set_alpha_to_one"`
 }
 
 // ManifestConditioning says how the model is conditioned.
@@ -219,8 +219,12 @@ func (m *Manifest) discrete() (schedule.Discrete, error) {
 		}
 		d.Spacing = s
 	}
-	d.StepsOffset = t.StepsOffset
-	d.SetAlphaToOne = t.SetAlphaToOne
+	if t.StepsOffset != nil {
+		d.StepsOffset = *t.StepsOffset
+	}
+	if t.SetAlphaToOne != nil {
+		d.SetAlphaToOne = *t.SetAlphaToOne
+	}
 	if d.TrainSteps <= 0 {
 		return d, fmt.Errorf("train_steps must be positive (got %d)", d.TrainSteps)
 	}

@@ -121,6 +121,8 @@ type run struct {
 	rewardTime  time.Duration
 	resamplings int
 	ess         []ESSPoint
+	// parentsAll records every row's parent slot at the current evaluation, for observers.
+	parentsAll []int
 	// essBuf and resampledBuf back every ESSPoint of the run, allocated once.
 	essBuf       []float64
 	resampledBuf []bool
@@ -161,6 +163,7 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 		r.ess = make([]ESSPoint, 0, evals)
 		r.essBuf = make([]float64, r.groups*evals)
 		r.resampledBuf = make([]bool, r.groups*evals)
+		r.parentsAll = make([]int, r.rows)
 	}
 	return r, nil
 }
@@ -216,12 +219,19 @@ func (r *run) resample(step int, si *StepInfo) error {
 			return fmt.Errorf("resample image %d (the reward gave no particle a finite potential; is lambda too large?): %w", g, err)
 		}
 		point.ESS[g], point.Resampled[g] = ess, resampled
+		dst := r.parentsAll[g*r.k : (g+1)*r.k]
 		if resampled {
 			r.resamplings++
+			copy(dst, r.parents)
+		} else {
+			for k := range dst {
+				dst[k] = k
+			}
 		}
 	}
 	r.ess = append(r.ess, point)
 	si.Evaluated, si.Rewards, si.ESS, si.Resampled = true, r.scores, point.ESS, point.Resampled
+	si.Images, si.Parents = r.imgs, r.parentsAll
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -58,4 +59,9 @@ type StepInfo struct {
 	Rewards   []float64
 	ESS       []float64
 	Resampled []bool
+	// Images holds, at evaluation steps, the decoded x0 predictions of every row (what the
+	// reward scored). Parents[g*K+k] is the slot within group g that slot k was copied from at
+	// this step (k itself where the group was not resampled).
+	Images  models.Images
+	Parents []int
 }
