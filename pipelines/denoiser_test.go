@@ -25,7 +25,9 @@ func echoModel(t *testing.T, timeType onnxgraph.ElemType, timeDims []onnxgraph.D
 	x := g.Input("sample", sampleType, b, onnxgraph.Fixed(1), onnxgraph.Fixed(2), onnxgraph.Fixed(2))
 	tm := g.Input("timestep", timeType, timeDims...)
 	c := g.Input("class", onnxgraph.Int64, b)
-	f32 := func(v string) string { return g.Op("Cast", []string{v}, onnxgraph.AttrInt("to", int64(onnxgraph.Float32))) }
+	f32 := func(v string) string {
+		return g.Op("Cast", []string{v}, onnxgraph.AttrInt("to", int64(onnxgraph.Float32)))
+	}
 	tcol := f32(tm)
 	if len(timeDims) > 0 {
 		tcol = g.Op("Reshape", []string{tcol, g.Int64s(-1, 1, 1, 1)})
