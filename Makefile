@@ -3,7 +3,7 @@
 
 GO      ?= go
 BIN     := bin/fksteer
-PROMPT  ?= a red "A" on black
+PROMPT  ?= the letters "fk"
 
 .PHONY: all ort build demo test vet bench clean
 
@@ -17,7 +17,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/fksteer
 
 demo: ort build
-	$(BIN) generate --prompt '$(PROMPT)' --num-images 4 --out out/demo
+	$(BIN) generate --prompt '$(PROMPT)' --num-images 8 --out out/demo
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -138,6 +138,16 @@ type Config struct {
 	Select     Selection
 	// Observer, if set, is called after every step with that step's statistics.
 	Observer func(StepInfo)
+	// Record keeps every state, step mean and std and step log-probability (Result.Trajectories),
+	// for fine-tuning datasets. It costs memory proportional to steps x rows and nothing when off.
+	Record bool
+	// SharedStart starts every particle of a group from the same initial noise x_T (slot 0's),
+	// as D3PO's pairs need; the particles still step with their own noise.
+	SharedStart bool
+	// SharedPrefix, when positive, makes the particles of a group share their trajectory up to
+	// step SharedPrefix: after that step every slot continues from slot 0's state (recorded as a
+	// resampling from slot 0, so the prefix is stored once). Not with FK.
+	SharedPrefix int
 }
 
 func (c *Config) validate() error {
@@ -179,6 +189,12 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
+	if c.SharedPrefix < 0 || c.SharedPrefix >= c.Steps {
+		return fmt.Errorf("shared prefix %d must be between 0 and steps-1 (%d)", c.SharedPrefix, c.Steps-1)
+	}
+	if c.SharedPrefix > 0 && c.Method == FK {
+		return fmt.Errorf("a shared trajectory prefix cannot be combined with FK resampling")
+	}
 	if c.Select == SelectSample && c.Method != FK {
 		return fmt.Errorf("selection by weight needs --method fk")
 	}
@@ -205,5 +221,9 @@ type Result struct {
 	// Rewards and LogWeights hold the final reward and normalised log-weight of every particle,
 	// row g*K+k.
 	Rewards, LogWeights []float64
-	Stats               Stats
+	// All holds the final images of every particle, row g*K+k (Images holds the selected ones).
+	All   models.Images
+	Stats Stats
+	// Trajectories is the recording of a run with Config.Record; nil otherwise.
+	Trajectories *Trajectories
 }

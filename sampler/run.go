@@ -39,10 +39,16 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 		return nil, err
 	}
 	modelBefore := p.Stats()
+	if cfg.Record {
+		r.rec = newRecorder(levels, r.rows, r.dim, r.seeds)
+	}
 
 	n := len(levels) - 1
 	for i := range n {
 		from, to := levels[i], levels[i+1]
+		if r.rec != nil {
+			r.rec.start(i, r.pop.X)
+		}
 		// 1. Predict x0 and eps for every particle in one batched model call.
 		if err := p.Predict(ctx, r.pop.X, r.rows, from, cond, cfg.Guidance, r.x0, r.eps); err != nil {
 			return nil, fmt.Errorf("step %d/%d: %w", i+1, n, err)
@@ -67,6 +73,14 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 			}
 		} else {
 			copy(r.pop.X, r.mean)
+		}
+		if r.rec != nil {
+			r.rec.step(i, r.mean, r.pop.X, std)
+		}
+		if cfg.SharedPrefix > 0 && i == cfg.SharedPrefix-1 {
+			if err := r.sharePrefix(i); err != nil {
+				return nil, err
+			}
 		}
 		// 4. Resample the stepped particles where the schedule (and the ESS) say so.
 		if evaluate {
@@ -116,6 +130,8 @@ type run struct {
 	scores  []float64
 	parents []int
 	pot     *potentials.Potential
+	seeds   []uint64
+	rec     *recorder
 
 	rewardCalls int
 	rewardTime  time.Duration
@@ -137,17 +153,26 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 	}
 	r.x0 = make([]float32, r.rows*r.dim)
 	r.eps = make([]float32, r.rows*r.dim)
-	seeds := make([]uint64, r.groups)
-	for g := range seeds {
-		seeds[g] = cfg.Seed + uint64(g)
+	r.seeds = make([]uint64, r.groups)
+	for g := range r.seeds {
+		r.seeds[g] = cfg.Seed + uint64(g)
 	}
-	if r.streams, err = particles.NewStreams(seeds, r.k); err != nil {
+	if r.streams, err = particles.NewStreams(r.seeds, r.k); err != nil {
 		return nil, err
 	}
 	// The initial state is pure noise: at the first level of every schedule fksteer builds,
-	// Alpha^2 + Sigma^2 = 1 and the data's contribution is negligible or zero.
+	// Alpha^2 + Sigma^2 = 1 and the data's contribution is negligible or zero. Every slot draws
+	// its own, so streams stay aligned even when the group then shares slot 0's.
 	for row := range r.rows {
 		r.streams.FillNormal(row, r.pop.Row(row))
+	}
+	if cfg.SharedStart {
+		for g := range r.groups {
+			x := r.pop.GroupX(g)
+			for k := 1; k < r.k; k++ {
+				copy(x[k*r.dim:(k+1)*r.dim], x[:r.dim])
+			}
+		}
 	}
 	r.mean = make([]float32, r.rows*r.dim)
 	r.noise = make([]float32, r.rows*r.dim)
@@ -166,6 +191,19 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 		r.parentsAll = make([]int, r.rows)
 	}
 	return r, nil
+}
+
+// sharePrefix makes every slot of every group continue from slot 0's state after step, recorded
+// in the genealogy as a resampling from slot 0.
+func (r *run) sharePrefix(step int) error {
+	zeros := make([]int, r.k)
+	r.pop.ReserveEvents(r.groups)
+	for g := range r.groups {
+		if err := r.pop.Resample(step, g, zeros); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // score decodes states and scores all rows in one reward call.
@@ -273,6 +311,10 @@ func (r *run) finish(ctx context.Context) (*Result, error) {
 				res.LogWeights[g*r.k+k] = logw[k] - z
 			}
 		}
+	}
+	res.All = r.imgs
+	if r.rec != nil {
+		res.Trajectories = r.rec.finish(r.pop.X, r.pop)
 	}
 	var picks []int
 	for g := range r.groups {
