@@ -6,6 +6,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -28,7 +29,11 @@ func reportShares(b *testing.B, st sampler.Stats) {
 // ONNX Runtime's Run calls.
 func BenchmarkMNISTGenerate(b *testing.B) {
 	p := openMNIST(b)
-	cfg := sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: sampler.Euler, Images: 16, Particles: 1}
+	benchRuns(b, p, sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: sampler.Euler, Images: 16, Particles: 1})
+}
+
+// benchRuns runs cfg once per iteration with a new seed and reports the last run's shares.
+func benchRuns(b *testing.B, p pipelines.Pipeline, cfg sampler.Config) {
 	b.ReportAllocs()
 	var last sampler.Stats
 	for i := 0; b.Loop(); i++ {
@@ -53,20 +58,9 @@ func BenchmarkMNISTFK(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { r.Close() })
-	cfg := sampler.Config{
+	benchRuns(b, p, sampler.Config{
 		Prompt: "", Steps: 50, Rule: sampler.DDIMRule, Eta: 1, Images: 1, Particles: 16,
 		Method: sampler.FK, Reward: r, Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 10},
 		Resampling: potentials.Schedule{Every: 5, Start: 5, End: 30}, Resampler: particles.Systematic,
-	}
-	b.ReportAllocs()
-	var last sampler.Stats
-	for i := 0; b.Loop(); i++ {
-		cfg.Seed = uint64(i)
-		res, err := sampler.Run(context.Background(), p, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		last = res.Stats
-	}
-	reportShares(b, last)
+	})
 }

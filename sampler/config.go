@@ -32,17 +32,18 @@ const (
 var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule}
 
 // ParseRule turns a sampler name into a Rule.
-func ParseRule(s string) (Rule, error) {
-	for _, r := range rules {
-		if Rule(s) == r {
-			return r, nil
+func ParseRule(s string) (Rule, error) { return parseName("sampler", s, rules) }
+
+// parseName returns the element of valid named s, or an error listing the valid names.
+func parseName[T ~string](what, s string, valid []T) (T, error) {
+	names := make([]string, len(valid))
+	for i, v := range valid {
+		if string(v) == s {
+			return v, nil
 		}
+		names[i] = string(v)
 	}
-	names := make([]string, len(rules))
-	for i, r := range rules {
-		names[i] = string(r)
-	}
-	return "", fmt.Errorf("unknown sampler %q (valid: %s)", s, strings.Join(names, ", "))
+	return "", fmt.Errorf("unknown %s %q (valid: %s)", what, s, strings.Join(names, ", "))
 }
 
 // Stochastic reports whether the rule draws fresh noise with this eta. FK steering needs it:
@@ -87,11 +88,7 @@ const (
 
 // ParseMethod turns a method name into a Method.
 func ParseMethod(s string) (Method, error) {
-	switch m := Method(s); m {
-	case Base, BestOfN, FK:
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown method %q (valid: base, bon, fk)", s)
+	return parseName("method", s, []Method{Base, BestOfN, FK})
 }
 
 // Selection says which final particles a run returns.
@@ -110,11 +107,7 @@ const (
 
 // ParseSelection turns a name into a Selection.
 func ParseSelection(s string) (Selection, error) {
-	switch v := Selection(s); v {
-	case SelectBest, SelectAll, SelectSample:
-		return v, nil
-	}
-	return "", fmt.Errorf("unknown selection %q (valid: best, all, sample)", s)
+	return parseName("selection", s, []Selection{SelectBest, SelectAll, SelectSample})
 }
 
 // Config is one sampling run: Images independent groups of Particles particles each, all in one
