@@ -281,8 +281,10 @@ func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule
 	if err := bc.c.Run(ctx); err != nil {
 		return err
 	}
-	d.nanos.Add(int64(time.Since(start)))
+	elapsed := time.Since(start)
+	d.nanos.Add(int64(elapsed))
 	d.calls.Add(1)
+	addStats(ctx, elapsed)
 	out, _, err := bc.c.Output(d.m.Output)
 	if err != nil {
 		return err

@@ -72,6 +72,23 @@ type Stats struct {
 	ModelTime  time.Duration
 }
 
+type statsKey struct{}
+
+// WithStats returns a context under which Predict also adds its model calls and time inside ONNX
+// Runtime to st. A run that shares its pipeline with others (batch workers) learns its own
+// figures this way; Pipeline.Stats counts everything. st must not be used by two goroutines.
+func WithStats(ctx context.Context, st *Stats) context.Context {
+	return context.WithValue(ctx, statsKey{}, st)
+}
+
+// addStats records one model call of duration d in the Stats carried by ctx, if any.
+func addStats(ctx context.Context, d time.Duration) {
+	if st, ok := ctx.Value(statsKey{}).(*Stats); ok {
+		st.ModelCalls++
+		st.ModelTime += d
+	}
+}
+
 // CondKind is how a model is conditioned.
 type CondKind string
 

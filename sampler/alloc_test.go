@@ -12,7 +12,8 @@ import (
 
 // TestStepLoopDoesNotAllocate compares the allocations of FK runs of 10 and 30 steps: all
 // buffers are made once per run, so the 20 extra steps may only add what onnxruntime_go's Run
-// allocates itself (a slice of input and of output pointers per call).
+// allocates itself: a slice of input and of output pointers, and one GetInternals result per
+// input and output (measured with -memprofile; none of it is fksteer's).
 func TestStepLoopDoesNotAllocate(t *testing.T) {
 	p := openGlyphs(t)
 	r, err := rewards.Parse("color:target=#c02020", rewards.Env{})
@@ -33,8 +34,10 @@ func TestStepLoopDoesNotAllocate(t *testing.T) {
 	}
 	short, long := allocs(10), allocs(30)
 	perStep := (long - short) / 20
-	t.Logf("allocations: %.0f for 10 steps, %.0f for 30 steps: %.2f per extra step", short, long, perStep)
-	if perStep > 2 {
-		t.Errorf("%.2f allocations per step; the loop itself should add none (onnxruntime_go's Run makes 2)", perStep)
+	info := p.Info()
+	wrapper := float64(2 + 3 + 1) // the glyphs model has 3 inputs and 1 output
+	t.Logf("%s: %.0f allocations for 10 steps, %.0f for 30: %.2f per extra step (onnxruntime_go: %.0f)", info.Name, short, long, perStep, wrapper)
+	if perStep > wrapper {
+		t.Errorf("%.2f allocations per step; onnxruntime_go's Run accounts for %.0f, the loop itself should add none", perStep, wrapper)
 	}
 }

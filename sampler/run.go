@@ -38,7 +38,9 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	modelBefore := p.Stats()
+	// This run's own model figures, even when other runs share the pipeline.
+	var model pipelines.Stats
+	ctx = pipelines.WithStats(ctx, &model)
 	if cfg.Record {
 		r.rec = newRecorder(levels, r.rows, r.dim, r.seeds)
 	}
@@ -100,10 +102,9 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	modelAfter := p.Stats()
 	res.Stats.Steps = n
-	res.Stats.ModelCalls = modelAfter.ModelCalls - modelBefore.ModelCalls
-	res.Stats.ModelTime = modelAfter.ModelTime - modelBefore.ModelTime
+	res.Stats.ModelCalls = model.ModelCalls
+	res.Stats.ModelTime = model.ModelTime
 	res.Stats.RewardCalls = r.rewardCalls
 	res.Stats.RewardTime = r.rewardTime
 	res.Stats.Resamplings = r.resamplings
