@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,8 +30,10 @@ type SteerConfig struct {
 	Reader *Reader
 	Digits []int
 	Ks     []int
-	Runs   int
-	Seed   uint64
+	// Methods lists the methods to run (base runs at K = 1 only); empty means base, bon and fk.
+	Methods []sampler.Method
+	Runs    int
+	Seed    uint64
 	// Base is the sampler configuration of every run (steps, rule, eta, FK settings); Method,
 	// Particles, Images, Seed, Reward and Select are set by the benchmark.
 	Base sampler.Config
@@ -82,20 +85,26 @@ func wilson(s, n int) (float64, float64) {
 
 // Steer runs the benchmark: base at K = 1, then best-of-K and FK at every K.
 func Steer(ctx context.Context, c SteerConfig) ([]Row, error) {
-	var rows []Row
-	cells := []struct {
+	methods := c.Methods
+	if len(methods) == 0 {
+		methods = []sampler.Method{sampler.Base, sampler.BestOfN, sampler.FK}
+	}
+	type cell struct {
 		m sampler.Method
 		k int
-	}{{sampler.Base, 1}}
-	for _, k := range c.Ks {
-		cells = append(cells, struct {
-			m sampler.Method
-			k int
-		}{sampler.BestOfN, k}, struct {
-			m sampler.Method
-			k int
-		}{sampler.FK, k})
 	}
+	var cells []cell
+	if slices.Contains(methods, sampler.Base) {
+		cells = append(cells, cell{sampler.Base, 1})
+	}
+	for _, k := range c.Ks {
+		for _, m := range methods {
+			if m != sampler.Base {
+				cells = append(cells, cell{m, k})
+			}
+		}
+	}
+	var rows []Row
 	for _, cell := range cells {
 		row := Row{Method: cell.m, K: cell.k}
 		var rewardSum float64

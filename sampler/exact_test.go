@@ -41,6 +41,7 @@ type exactSetup struct {
 
 func newExactSetup(t *testing.T) *exactSetup {
 	t.Helper()
+	skipUnderRace(t)
 	s := &exactSetup{p: openGlyphs(t), index: map[int]int{}}
 	var err error
 	if s.d, err = glyphs.Load(); err != nil {

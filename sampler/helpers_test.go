@@ -58,3 +58,11 @@ func openGlyphs(tb testing.TB) *pipelines.Denoiser {
 	tb.Cleanup(func() { p.Close() })
 	return p
 }
+
+// skipUnderRace skips a large statistical test in the race-detector pass; see raceEnabled.
+func skipUnderRace(tb testing.TB) {
+	tb.Helper()
+	if raceEnabled {
+		tb.Skip("large statistical test: runs without -race (make test's second pass)")
+	}
+}

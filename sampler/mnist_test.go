@@ -12,6 +12,7 @@ import (
 // (50 steps, guidance 2) and has the real classifier read them: at least 38 of 40 must be read as
 // the digit asked for, with the deterministic Euler sampler and with the stochastic flow step.
 func TestMNISTConditionalSamplesAreTheirDigit(t *testing.T) {
+	skipUnderRace(t)
 	p := openMNIST(t)
 	judge := mnistJudge(t)
 	for _, tc := range []struct {

@@ -25,7 +25,7 @@ func (a *app) benchCommand() *cobra.Command {
 // benchSteerFlags are the steering benchmark's own settings; they are not configuration keys.
 type benchSteerFlags struct {
 	model, classifier, mnistDir string
-	digits, ks                  string
+	digits, ks, methods         string
 	runs, steps, readerK        int
 	seed                        uint64
 	rule                        string
@@ -61,6 +61,14 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 			if err != nil {
 				return usageError{fmt.Errorf("--ks: %w", err)}
 			}
+			var methods []sampler.Method
+			for _, name := range strings.Split(f.methods, ",") {
+				m, err := sampler.ParseMethod(strings.TrimSpace(name))
+				if err != nil {
+					return usageError{fmt.Errorf("--methods: %w", err)}
+				}
+				methods = append(methods, m)
+			}
 			rule, err := sampler.ParseRule(f.rule)
 			if err != nil {
 				return usageError{err}
@@ -93,7 +101,7 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 				Reward: func(target int) (rewards.Reward, error) {
 					return rewards.NewClassifier(f.classifier, rewards.ClassifierOptions{Target: target, Crop: 28, Mean: 0.5, Std: 0.5, Score: rewards.LogProb}, opts...)
 				},
-				Judge: judge, Reader: reader, Digits: digits, Ks: ks, Runs: f.runs, Seed: f.seed,
+				Judge: judge, Reader: reader, Digits: digits, Ks: ks, Methods: methods, Runs: f.runs, Seed: f.seed,
 				Base: sampler.Config{
 					Steps: f.steps, Rule: rule, Eta: f.eta, Potential: kind,
 					Lambda:     potentials.Lambda{Value: f.lambda},
@@ -117,6 +125,7 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 	fl.StringVar(&f.mnistDir, "mnist-dir", shared, "folder with the MNIST test split (t10k-*) for the independent reader")
 	fl.StringVar(&f.digits, "digits", "3,8", "target digits, pooled")
 	fl.StringVar(&f.ks, "ks", "1,2,4,8,16", "particle counts")
+	fl.StringVar(&f.methods, "methods", "base,bon,fk", "methods to run (base runs at K = 1)")
 	fl.IntVar(&f.runs, "runs", 64, "runs per method, K and digit")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed")
 	fl.IntVar(&f.steps, "steps", 50, "sampling steps")
