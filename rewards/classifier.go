@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
@@ -26,23 +28,21 @@ const (
 // Classifier scores images by an ONNX image classifier's belief in a target class: the
 // log-probability (log-softmax of the logits, in float64), the probability, or the raw logit.
 //
-// Preprocessing, in order: centre-crop to `crop` pixels (0 = none), bilinear resize to the
-// model's input size, channel mapping (grey to RGB by repetition, RGB to grey by BT.601 luma),
-// then v' = (v - mean)/std with mean and std from the options (defaults 0.5 and 0.5, mapping
-// [0, 1] to [-1, 1] as MNIST models trained on (x/255-0.5)/0.5 expect).
+// Preprocessing follows [ImageOptions]: by default a centre crop of `crop` pixels (0 = none), a
+// bilinear stretch to the model's input size, channel mapping (grey to RGB by repetition, RGB to
+// grey by BT.601 luma), then v' = (v - mean)/std with mean and std 0.5, mapping [0, 1] to
+// [-1, 1] as MNIST models trained on (x/255-0.5)/0.5 expect.
 type Classifier struct {
-	sess        *models.Session
-	input       string
-	output      string
-	c, h, w     int
-	crop        int
-	mean, std   float64
-	target      int // -1: read from each prompt
-	kind        ScoreKind
-	mu          sync.Mutex
-	calls       map[int]*models.Call
-	scratch     []float32
-	cropScratch []float32
+	sess   *models.Session
+	input  string
+	output string
+	target int // -1: read from each prompt
+	labels []string
+	kind   ScoreKind
+
+	mu    sync.Mutex
+	prep  *imagePrep
+	calls *callCache
 }
 
 var firstInteger = regexp.MustCompile(`\b\d+\b`)
@@ -52,19 +52,24 @@ func newClassifier(o *Options, env Env) (Reward, error) {
 	if path == "" {
 		return nil, fmt.Errorf("reward classifier: option model=PATH (an ONNX image classifier) is required")
 	}
-	target, err := o.Int("target", -1)
-	if err != nil {
-		return nil, err
+	var labels []string
+	if lp := o.String("labels", ""); lp != "" {
+		data, err := os.ReadFile(lp)
+		if err != nil {
+			return nil, fmt.Errorf("reward classifier: labels: %w", err)
+		}
+		for _, l := range strings.Split(strings.TrimRight(string(data), "\r\n"), "\n") {
+			labels = append(labels, strings.TrimSpace(l))
+		}
 	}
-	crop, err := o.Int("crop", 0)
-	if err != nil {
-		return nil, err
+	target := -1
+	if t := o.String("target", ""); t != "" {
+		var err error
+		if target, err = classIndex(t, labels); err != nil {
+			return nil, fmt.Errorf("reward classifier: target=%q: %w", t, err)
+		}
 	}
-	mean, err := o.Float("mean", 0.5)
-	if err != nil {
-		return nil, err
-	}
-	std, err := o.Float("std", 0.5)
+	img, err := parseImageOptions(o, ImageOptions{Mean: []float64{0.5}, Std: []float64{0.5}})
 	if err != nil {
 		return nil, err
 	}
@@ -72,68 +77,90 @@ func newClassifier(o *Options, env Env) (Reward, error) {
 	if kind != LogProb && kind != Prob && kind != Logit {
 		return nil, fmt.Errorf("reward classifier: score=%q is not logprob, prob or logit", kind)
 	}
-	if std <= 0 {
-		return nil, fmt.Errorf("reward classifier: std must be positive")
-	}
 	return NewClassifier(path, ClassifierOptions{
 		Input: o.String("input", ""), Output: o.String("output", ""),
-		Target: target, Crop: crop, Mean: mean, Std: std, Score: kind,
+		Target: target, Labels: labels, Image: img, Score: kind,
 	}, env.ModelOptions...)
+}
+
+// classIndex reads a class given as a number or, with labels, as a label.
+func classIndex(s string, labels []string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return max(n, -1), nil // -1: from the prompt
+	}
+	for i, l := range labels {
+		if strings.EqualFold(l, s) {
+			return i, nil
+		}
+	}
+	if labels == nil {
+		return 0, fmt.Errorf("not a class number (name classes with labels=FILE to use their names)")
+	}
+	return 0, fmt.Errorf("no such class number or label")
 }
 
 // ClassifierOptions configure [NewClassifier].
 type ClassifierOptions struct {
 	// Input and Output name the tensors; empty means the model's only one.
 	Input, Output string
-	// Target is the class scored; -1 reads it from each prompt (its first whole number).
+	// Target is the class scored; -1 reads it from each prompt: the longest label (see Labels)
+	// the prompt contains as a word, else its first whole number.
 	Target int
-	// Crop is the centre-crop size applied before resizing (0: none).
-	Crop int
-	// Mean and Std normalise pixel values in [0, 1].
+	// Labels name the classes in index order (optional).
+	Labels []string
+	// Crop is the centre-crop size applied before resizing (0: none), and Mean and Std
+	// normalise pixel values in [0, 1] in every channel. They apply where Image leaves its
+	// Crop, Mean and Std unset.
+	Crop      int
 	Mean, Std float64
-	Score     ScoreKind
+	// Image is the rest of the preprocessing: the input size of models with dynamic sizes,
+	// per-channel normalisation, channel order and layout.
+	Image ImageOptions
+	Score ScoreKind
 }
 
-// NewClassifier loads an ONNX classifier with a float [batch, C, H, W] input and [batch, classes] logits.
+// NewClassifier loads an ONNX classifier with a float image input ([batch, C, H, W] or
+// [batch, H, W, C]) and [batch, classes] logits.
 func NewClassifier(path string, o ClassifierOptions, opts ...models.Option) (*Classifier, error) {
+	img := o.Image
+	if img.Crop == 0 {
+		img.Crop = o.Crop
+	}
+	if len(img.Mean) == 0 {
+		img.Mean = []float64{o.Mean}
+	}
+	if len(img.Std) == 0 {
+		img.Std = []float64{o.Std}
+	}
 	sess, err := models.Open(path, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("reward classifier: %w", err)
 	}
-	r := &Classifier{sess: sess, crop: o.Crop, mean: o.Mean, std: o.Std, target: o.Target, kind: o.Score, calls: map[int]*models.Call{}}
+	r := &Classifier{sess: sess, target: o.Target, labels: o.Labels, kind: o.Score, calls: newCallCache(sess)}
 	if r.kind == "" {
 		r.kind = LogProb
 	}
-	if err := r.bind(o.Input, o.Output); err != nil {
+	if err := r.bind(o.Input, o.Output, img); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("reward classifier %s: %w", path, err)
 	}
 	return r, nil
 }
 
-func (r *Classifier) bind(input, output string) error {
-	pick := func(ts []models.TensorInfo, name, kind string, require func(string) (models.TensorInfo, error)) (models.TensorInfo, error) {
-		if name != "" {
-			return require(name)
-		}
-		if len(ts) != 1 {
-			return models.TensorInfo{}, fmt.Errorf("the model has %d %ss; name one with %s=", len(ts), kind, kind)
-		}
-		return ts[0], nil
-	}
-	in, err := pick(r.sess.Inputs, input, "input", r.sess.RequireInput)
+func (r *Classifier) bind(input, output string, img ImageOptions) error {
+	anyTensor := func(models.TensorInfo) bool { return true }
+	in, err := pickTensor(r.sess.Inputs, input, "input", "input", anyTensor)
 	if err != nil {
 		return err
 	}
-	out, err := pick(r.sess.Outputs, output, "output", r.sess.RequireOutput)
+	out, err := pickTensor(r.sess.Outputs, output, "output", "output", anyTensor)
 	if err != nil {
 		return err
 	}
-	if len(in.Dims) != 4 || !in.Type.IsFloat() || in.Dims[1] <= 0 || in.Dims[2] <= 0 || in.Dims[3] <= 0 {
-		return fmt.Errorf("input %s must be float [batch, C, H, W] with fixed C, H and W", in)
+	if r.prep, err = newImagePrep(in, img); err != nil {
+		return err
 	}
 	r.input, r.output = in.Name, out.Name
-	r.c, r.h, r.w = int(in.Dims[1]), int(in.Dims[2]), int(in.Dims[3])
 	return nil
 }
 
@@ -145,13 +172,9 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
-	target := r.target
-	if target < 0 {
-		m := firstInteger.FindString(prompt)
-		if m == "" {
-			return fmt.Errorf("reward classifier: no target class given (target=N) and prompt %q has no class number", prompt)
-		}
-		target, _ = strconv.Atoi(m)
+	target, err := r.promptTarget(prompt)
+	if err != nil {
+		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -166,6 +189,50 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 		dst[i] = classScore(logits[i*classes:(i+1)*classes], target, r.kind)
 	}
 	return nil
+}
+
+// promptTarget is the configured target, or the class the prompt names.
+func (r *Classifier) promptTarget(prompt string) (int, error) {
+	if r.target >= 0 {
+		return r.target, nil
+	}
+	best, bestLen := -1, 0
+	lower := " " + strings.ToLower(prompt) + " "
+	for i, l := range r.labels {
+		if len(l) > bestLen && containsWord(lower, strings.ToLower(l)) {
+			best, bestLen = i, len(l)
+		}
+	}
+	if best >= 0 {
+		return best, nil
+	}
+	if m := firstInteger.FindString(prompt); m != "" {
+		return strconv.Atoi(m)
+	}
+	return 0, fmt.Errorf("reward classifier: no target class given (target=N) and prompt %q names no class (a number, or a label of labels=FILE)", prompt)
+}
+
+// containsWord reports whether w occurs in s (padded with spaces) between non-letters.
+func containsWord(s, w string) bool {
+	if w == "" {
+		return false
+	}
+	for off := 0; ; {
+		i := strings.Index(s[off:], w)
+		if i < 0 {
+			return false
+		}
+		i += off
+		before, after := s[i-1], s[i+len(w)]
+		if !isWordByte(before) && !isWordByte(after) {
+			return true
+		}
+		off = i + 1
+	}
+}
+
+func isWordByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b >= 0x80
 }
 
 // TopClass writes each image's most likely class into dst (len(dst) == imgs.N): the
@@ -199,15 +266,15 @@ func (r *Classifier) TopClass(ctx context.Context, imgs models.Images, dst []int
 // logits preprocesses and classifies a batch; the result is owned by the cached call. r.mu must
 // be held.
 func (r *Classifier) logits(ctx context.Context, imgs models.Images) ([]float32, int, error) {
-	call, err := r.call(imgs.N)
+	call, err := r.calls.get(models.Shapes{r.input: r.prep.shape(imgs.N)})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("reward classifier: %w", err)
 	}
 	in, err := call.Float32(r.input)
 	if err != nil {
 		return nil, 0, err
 	}
-	r.preprocess(imgs, in)
+	r.prep.fill(in, imgs)
 	if err := call.Run(ctx); err != nil {
 		return nil, 0, fmt.Errorf("reward classifier: %w", err)
 	}
@@ -215,7 +282,11 @@ func (r *Classifier) logits(ctx context.Context, imgs models.Images) ([]float32,
 	if err != nil {
 		return nil, 0, err
 	}
-	return logits, int(shape[len(shape)-1]), nil
+	classes := int(shape[len(shape)-1])
+	if len(logits) != imgs.N*classes {
+		return nil, 0, fmt.Errorf("reward classifier: output %s has shape %v; want [batch, classes]", r.output, shape)
+	}
+	return logits, classes, nil
 }
 
 // classScore turns one row of logits into the requested score, in float64.
@@ -238,50 +309,9 @@ func classScore(logits []float32, target int, kind ScoreKind) float64 {
 	return lp
 }
 
-func (r *Classifier) call(n int) (*models.Call, error) {
-	if c, ok := r.calls[n]; ok {
-		return c, nil
-	}
-	c, err := r.sess.NewCall(models.Shapes{r.input: {int64(n), int64(r.c), int64(r.h), int64(r.w)}})
-	if err != nil {
-		return nil, fmt.Errorf("reward classifier: %w", err)
-	}
-	r.calls[n] = c
-	return c, nil
-}
-
-func (r *Classifier) preprocess(imgs models.Images, in []float32) {
-	plane := imgs.H * imgs.W
-	if len(r.scratch) < plane {
-		r.scratch = make([]float32, plane)
-		r.cropScratch = make([]float32, plane)
-	}
-	out := r.h * r.w
-	for i := range imgs.N {
-		img := imgs.At(i)
-		for c := range r.c {
-			src := channelPlane(img, imgs.C, plane, c, r.c, r.scratch)
-			h, w := imgs.H, imgs.W
-			if r.crop > 0 {
-				h, w = centerCrop(r.cropScratch, src, h, w, r.crop)
-				src = r.cropScratch
-			}
-			dst := in[(i*r.c+c)*out : (i*r.c+c+1)*out]
-			resizeBilinear(dst, r.h, r.w, src, h, w)
-			for j, v := range dst {
-				dst[j] = float32((float64(v) - r.mean) / r.std)
-			}
-		}
-	}
-}
-
 // Close releases the classifier's session.
 func (r *Classifier) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, c := range r.calls {
-		c.Close()
-	}
-	r.calls = nil
-	return r.sess.Close()
+	return r.calls.close()
 }

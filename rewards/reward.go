@@ -2,13 +2,19 @@
 // prompt in, one score per image out. Rewards are what FK steering turns into potentials and what
 // fine-tuning datasets record.
 //
-// Rewards are built from specs such as `classifier:model=mnist.onnx,target=3` or
-// `color:target=#cc2222` by [Parse]. rewards knows nothing about particles or steering.
+// Rewards are built from specs by [Parse]: a registered name with options, such as
+// `classifier:model=mnist.onnx,target=3`, `ocr` or `dino:ref=cat.png`, or a weighted sum of them
+// such as `0.7*preference:model=pick.onnx,tokenizer=tok+0.3*ocr` (a [Composite], whose parts
+// are scored concurrently). docs/rewards.md lists every reward and option. Every reward that
+// runs ONNX models loads its sessions once, when it is built, and runs all the images of a Score
+// call in one batch. Every reward of this package is safe for concurrent use: calls to one
+// reward are serialised. rewards knows nothing about particles or steering.
 package rewards
 
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,34 +28,99 @@ type Reward interface {
 	// Name identifies the reward in outputs, e.g. "classifier".
 	Name() string
 	// Score writes one score per image into dst (len(dst) == imgs.N). prompt is the prompt the
-	// images were generated for. A score may be NaN or ±Inf where the reward cannot judge an
-	// image; callers decide what that means (steering gives such a particle weight zero).
+	// images were generated for. A batch that is malformed (see [models.Images.Validate]) or
+	// whose length disagrees with dst is an error. A score may be NaN or ±Inf where the reward
+	// cannot judge an image; callers decide what that means (steering gives such a particle
+	// weight zero, and stops with an error when no particle of a group has a finite score).
 	Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error
 	// Close releases the reward's models.
 	Close() error
+}
+
+// PartScore is one named component of an image's reward, as [Explain] reports it.
+type PartScore struct {
+	// Name is the part's reward name ("ocr", "classifier", ...); Weight its weight in the
+	// total (1 for a reward that is not a composite).
+	Name   string
+	Weight float64
+	// Score is the part's own score, before weighting.
+	Score float64
+	// Text is the text the part read in the image, and HasText tells that the part reads text
+	// (OCR), so that an empty Text means "read nothing" rather than "not applicable".
+	Text    string
+	HasText bool
+}
+
+// Explainer is implemented by rewards whose scores are worth breaking down: a [Composite]
+// reports each weighted part, the OCR reward the text it read. Explain is Score that also
+// writes image i's breakdown into parts[i] (len(parts) == imgs.N), reusing each slice's
+// capacity; parts may be nil to skip the breakdown.
+type Explainer interface {
+	Reward
+	Explain(ctx context.Context, imgs models.Images, prompt string, dst []float64, parts [][]PartScore) error
+}
+
+// Explain scores imgs with r and breaks every score down: through [Explainer] where r implements
+// it, and otherwise as a single part (r itself, weight 1).
+func Explain(ctx context.Context, r Reward, imgs models.Images, prompt string) ([]float64, [][]PartScore, error) {
+	if err := imgs.Validate(); err != nil {
+		return nil, nil, err
+	}
+	scores := make([]float64, imgs.N)
+	parts := make([][]PartScore, imgs.N)
+	if e, ok := r.(Explainer); ok {
+		if err := e.Explain(ctx, imgs, prompt, scores, parts); err != nil {
+			return nil, nil, err
+		}
+		return scores, parts, nil
+	}
+	if err := r.Score(ctx, imgs, prompt, scores); err != nil {
+		return nil, nil, err
+	}
+	for i, s := range scores {
+		parts[i] = []PartScore{{Name: r.Name(), Weight: 1, Score: s}}
+	}
+	return scores, parts, nil
 }
 
 // Env is what reward constructors may use besides their own options.
 type Env struct {
 	// Session options for rewards that run ONNX models.
 	ModelOptions []models.Option
+	// ModelDir is the folder where rewards look for the model files an option does not name
+	// (such as the OCR reward's PaddleOCR models); empty means [DefaultModelDir].
+	ModelDir string
 }
 
 // Options are a reward spec's key=value pairs. Constructors read them through the typed getters,
-// and Parse rejects any key no getter asked for, naming the closest valid one.
+// and Parse rejects any key no getter asked for, naming the closest valid one, and any key given
+// more than once that was not read with [Options.Strings].
 type Options struct {
 	reward string
-	values map[string]string
+	values map[string][]string
 	seen   map[string]bool
+	multi  map[string]bool
+}
+
+func newOptions(reward string) *Options {
+	return &Options{reward: reward, values: map[string][]string{}, seen: map[string]bool{}, multi: map[string]bool{}}
 }
 
 // String returns option key as a string, or def when absent.
 func (o *Options) String(key, def string) string {
 	o.seen[key] = true
-	if v, ok := o.values[key]; ok {
-		return v
+	if v := o.values[key]; len(v) > 0 {
+		return v[len(v)-1]
 	}
 	return def
+}
+
+// Strings returns every value of a key that may be repeated (`ref=a.png,ref=b.png`), in order;
+// nil when absent.
+func (o *Options) Strings(key string) []string {
+	o.seen[key] = true
+	o.multi[key] = true
+	return o.values[key]
 }
 
 // Float returns option key as a float, or def when absent.
@@ -78,6 +149,20 @@ func (o *Options) Int(key string, def int) (int, error) {
 	return v, nil
 }
 
+// Bool returns option key as a boolean (true/false, 1/0, yes/no), or def when absent.
+func (o *Options) Bool(key string, def bool) (bool, error) {
+	switch s := strings.ToLower(o.String(key, "")); s {
+	case "":
+		return def, nil
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	default:
+		return false, fmt.Errorf("reward %s: option %s=%q is not true or false", o.reward, key, s)
+	}
+}
+
 // Has reports whether the spec set key.
 func (o *Options) Has(key string) bool {
 	o.seen[key] = true
@@ -90,9 +175,11 @@ func (o *Options) unused() error {
 	for k := range o.seen {
 		valid = append(valid, k)
 	}
-	for k := range o.values {
+	for k, v := range o.values {
 		if !o.seen[k] {
 			unknown = append(unknown, k)
+		} else if len(v) > 1 && !o.multi[k] {
+			return fmt.Errorf("reward %s: option %s is given %d times; it takes one value", o.reward, k, len(v))
 		}
 	}
 	if len(unknown) == 0 {
@@ -129,26 +216,114 @@ func Names() []string {
 	return out
 }
 
-// Parse builds a reward from a spec `name` or `name:key=value,key=value`.
+// Parse builds a reward from a spec. The grammar (docs/rewards.md):
+//
+//	spec   = term { "+" term }
+//	term   = [ weight "*" ] reward
+//	reward = name [ ":" key "=" value { "," key "=" value } ]
+//
+// A single term without a weight is that reward itself; anything else is a [Composite] of the
+// terms, weight 1 where none is written. A "+" starts a new term only where a registered reward
+// name or a weight follows it, so option values may contain "+" (a path, 1e+3).
+// On error nothing stays open.
 func Parse(spec string, env Env) (Reward, error) {
+	terms := splitTerms(spec)
+	if len(terms) == 1 {
+		if _, rest, weighted := cutWeight(terms[0]); !weighted {
+			return parseOne(rest, env)
+		}
+	}
+	parts := make([]Reward, 0, len(terms))
+	weights := make([]float64, 0, len(terms))
+	fail := func(err error) (Reward, error) {
+		for _, p := range parts {
+			p.Close()
+		}
+		return nil, err
+	}
+	for _, t := range terms {
+		w, rest, weighted := cutWeight(t)
+		if !weighted {
+			w = 1
+		}
+		r, err := parseOne(rest, env)
+		if err != nil {
+			return fail(err)
+		}
+		parts = append(parts, r)
+		weights = append(weights, w)
+	}
+	c, err := NewComposite(parts, weights)
+	if err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+const weightPattern = `[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`
+
+var (
+	// termStart matches the start of a term: an optional weight, then a reward name followed by
+	// its options, another term or the end.
+	termStart = regexp.MustCompile(`^\s*(` + weightPattern + `\s*\*)?\s*([A-Za-z][\w-]*)\s*(?::|\+|$)`)
+	weighted  = regexp.MustCompile(`^\s*(` + weightPattern + `)\s*\*\s*(.*)$`)
+)
+
+// splitTerms cuts a spec at every "+" that starts a term: one with a weight, or one naming a
+// registered reward.
+func splitTerms(spec string) []string {
+	var terms []string
+	start := 0
+	for i := 0; i < len(spec); i++ {
+		if spec[i] != '+' {
+			continue
+		}
+		m := termStart.FindStringSubmatch(spec[i+1:])
+		if m == nil || m[1] == "" && registry[m[2]] == nil {
+			continue
+		}
+		terms = append(terms, spec[start:i])
+		start = i + 1
+	}
+	return append(terms, spec[start:])
+}
+
+// cutWeight splits "0.7*ocr:..." into 0.7 and "ocr:...".
+func cutWeight(term string) (w float64, rest string, ok bool) {
+	m := weighted.FindStringSubmatch(term)
+	if m == nil {
+		return 0, term, false
+	}
+	w, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, term, false
+	}
+	return w, m[2], true
+}
+
+// parseOne builds a single reward from `name` or `name:key=value,key=value`.
+func parseOne(spec string, env Env) (Reward, error) {
 	name, rest, _ := strings.Cut(strings.TrimSpace(spec), ":")
+	name = strings.TrimSpace(name)
 	ctor, ok := registry[name]
 	if !ok {
+		// An unknown name after a "+" is not split off as a term; name it alone.
+		name = name[strings.LastIndex(name, "+")+1:]
 		hint := ""
 		if s := keys.Closest(name, Names()); s != "" {
 			hint = fmt.Sprintf("did you mean %q? ", s)
 		}
-		return nil, fmt.Errorf("unknown reward %q (%svalid: %s)", name, hint, strings.Join(Names(), ", "))
+		return nil, fmt.Errorf("unknown reward %q (%svalid: %s; combine rewards as 0.7*a+0.3*b)", name, hint, strings.Join(Names(), ", "))
 	}
-	opts := &Options{reward: name, values: map[string]string{}, seen: map[string]bool{}}
-	if rest != "" {
+	opts := newOptions(name)
+	if strings.TrimSpace(rest) != "" {
 		for _, kv := range strings.Split(rest, ",") {
 			k, v, ok := strings.Cut(kv, "=")
 			k = strings.TrimSpace(k)
 			if !ok || k == "" {
 				return nil, fmt.Errorf("reward %s: option %q is not key=value", name, kv)
 			}
-			opts.values[k] = strings.TrimSpace(v)
+			opts.values[k] = append(opts.values[k], strings.TrimSpace(v))
 		}
 	}
 	r, err := ctor(opts, env)

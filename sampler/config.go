@@ -204,6 +204,10 @@ type Output struct {
 	LogWeight float64
 	// Roots is how many distinct initial particles the group's final particles descend from.
 	Roots int
+	// Parts breaks the final reward down where the reward explains itself (rewards.Explainer):
+	// a composite's weighted parts, each with its own score, and the text an OCR reward read.
+	// Nil for other rewards.
+	Parts []rewards.PartScore
 }
 
 // Result is what a run produced.

@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
+	"github.com/fksteer/fksteer/rewards"
 )
 
 // Run samples with p as cfg says and returns the selected outputs. One call runs cfg.Images
@@ -129,6 +130,8 @@ type run struct {
 	noise   []float32
 	imgs    models.Images
 	scores  []float64
+	// parts holds each row's final reward breakdown when the reward is a rewards.Explainer.
+	parts   [][]rewards.PartScore
 	parents []int
 	pot     *potentials.Potential
 	seeds   []uint64
@@ -179,6 +182,9 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 	r.noise = make([]float32, r.rows*r.dim)
 	r.imgs = models.NewImages(r.rows, info.ImageChannels, info.ImageHeight, info.ImageWidth)
 	r.scores = make([]float64, r.rows)
+	if _, ok := cfg.Reward.(rewards.Explainer); ok {
+		r.parts = make([][]rewards.PartScore, r.rows)
+	}
 	r.parents = make([]int, r.k)
 	if cfg.Method == FK {
 		if r.pot, err = potentials.New(r.pop, cfg.Potential); err != nil {
@@ -207,13 +213,19 @@ func (r *run) sharePrefix(step int) error {
 	return nil
 }
 
-// score decodes states and scores all rows in one reward call.
-func (r *run) score(ctx context.Context, states []float32) error {
+// score decodes states and scores all rows in one reward call. With parts, an Explainer reward
+// also writes each row's breakdown there.
+func (r *run) score(ctx context.Context, states []float32, parts [][]rewards.PartScore) error {
 	if err := r.p.Decode(ctx, states, r.rows, r.imgs); err != nil {
 		return err
 	}
 	start := time.Now()
-	err := r.cfg.Reward.Score(ctx, r.imgs, r.cfg.Prompt, r.scores)
+	var err error
+	if e, ok := r.cfg.Reward.(rewards.Explainer); ok && parts != nil {
+		err = e.Explain(ctx, r.imgs, r.cfg.Prompt, r.scores, parts)
+	} else {
+		err = r.cfg.Reward.Score(ctx, r.imgs, r.cfg.Prompt, r.scores)
+	}
 	r.rewardTime += time.Since(start)
 	r.rewardCalls++
 	if err != nil {
@@ -236,7 +248,7 @@ func (r *run) score(ctx context.Context, states []float32) error {
 
 // reweight scores the x0 predictions and multiplies each particle's weight by its potential.
 func (r *run) reweight(ctx context.Context, step, n int) error {
-	if err := r.score(ctx, r.x0); err != nil {
+	if err := r.score(ctx, r.x0, nil); err != nil {
 		return err
 	}
 	lambda := r.lambda(step, n)
@@ -286,7 +298,7 @@ func (r *run) finish(ctx context.Context) (*Result, error) {
 	cfg := r.cfg
 	res := &Result{Rewards: make([]float64, r.rows), LogWeights: make([]float64, r.rows)}
 	if cfg.Reward != nil {
-		if err := r.score(ctx, r.pop.X); err != nil {
+		if err := r.score(ctx, r.pop.X, r.parts); err != nil {
 			return nil, fmt.Errorf("final reward: %w", err)
 		}
 		copy(res.Rewards, r.scores)
@@ -347,6 +359,9 @@ func (r *run) finish(ctx context.Context) (*Result, error) {
 		out := Output{Group: g, Particle: row % r.k, Seed: cfg.Seed + uint64(g), Reward: res.Rewards[row], LogWeight: res.LogWeights[row], Roots: r.k}
 		if cfg.Method == FK {
 			out.Roots = r.pop.DistinctRoots(g)
+		}
+		if r.parts != nil {
+			out.Parts = r.parts[row]
 		}
 		res.Outputs = append(res.Outputs, out)
 	}

@@ -1,0 +1,278 @@
+package rewards_test
+
+import (
+	"context"
+	"image"
+	"image/color"
+	"image/draw"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goitalic"
+	"golang.org/x/image/font/gofont/gomono"
+	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/opentype"
+	"golang.org/x/image/math/fixed"
+
+	"github.com/fksteer/fksteer/internal/keys"
+	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/rewards"
+)
+
+func TestQuotedText(t *testing.T) {
+	for _, tc := range []struct {
+		prompt, want string
+		ok           bool
+	}{
+		{`a neon sign that says "Open Sesame" at night`, "Open Sesame", true},
+		{`"first" and "second"`, "first", true},
+		{`"" empty`, "", true},
+		{`a sign with no quotes`, "", false},
+		{`an unclosed "quote`, "", false},
+	} {
+		got, ok := rewards.QuotedText(tc.prompt)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("QuotedText(%q) = %q, %v; want %q, %v", tc.prompt, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestOCRRewardFormula checks Flow-GRPO's formula on hand-made pairs; each expectation is worked
+// out by hand: normalise (lowercase, drop spaces), distance 0 for a substring, else Levenshtein
+// capped at the target's length, reward 1 - distance/length.
+func TestOCRRewardFormula(t *testing.T) {
+	for _, tc := range []struct {
+		read, target string
+		want         float64
+	}{
+		{"Hello World", "hello world", 1},         // same after normalising
+		{"the sign says HELLO there", "Hello", 1}, // substring
+		{"h e l l o", "hello", 1},                 // spaces do not count
+		{"helo", "hello", 1 - 1.0/5},              // one deletion
+		{"jello", "hello", 1 - 1.0/5},             // one substitution
+		{"", "abc", 0},                            // nothing read: distance 3 = length
+		{"xyzxyzxyzxyz", "ab", 0},                 // distance 12, capped at 2
+		{"cafe", "café", 1 - 1.0/4},               // counted in characters, not bytes
+		{"OPENSESAME", "Open Sesame", 1},          // case and spaces
+		{"open sesam", "Open Sesame", 1 - 1.0/10}, // 10 characters without the space
+		{"kitten", "sitting", 1 - 3.0/7},          // the textbook distance 3
+		{"abcdef", "abcxef", 1 - 1.0/6},           // one substitution inside
+		{"ab", "abcd", 1 - 2.0/4},                 // two missing characters
+		{"STOP STOP", "stop", 1},                  // repeated substring
+		{"sto p", "stop", 1},                      // space inside the read text
+	} {
+		if got := rewards.OCRReward(tc.read, tc.target); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("OCRReward(%q, %q) = %g, want %g", tc.read, tc.target, got, tc.want)
+		}
+	}
+	if got := rewards.OCRReward("anything", " "); !math.IsNaN(got) {
+		t.Errorf("an empty target should give NaN, got %g", got)
+	}
+}
+
+// newOCR builds the OCR reward on the real PaddleOCR models, or skips.
+func newOCR(t testing.TB, noDetect bool) *rewards.OCR {
+	t.Helper()
+	testenv.Runtime(t)
+	dir := filepath.Dir(filepath.Dir(testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)))
+	testenv.SharedFile(t, "models/"+rewards.DefaultOCRRecognizer)
+	o := rewards.DefaultOCROptions(dir)
+	o.NoDetect = noDetect
+	r, err := rewards.NewOCR(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func loadShared(t *testing.T, rel string) models.Images {
+	t.Helper()
+	img, err := rewards.LoadImage(testenv.SharedFile(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// TestOCRReadsTextLine: the recogniser alone reads the cropped line en_rec.jpg exactly as
+// ../shared/models/README.md states.
+func TestOCRReadsTextLine(t *testing.T) {
+	r := newOCR(t, true)
+	lines, err := r.Read(context.Background(), loadShared(t, "models/ppocr-en/en_rec.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "To facilitate the shot typeanalysis in videos, we collect MovieShots, a large-scale"
+	if len(lines[0]) != 1 || lines[0][0].Text != want {
+		t.Fatalf("read %+v, want one line %q", lines[0], want)
+	}
+	t.Logf("en_rec.jpg: %q (mean character probability %.3f)", lines[0][0].Text, lines[0][0].Score)
+}
+
+// TestOCRDetectsFourLines: detection and recognition find en.jpg's four lines of text (a heading
+// and three lines of body text) in reading order, and read them with at least 95% character
+// accuracy. The heading's number and title are separate boxes on one line, as PaddleOCR finds
+// them.
+func TestOCRDetectsFourLines(t *testing.T) {
+	r := newOCR(t, false)
+	lines, err := r.Read(context.Background(), loadShared(t, "models/ppocr-en/en.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"3 MovieShots Dataset",
+		"To facilitate the shot type analysis in videos, we collect MovieShots, a large-scale",
+		"shot type annotation set that contains 46K shots from 7858 movies. The details",
+		"of this dataset are specified as follows.",
+	}
+	// Group the boxes into lines: boxes whose vertical extents overlap by half share a line.
+	var got []string
+	var lastTop, lastBottom float64 = -1, -1
+	for _, l := range lines[0] {
+		top, bottom := l.Box[0][1], l.Box[2][1]
+		if len(got) > 0 && min(bottom, lastBottom)-max(top, lastTop) > 0.5*(bottom-top) {
+			got[len(got)-1] += " " + l.Text
+			continue
+		}
+		got = append(got, l.Text)
+		lastTop, lastBottom = top, bottom
+	}
+	for i, l := range lines[0] {
+		t.Logf("box %d %v: %q (%.3f)", i, l.Box, l.Text, l.Score)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("found %d lines %q, want %d", len(got), got, len(want))
+	}
+	acc := charAccuracy(got, want)
+	t.Logf("en.jpg: character accuracy %.4f", acc)
+	if acc < 0.95 {
+		t.Errorf("character accuracy %.3f < 0.95: read %q", acc, got)
+	}
+}
+
+// charAccuracy is 1 - (sum of Levenshtein distances) / (characters wanted), comparing
+// lowercase text without spaces line by line.
+func charAccuracy(got, want []string) float64 {
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), " ", "") }
+	var dist, total int
+	for i := range want {
+		g := ""
+		if i < len(got) {
+			g = got[i]
+		}
+		dist += keys.Levenshtein(norm(g), norm(want[i]))
+		total += len([]rune(norm(want[i])))
+	}
+	return 1 - float64(dist)/float64(total)
+}
+
+// renderText draws lines of text (size pixels tall, colour fg on bg) into a w x h image.
+func renderText(t testing.TB, ttf []byte, size float64, fg, bg color.Color, w, h int, lines ...string) image.Image {
+	t.Helper()
+	f, err := opentype.Parse(ttf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	face, err := opentype.NewFace(f, &opentype.FaceOptions{Size: size, DPI: 72, Hinting: font.HintingFull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(img, img.Bounds(), image.NewUniform(bg), image.Point{}, draw.Src)
+	d := font.Drawer{Dst: img, Src: image.NewUniform(fg), Face: face}
+	for i, l := range lines {
+		d.Dot = fixed.P(int(size), int(size*(1.6+1.8*float64(i))))
+		d.DrawString(l)
+	}
+	return img
+}
+
+type rendered struct {
+	name   string
+	ttf    []byte
+	size   float64
+	fg, bg color.RGBA
+	lines  []string
+}
+
+// renderedSet is the project's own text images: four of Go's fonts (regular, bold, mono,
+// italic), sizes from 16 to 40 pixels, dark on light, light on dark and coloured.
+var renderedSet = []rendered{
+	{"regular 24 black on white", goregular.TTF, 24, color.RGBA{0, 0, 0, 255}, color.RGBA{255, 255, 255, 255}, []string{"Hello World 2024", "steering diffusion models"}},
+	{"bold 32 white on navy", gobold.TTF, 32, color.RGBA{255, 255, 255, 255}, color.RGBA{20, 30, 90, 255}, []string{"OPEN SESAME", "fksteer reads text"}},
+	{"mono 20 red on yellow", gomono.TTF, 20, color.RGBA{200, 20, 20, 255}, color.RGBA{250, 240, 180, 255}, []string{"particle filter 42", "Feynman-Kac weights"}},
+	{"italic 40 green on black", goitalic.TTF, 40, color.RGBA{30, 160, 60, 255}, color.RGBA{0, 0, 0, 255}, []string{"Quick brown fox", "jumps over dogs"}},
+	{"regular 16 grey on grey", goregular.TTF, 16, color.RGBA{60, 60, 60, 255}, color.RGBA{230, 230, 230, 255}, []string{"small text is harder to read", "but should still work fine"}},
+}
+
+// TestOCRReadsRenderedText reads back text the test renders itself with known content and
+// requires at least 90% character accuracy over the set (lowercase, spaces ignored).
+func TestOCRReadsRenderedText(t *testing.T) {
+	r := newOCR(t, false)
+	var got, want []string
+	for _, s := range renderedSet {
+		imgs := rewards.FromImage(renderText(t, s.ttf, s.size, s.fg, s.bg, 512, 256, s.lines...))
+		lines, err := r.Read(context.Background(), imgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var texts []string
+		for _, l := range lines[0] {
+			texts = append(texts, l.Text)
+		}
+		t.Logf("%s: %q", s.name, texts)
+		got = append(got, strings.Join(texts, " "))
+		want = append(want, strings.Join(s.lines, " "))
+	}
+	acc := charAccuracy(got, want)
+	t.Logf("rendered text: character accuracy %.4f over %d images", acc, len(renderedSet))
+	if acc < 0.9 {
+		t.Errorf("character accuracy %.3f < 0.90", acc)
+	}
+}
+
+// TestOCRRewardScoresABatch scores rendered images against a quoted prompt in one call: the
+// image showing the text scores 1, one showing other text less, and Explain reports what was
+// read.
+func TestOCRRewardScoresABatch(t *testing.T) {
+	testenv.Runtime(t)
+	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
+	dir := filepath.Join(testenv.SharedDir(), "models")
+	r, err := rewards.Parse("ocr", rewards.Env{ModelDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	black, white := color.RGBA{0, 0, 0, 255}, color.RGBA{255, 255, 255, 255}
+	imgs := models.NewImages(3, 3, 128, 384)
+	for i, text := range []string{"Open Sesame", "Open Sesane", "Sesame"} {
+		copy(imgs.At(i), rewards.FromImage(renderText(t, goregular.TTF, 32, black, white, 384, 128, text)).Pix)
+	}
+	scores, parts, err := rewards.Explain(context.Background(), r, imgs, `a door with "Open Sesame" written on it`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range parts {
+		t.Logf("image %d: score %.3f, read %q", i, scores[i], p[0].Text)
+		if len(p) != 1 || !p[0].HasText || p[0].Score != scores[i] {
+			t.Errorf("image %d: breakdown %+v", i, p)
+		}
+	}
+	// Worked by hand, if the text is read as rendered: exact match 1; one substitution in the
+	// 10 characters of "opensesame" 0.9; "sesame" lacks the 4 characters of "open": 0.6.
+	want := []float64{1, 0.9, 0.6}
+	for i := range want {
+		if math.Abs(scores[i]-want[i]) > 1e-9 {
+			t.Errorf("image %d (read %q): score %g, want %g", i, parts[i][0].Text, scores[i], want[i])
+		}
+	}
+	if err := r.Score(context.Background(), imgs, "no quotes here", scores); err == nil || !strings.Contains(err.Error(), "target=") {
+		t.Errorf("a prompt without quoted text: err %v, want one naming target=", err)
+	}
+}
