@@ -3,27 +3,23 @@ package rewards
 import (
 	"fmt"
 	"image"
-	_ "image/jpeg" // decoders for LoadImage
-	_ "image/png"
-	"os"
 
-	_ "golang.org/x/image/webp"
+	"github.com/disintegration/imaging"
+	_ "golang.org/x/image/webp" // imaging decodes through image.Decode, so this adds WebP
 
 	"github.com/fksteer/fksteer/models"
 )
 
-// LoadImage reads a PNG, JPEG or WebP file as a batch of one image in [0, 1]: one channel for
+// LoadImage reads an image file (PNG, JPEG, WebP, GIF, BMP, TIFF), turned upright by its EXIF
+// orientation, as a batch of one image in [0, 1]: one channel for
 // greyscale files, three (RGB) for everything else, with any transparency composited onto
 // black (what the premultiplied colour of a transparent pixel is).
 func LoadImage(path string) (models.Images, error) {
-	f, err := os.Open(path)
+	// imaging applies the EXIF orientation of camera JPEGs, which image.Decode ignores: a
+	// reference photo taken in portrait would otherwise be scored lying on its side.
+	img, err := imaging.Open(path, imaging.AutoOrientation(true))
 	if err != nil {
-		return models.Images{}, fmt.Errorf("load image: %w", err)
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return models.Images{}, fmt.Errorf("load image %s: not a PNG, JPEG or WebP file: %w", path, err)
+		return models.Images{}, fmt.Errorf("load image %s (PNG, JPEG, WebP, GIF, BMP or TIFF): %w", path, err)
 	}
 	return FromImage(img), nil
 }
