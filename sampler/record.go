@@ -82,6 +82,10 @@ func (rec *recorder) start(s int, x []float32) {
 
 // step records step s's means, std and the log-probability of each row's new state x.
 func (rec *recorder) step(s int, mean, x []float32, std float64) {
+	// The loop adds float32(std)*z, so that is the step's true standard deviation. Recording it
+	// (not the float64 the rule returned) also lets a trainer that reads std as float32 recompute
+	// the stored log-probability exactly.
+	std = float64(float32(std))
 	t := rec.t
 	copy(t.Means[s*t.Rows*t.Dim:], mean)
 	t.Stds[s] = std

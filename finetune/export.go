@@ -1,0 +1,336 @@
+package finetune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/rewards"
+	"github.com/fksteer/fksteer/sampler"
+)
+
+// Options configure [Export]. Zero values take the documented defaults.
+type Options struct {
+	Mode Mode
+	// Out is the dataset folder: new, empty, or holding a dataset to resume.
+	Out string
+	// Prompts are sampled in order, one group each: prompt i becomes group "g%06d" of i, seeded
+	// with Sampler.Seed + i, so any group can be reproduced alone and a resumed export draws what
+	// an uninterrupted one would have.
+	Prompts []string
+	// Sampler holds the sampling settings: Steps, Rule, Eta, Guidance, Seed and CondOpts, and for
+	// Steered the FK settings (Potential, Lambda, Resampling, Resampler). Export sets Prompt,
+	// Images, Particles, Method, Select, Reward, Record, SharedStart and SharedPrefix itself.
+	Sampler sampler.Config
+	// Samples per prompt (N, n, G or K); 0 means Mode.DefaultSamples().
+	Samples int
+	// Reward scores every final sample; the manifest records each part of a composite
+	// (rewards.Composite) beside the total. Required. RewardSpec is the spec it was built from,
+	// recorded in the settings so that a resumed export can check it scores the same way.
+	Reward     rewards.Reward
+	RewardSpec string
+	// ShareStart makes a group's samples share x_T (GRPO, Adv-GRPO, PRDP; D3PO always does).
+	ShareStart bool
+	// SharePrefix, when positive, makes a group's samples share their trajectory up to that step
+	// (GRPO, Adv-GRPO).
+	SharePrefix int
+	// Half stores latents as float16; ShardSize is the shard roll-over size in bytes.
+	Half      bool
+	ShardSize int64
+	// Pairs and TieTolerance shape the pairs of D3PO and PRDP.
+	Pairs        PairPolicy
+	TieTolerance float64
+	// GlobalStd normalises GRPO advantages by the dataset's reward std (Flow-GRPO's global_std).
+	GlobalStd bool
+	// References maps each prompt to its reference image files (PNG, JPEG or WebP), and Features
+	// extracts the image features of samples and references: both required by Adv-GRPO.
+	References map[string][]string
+	Features   FeatureExtractor
+	// Progress, if set, is called after every prompt.
+	Progress func(Progress)
+}
+
+// Progress reports an export's advance after each prompt.
+type Progress struct {
+	// Done counts the prompts finished, Skipped those a resumed export found already written.
+	Done, Skipped, Total int
+	Group                string
+	// Rewards are the new group's training rewards (nil for a skipped prompt).
+	Rewards []float64
+	Elapsed time.Duration
+}
+
+// Summary is what an export wrote.
+type Summary struct {
+	Dir string `json:"dir"`
+	// Groups and Samples count everything in the dataset; Skipped the groups a resumed export
+	// found written.
+	Groups   int      `json:"groups"`
+	Samples  int      `json:"samples"`
+	Skipped  int      `json:"skipped"`
+	Shards   []string `json:"shards"`
+	Bytes    int64    `json:"shard_bytes"`
+	Complete bool     `json:"complete"`
+}
+
+// settings are what must match for an export to resume a dataset: everything that changes the
+// data (not where it is split into shards).
+type settings struct {
+	Mode         Mode          `json:"mode"`
+	Model        string        `json:"model"`
+	ModelHash    string        `json:"model_hash"`
+	Samples      int           `json:"samples"`
+	Scheduler    Scheduler     `json:"scheduler"`
+	Seed         uint64        `json:"seed"`
+	Class        *int64        `json:"class,omitempty"`
+	Reward       rewardSetting `json:"reward"`
+	Half         bool          `json:"float16_latents"`
+	Pairs        PairPolicy    `json:"pairs,omitempty"`
+	TieTolerance float64       `json:"tie_tolerance,omitempty"`
+	GlobalStd    bool          `json:"global_std,omitempty"`
+	Features     string        `json:"features,omitempty"`
+}
+
+type rewardSetting struct {
+	Name string `json:"name"`
+	Spec string `json:"spec,omitempty"`
+}
+
+// GroupID is the ID of group i of a dataset.
+func GroupID(i int) string { return fmt.Sprintf("g%06d", i) }
+
+// Validate fills defaults and rejects options the mode cannot use, with the fix in the message.
+// Export calls it; callers may call it first to tell bad options from failures of the run.
+func (o *Options) Validate() error {
+	m := o.Mode
+	if _, err := ParseMode(string(m)); err != nil {
+		return err
+	}
+	if o.Out == "" {
+		return errors.New("no output folder: set the dataset folder (--out)")
+	}
+	if len(o.Prompts) == 0 {
+		return errors.New("no prompts: give at least one (--prompts FILE, one per line)")
+	}
+	if o.Samples == 0 {
+		o.Samples = m.DefaultSamples()
+	}
+	minimum := 1
+	if m.Pairs() || m == GRPO || m == AdvGRPO {
+		minimum = 2
+	}
+	if o.Samples < minimum {
+		return fmt.Errorf("mode %s needs at least %d samples per prompt (got %d)", m, minimum, o.Samples)
+	}
+	if o.Reward == nil {
+		return fmt.Errorf("mode %s needs a reward to score samples (--reward)", m)
+	}
+	rule := o.Sampler.Rule
+	if rule == "" {
+		rule = sampler.Euler
+	}
+	if !rule.Stochastic(o.Sampler.Eta) {
+		return fmt.Errorf("mode %s trains on the log-probability of every denoising step, but sampler %s with eta %g is deterministic, so its steps have no density: use a stochastic sampler (--sampler ddim --eta 1, or ddpm, flow-sde, euler-a with eta > 0)", m, rule, o.Sampler.Eta)
+	}
+	if o.ShareStart && !(m == GRPO || m == AdvGRPO || m == PRDP || m == D3PO) {
+		return fmt.Errorf("a shared x_T is for modes grpo, adv-grpo, prdp and d3po, not %s", m)
+	}
+	if o.SharePrefix != 0 && m != GRPO && m != AdvGRPO {
+		return fmt.Errorf("a shared trajectory prefix is for modes grpo and adv-grpo, not %s", m)
+	}
+	if o.GlobalStd && m != GRPO && m != AdvGRPO {
+		return fmt.Errorf("the global-std advantage is for modes grpo and adv-grpo, not %s", m)
+	}
+	if (o.Pairs != "" || o.TieTolerance != 0) && !m.Pairs() {
+		return fmt.Errorf("pair options are for modes d3po and prdp, not %s", m)
+	}
+	if m.Pairs() {
+		if o.Pairs == "" {
+			o.Pairs = AllPairs
+		}
+		if _, err := ParsePairPolicy(string(o.Pairs)); err != nil {
+			return err
+		}
+	}
+	if o.TieTolerance < 0 {
+		return fmt.Errorf("tie tolerance must not be negative (got %g)", o.TieTolerance)
+	}
+	if m == AdvGRPO {
+		if o.Features == nil {
+			return errors.New("mode adv-grpo needs an image feature model (--dino MODEL.onnx, a DINOv2-style ViT export)")
+		}
+		for _, p := range o.Prompts {
+			if len(o.References[p]) == 0 {
+				return fmt.Errorf("mode adv-grpo needs reference images for every prompt; prompt %q has none in the references map (--references FILE)", p)
+			}
+		}
+	} else if o.Features != nil || o.References != nil {
+		return fmt.Errorf("reference images and image features are for mode adv-grpo, not %s", m)
+	}
+	return nil
+}
+
+// config returns the sampler configuration of prompt i.
+func (o *Options) config(i int) sampler.Config {
+	cfg := o.Sampler
+	cfg.Prompt = o.Prompts[i]
+	cfg.Seed = o.Sampler.Seed + uint64(i)
+	cfg.Images, cfg.Particles = 1, o.Samples
+	cfg.Record = true
+	cfg.Select = sampler.SelectAll
+	cfg.Method, cfg.Reward = sampler.Base, nil
+	cfg.SharedStart = o.ShareStart || o.Mode == D3PO
+	cfg.SharedPrefix = o.SharePrefix
+	cfg.Observer = nil
+	if o.Mode == Steered {
+		cfg.Method, cfg.Reward = sampler.FK, o.Reward
+		if cfg.Resampler == "" {
+			cfg.Resampler = particles.Systematic // the sampler's default, named so the manifest records it
+		}
+	}
+	return cfg
+}
+
+func (o *Options) settings(info pipelines.Info) settings {
+	cfg := o.config(0)
+	s := settings{
+		Mode: o.Mode, Model: info.Name, ModelHash: info.Hash, Samples: o.Samples,
+		Scheduler: schedulerOf(cfg, info, nil), Seed: o.Sampler.Seed, Class: o.Sampler.CondOpts.Class,
+		Half: o.Half, GlobalStd: o.GlobalStd,
+	}
+	s.Scheduler.Levels = ""
+	if o.Mode.Pairs() {
+		s.Pairs, s.TieTolerance = o.Pairs, o.TieTolerance
+	}
+	s.Reward = rewardSetting{Name: o.Reward.Name(), Spec: o.RewardSpec}
+	if o.Features != nil {
+		s.Features = o.Features.Name()
+	}
+	return s
+}
+
+// Export samples every prompt with p as opts say, records the trajectories and writes the
+// dataset into opts.Out. Prompts whose group the folder already holds are skipped, so running it
+// again after an interruption completes the dataset without duplicates; the settings must be
+// the same (the error names the one that differs).
+//
+// When ctx is cancelled Export stops after the current prompt's sampling step, commits every
+// finished group and returns ctx's error; the dataset stays readable and resumable.
+func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary, err error) {
+	start := time.Now()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	w, err := OpenWriter(opts.Out, WriterOptions{
+		Mode: opts.Mode, Half: opts.Half, ShardSize: opts.ShardSize, Pairs: opts.Pairs,
+		TieTolerance: opts.TieTolerance, GlobalStd: opts.GlobalStd, Settings: opts.settings(p.Info()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	finished := false
+	defer func() {
+		// Whatever stopped the export, the groups it finished are whole: commit them.
+		if finished {
+			return
+		}
+		if cerr := w.Close(); cerr != nil && !errors.Is(err, cerr) {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	written := map[string]string{}
+	for _, r := range w.Rows() {
+		written[r.Group] = r.Prompt
+	}
+	skipped := 0
+	for i, prompt := range opts.Prompts {
+		id := GroupID(i)
+		if was, ok := written[id]; ok {
+			if was != prompt {
+				return nil, fmt.Errorf("dataset %s holds prompt %q as group %s, but the prompts now have %q there: resume with the same prompts file, or use a new folder", opts.Out, was, id, prompt)
+			}
+			skipped++
+			opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Elapsed: time.Since(start)})
+			continue
+		}
+		g, err := sampleGroup(ctx, p, &opts, i)
+		if err != nil {
+			return nil, fmt.Errorf("prompt %d (%q): %w", i, prompt, err)
+		}
+		if err := w.Add(g); err != nil {
+			return nil, err
+		}
+		opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Rewards: g.Rewards(), Elapsed: time.Since(start)})
+	}
+	if err := w.Finish(); err != nil {
+		return nil, err
+	}
+	finished = true
+	return &Summary{
+		Dir: opts.Out, Groups: len(opts.Prompts), Samples: len(w.Rows()), Skipped: skipped,
+		Shards: w.Shards(), Bytes: w.Bytes(), Complete: true,
+	}, nil
+}
+
+func (o *Options) progress(p Progress) {
+	if o.Progress != nil {
+		o.Progress(p)
+	}
+}
+
+// sampleGroup samples and records prompt i's group, with features for Adv-GRPO.
+func sampleGroup(ctx context.Context, p pipelines.Pipeline, o *Options, i int) (*Group, error) {
+	cfg := o.config(i)
+	res, err := sampler.Run(ctx, p, cfg)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := NewGroups(ctx, p, cfg, res, o.Reward, i)
+	if err != nil {
+		return nil, err
+	}
+	g := groups[0]
+	stochastic := false
+	for _, s := range g.Stds {
+		stochastic = stochastic || s > 0
+	}
+	if !stochastic {
+		return nil, fmt.Errorf("every one of the %d steps is deterministic (std 0), so no step has a log-probability: use more steps or a stochastic sampler", g.Steps)
+	}
+	if o.Mode == AdvGRPO {
+		if g.Features, err = o.Features.Extract(ctx, g.Images); err != nil {
+			return nil, fmt.Errorf("features of the samples: %w", err)
+		}
+		g.References = o.References[g.Prompt]
+		if g.RefFeatures, err = referenceFeatures(ctx, o.Features, g.References); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// referenceFeatures loads each reference image and extracts its features (one image at a time:
+// references need not share a size).
+func referenceFeatures(ctx context.Context, fx FeatureExtractor, paths []string) (*Features, error) {
+	var all *Features
+	for _, path := range paths {
+		img, err := rewards.LoadImage(path)
+		if err != nil {
+			return nil, err
+		}
+		f, err := fx.Extract(ctx, img)
+		if err != nil {
+			return nil, fmt.Errorf("features of reference %s: %w", path, err)
+		}
+		if all == nil {
+			all = &Features{Dim: f.Dim, Patches: f.Patches}
+		}
+		all.N++
+		all.CLS = append(all.CLS, f.CLS...)
+		all.PatchTokens = append(all.PatchTokens, f.PatchTokens...)
+	}
+	return all, nil
+}
