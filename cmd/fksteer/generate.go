@@ -1,16 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fksteer/fksteer/internal/atomicfile"
+	"github.com/fksteer/fksteer/internal/sheet"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/fetch"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
@@ -25,11 +31,13 @@ func (a *app) generateCommand() *cobra.Command {
 		Example: `  fksteer generate --prompt 'a red "A" on black' --num-images 4
   fksteer generate --model examples/mnist-dit-rf.yaml --prompt 7 --steps 50 --guidance 2
   fksteer generate --model examples/mnist-dit-rf.yaml --method fk --particles 8 \
-      --reward classifier:model=../shared/models/mnist-cnn-classifier/mnist-8.onnx,target=3,crop=28`,
+      --reward classifier:model=../shared/models/mnist-cnn-classifier/mnist-8.onnx,target=3,crop=28
+  fksteer generate --prompt '"A"' --method fk --particles 6 --reward color:target=#cc2222 --contact-sheet`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.generate(cmd) },
 	}
-	bindSettings(a.v, cmd.Flags(), generateSettings)
+	addFlags(cmd.Flags(), samplingSettings)
+	addFlags(cmd.Flags(), generateSettings)
 	return cmd
 }
 
@@ -39,26 +47,30 @@ func (a *app) generate(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	defer a.rewards.close()
 	out := a.v.GetString("out")
 	if err := checkWritable(out); err != nil {
 		return err
 	}
-	p, err := openPipeline(a.v.GetString("model"), opts)
+	p, err := a.openPipeline(a.v.GetString("model"), opts)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	cfg, err := a.samplerConfig(p.Info(), opts)
+	cfg, err := a.samplerConfig(p.Info(), opts, a.v)
 	if err != nil {
 		return err
 	}
-	if cfg.Reward != nil {
-		defer cfg.Reward.Close()
+	cfg.Prompt = a.v.GetString("prompt")
+	run := runInfo{info: p.Info(), rewardSpec: a.v.GetString("reward"), negative: a.v.GetString("negative-prompt")}
+	if err := a.checkNegative(run.negative, cfg); err != nil {
+		return err
 	}
 	total, batch := a.v.GetInt("num-images"), a.v.GetInt("batch-size")
 	if total <= 0 || batch <= 0 {
 		return usageError{fmt.Errorf("num-images and batch-size must be positive (got %d and %d)", total, batch)}
 	}
+	sheets := a.v.GetBool("contact-sheet")
 	a.log.Info("generating", "model", p.Info().Name, "prompt", cfg.Prompt, "images", total, "steps", cfg.Steps,
 		"sampler", cfg.Rule, "method", cfg.Method, "particles", cfg.Particles)
 
@@ -66,18 +78,30 @@ func (a *app) generate(cmd *cobra.Command) error {
 	// what it finished; a group's result does not depend on its chunk (see sampler.Run).
 	var written []writtenImage
 	var stats []sampler.Stats
+	var cells []sheet.Cell
 	first := cfg.Seed
 	for done := 0; done < total; done += batch {
 		chunk := cfg
 		chunk.Images = min(batch, total-done)
 		chunk.Seed = first + uint64(done)
+		var rec *sheet.Recorder
+		if sheets {
+			rec = sheet.NewRecorder(chunk.Particles)
+			chunk.Observer = rec.Observe
+		}
 		res, err := sampler.Run(ctx, p, chunk)
 		if err != nil {
 			return err
 		}
-		files, err := writeImages(out, p.Info(), chunk, res, a.v.GetString("reward"))
+		files, err := writeImages(out, run, chunk, res)
 		if err != nil {
 			return err
+		}
+		if sheets {
+			if err := writeSheets(out, rec, run, chunk, res); err != nil {
+				return err
+			}
+			cells = append(cells, gridCells(res, len(cells))...)
 		}
 		written = append(written, files...)
 		stats = append(stats, res.Stats)
@@ -85,6 +109,12 @@ func (a *app) generate(cmd *cobra.Command) error {
 			for _, f := range files {
 				fmt.Fprintln(a.stdout, f.Path)
 			}
+		}
+	}
+	if sheets && len(cells) > 1 {
+		name := fmt.Sprintf("grid-%d-%d.png", first, first+uint64(total)-1)
+		if err := writeGrid(filepath.Join(out, name), run, cfg, cells); err != nil {
+			return err
 		}
 	}
 	sum := summarize(stats)
@@ -100,12 +130,72 @@ func (a *app) generate(cmd *cobra.Command) error {
 	return nil
 }
 
-// samplerConfig turns the configuration into a sampler.Config, filling the model's defaults for
-// keys the user did not set.
-func (a *app) samplerConfig(info pipelines.Info, opts []models.Option) (sampler.Config, error) {
-	v := a.v
+// writeSheets writes each group's contact sheet as <seed>.sheet.png.
+func writeSheets(dir string, rec *sheet.Recorder, run runInfo, cfg sampler.Config, res *sampler.Result) error {
+	for g := range cfg.Images {
+		seed := cfg.Seed + uint64(g)
+		data, err := sheetPNG(rec, g, run, cfg, res)
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.Write(filepath.Join(dir, fmt.Sprintf("%d.sheet.png", seed)), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sheetPNG draws group g's contact sheet, with the group's settings in its parameters chunk.
+func sheetPNG(rec *sheet.Recorder, g int, run runInfo, cfg sampler.Config, res *sampler.Result) ([]byte, error) {
+	seed := cfg.Seed + uint64(g)
+	title := fmt.Sprintf("%s | %s, K=%d, seed %d", cfg.Prompt, cfg.Method, cfg.Particles, seed)
+	return encodeSheet(rec.Genealogy(g, res, title), parameters(run, cfg, sampler.Output{Group: g, Seed: seed, Reward: math.NaN()}))
+}
+
+// gridCells are a run's outputs as grid cells captioned with their position and reward (seeds
+// are too long for a caption; each image's file records its own).
+func gridCells(res *sampler.Result, first int) []sheet.Cell {
+	var cells []sheet.Cell
+	for i, o := range res.Outputs {
+		caption := fmt.Sprintf("#%d", first+i)
+		if !math.IsNaN(o.Reward) {
+			caption += fmt.Sprintf(" r=%.3g", o.Reward)
+		}
+		cells = append(cells, sheet.Cell{Image: sheet.Picture(res.Images, i), Caption: caption})
+	}
+	return cells
+}
+
+// writeGrid writes the final images of a prompt as one grid image.
+func writeGrid(path string, run runInfo, cfg sampler.Config, cells []sheet.Cell) error {
+	data, err := gridPNG(run, cfg, cells)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, data, 0o644)
+}
+
+func gridPNG(run runInfo, cfg sampler.Config, cells []sheet.Cell) ([]byte, error) {
+	cols := int(math.Ceil(math.Sqrt(float64(len(cells)))))
+	title := fmt.Sprintf("%s | %s, K=%d", cfg.Prompt, cfg.Method, cfg.Particles)
+	return encodeSheet(sheet.Grid(title, cells, cols), parameters(run, cfg, sampler.Output{Seed: cfg.Seed, Reward: math.NaN()}))
+}
+
+// checkNegative refuses a negative prompt the run could not honour. The pipelines have no
+// negative conditioning yet: with guidance on, the unconditional branch would silently ignore
+// it; with guidance off a negative prompt has no effect in any tool, so it is only recorded.
+func (a *app) checkNegative(negative string, cfg sampler.Config) error {
+	if negative == "" || cfg.Guidance <= 1 {
+		return nil
+	}
+	return usageError{fmt.Errorf("negative prompts are not supported by this version's pipelines (guidance %g would ignore it): remove the negative prompt or set --guidance 1", cfg.Guidance)}
+}
+
+// samplerConfig turns the configuration (or a batch item's overlay on it) into a
+// sampler.Config, filling the model's defaults for keys the user did not set. The prompt is the
+// caller's to fill.
+func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v settings) (sampler.Config, error) {
 	cfg := sampler.Config{
-		Prompt:    v.GetString("prompt"),
 		Steps:     info.Defaults.Steps,
 		Guidance:  info.Defaults.Guidance,
 		Eta:       info.Defaults.Eta,
@@ -146,6 +236,12 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option) (sampler.
 		if cfg.Select, err = sampler.ParseSelection(s); err != nil {
 			return cfg, usageError{err}
 		}
+	} else {
+		// sampler.Run's own default, made explicit so the parameters chunk records it.
+		cfg.Select = sampler.SelectBest
+		if cfg.Method == sampler.Base {
+			cfg.Select = sampler.SelectAll
+		}
 	}
 	if cfg.Resampler, err = particles.ParseScheme(v.GetString("resampler")); err != nil {
 		return cfg, usageError{err}
@@ -170,31 +266,89 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option) (sampler.
 		ESSThreshold: v.GetFloat64("ess-threshold"),
 	}
 	if spec := v.GetString("reward"); spec != "" {
-		if cfg.Reward, err = rewards.Parse(spec, rewards.Env{ModelOptions: opts}); err != nil {
+		if cfg.Reward, err = a.rewards.get(spec, rewards.Env{ModelOptions: opts}); err != nil {
 			return cfg, err
 		}
 	}
 	return cfg, nil
 }
 
-// openPipeline opens the model named by the model key.
-func openPipeline(model string, opts []models.Option) (pipelines.Pipeline, error) {
-	switch {
-	case model == "" || model == pipelines.GlyphsName:
-		cache, err := models.CacheDir()
+// rewardCache builds each reward spec once per process and shares it between runs, so a batch
+// of thousands of items opens a reward's model once.
+type rewardCache struct {
+	mu sync.Mutex
+	m  map[string]rewards.Reward
+}
+
+func (c *rewardCache) get(spec string, env rewards.Env) (rewards.Reward, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.m[spec]; ok {
+		return r, nil
+	}
+	r, err := rewards.Parse(spec, env)
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string]rewards.Reward{}
+	}
+	// rewards.Reward does not promise concurrent Score calls, and batch workers share one
+	// reward: serialise them.
+	c.m[spec] = &serialReward{Reward: r}
+	return c.m[spec], nil
+}
+
+func (c *rewardCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.m {
+		r.Close()
+	}
+	c.m = nil
+}
+
+// serialReward lets one Score run at a time.
+type serialReward struct {
+	rewards.Reward
+	mu sync.Mutex
+}
+
+func (s *serialReward) Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Reward.Score(ctx, imgs, prompt, dst)
+}
+
+// openPipeline opens the model named by the model key: the built-in glyphs model, a name from
+// the config file's models map or a pulled catalog export, or a manifest file.
+func (a *app) openPipeline(model string, opts []models.Option) (pipelines.Pipeline, error) {
+	cache, err := models.CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	if model == "" || model == pipelines.GlyphsName {
+		return pipelines.OpenGlyphs(cache, opts...)
+	}
+	if path, ok := configuredModels(a.v)[strings.ToLower(model)]; ok {
+		return pipelines.OpenManifest(path, opts...)
+	}
+	if path, err := fetch.ResolveManifest(model, cache); err != nil || path != "" {
 		if err != nil {
 			return nil, err
 		}
-		return pipelines.OpenGlyphs(cache, opts...)
+		return pipelines.OpenManifest(path, opts...)
+	}
+	switch {
 	case strings.HasSuffix(model, ".yaml") || strings.HasSuffix(model, ".yml"):
 		return pipelines.OpenManifest(model, opts...)
 	case strings.HasSuffix(model, ".onnx"):
-		return nil, usageError{fmt.Errorf("model %s is a bare ONNX file: describe it with a manifest (see examples/mnist-dit-rf.yaml and docs/manifest.md) and pass the manifest", model)}
+		return nil, usageError{fmt.Errorf("model %s is a bare ONNX file: describe it with a manifest (see examples/mnist-dit-rf.yaml and docs/manifest.md, or run fksteer models inspect %s for a starting one) and pass the manifest", model, model)}
 	}
 	if st, err := os.Stat(model); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("model %s is a folder: this version of fksteer reads the built-in glyphs model and single-file models described by a manifest (.yaml); Stable Diffusion export folders are not supported yet", model)
 	}
-	return nil, fmt.Errorf("model %q is neither the built-in glyphs model nor a manifest .yaml file that exists", model)
+	return nil, fmt.Errorf("model %q is neither the built-in glyphs model, a configured or pulled model (fksteer models list), nor a manifest .yaml file that exists", model)
 }
 
 // checkWritable creates the output folder and proves a file can be written there, so a bad --out

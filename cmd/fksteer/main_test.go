@@ -49,10 +49,10 @@ func findUserRuntime() (string, error) {
 }
 
 // cli runs the CLI in-process and returns its exit code, stdout and stderr.
-func cli(t *testing.T, dir string, args ...string) (int, string, string) {
-	t.Helper()
+func cli(tb testing.TB, dir string, args ...string) (int, string, string) {
+	tb.Helper()
 	if dir != "" {
-		t.Chdir(dir)
+		tb.Chdir(dir)
 	}
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, &out, &errb)

@@ -1,17 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"image"
-	"image/color"
+	"image/png"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
 	"github.com/fksteer/fksteer/internal/pngtext"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/internal/sheet"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/sampler"
@@ -29,7 +29,7 @@ type writtenImage struct {
 
 // writeImages writes a run's outputs as PNG files named by seed (and particle when a run returns
 // several per image), each written atomically with its settings in a "parameters" text chunk.
-func writeImages(dir string, info pipelines.Info, cfg sampler.Config, res *sampler.Result, rewardSpec string) ([]writtenImage, error) {
+func writeImages(dir string, run runInfo, cfg sampler.Config, res *sampler.Result) ([]writtenImage, error) {
 	perGroup := len(res.Outputs) / cfg.Images
 	var out []writtenImage
 	for i, o := range res.Outputs {
@@ -38,12 +38,11 @@ func writeImages(dir string, info pipelines.Info, cfg sampler.Config, res *sampl
 			name = fmt.Sprintf("%d-%d.png", o.Seed, o.Particle)
 		}
 		path := filepath.Join(dir, name)
-		params := parameters(info, cfg, o, rewardSpec)
-		img := toImage(res.Images, i)
-		err := atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
-			return pngtext.Encode(f, img, []pngtext.Entry{{Key: "parameters", Text: params}})
-		})
+		data, err := encodePNG(sheet.Picture(res.Images, i), parameters(run, cfg, o))
 		if err != nil {
+			return out, err
+		}
+		if err := atomicfile.Write(path, data, 0o644); err != nil {
 			return out, err
 		}
 		w := writtenImage{Path: path, Seed: o.Seed, Particle: o.Particle, LogWeight: o.LogWeight, Roots: o.Roots}
@@ -55,15 +54,71 @@ func writeImages(dir string, info pipelines.Info, cfg sampler.Config, res *sampl
 	return out, nil
 }
 
+// encodePNG encodes img with its settings in a "parameters" text chunk.
+func encodePNG(img image.Image, params string) ([]byte, error) {
+	return encodePNGLevel(img, params, png.BestCompression)
+}
+
+// encodeSheet encodes a contact sheet or grid, with the default compression: they are hundreds
+// of pixels across, and the best compression would cost more time than sampling the images.
+func encodeSheet(img image.Image, params string) ([]byte, error) {
+	return encodePNGLevel(img, params, png.DefaultCompression)
+}
+
+func encodePNGLevel(img image.Image, params string, level png.CompressionLevel) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := pngtext.EncodeLevel(&buf, img, []pngtext.Entry{{Key: "parameters", Text: params}}, level); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// runInfo is what besides the sampler configuration describes a run's outputs.
+type runInfo struct {
+	info pipelines.Info
+	// rewardSpec is the reward as the user wrote it; negative the negative prompt; references
+	// the reference images of a batch item.
+	rewardSpec, negative string
+	references           []string
+}
+
 // parameters formats settings the way other diffusion tools do ("parameters" chunk): the prompt
-// on the first line, then "Key: value" pairs.
-func parameters(info pipelines.Info, cfg sampler.Config, o sampler.Output, rewardSpec string) string {
+// on the first line, the negative prompt on the next ("Negative prompt: ..."), then "Key: value"
+// pairs: the run's settings, then this output's seed, particle and reward.
+func parameters(run runInfo, cfg sampler.Config, o sampler.Output) string {
+	var b strings.Builder
+	b.WriteString(cfg.Prompt)
+	if run.negative != "" {
+		b.WriteString("\nNegative prompt: " + run.negative)
+	}
+	pairs := settingPairs(run, cfg)
+	pairs = append(pairs, [2]string{"Seed", fmt.Sprint(o.Seed)})
+	if cfg.Method != sampler.Base || run.rewardSpec != "" {
+		pairs = append(pairs, [2]string{"Select", string(cfg.Select)}, [2]string{"Particle", fmt.Sprint(o.Particle)})
+	}
+	if run.rewardSpec != "" {
+		pairs = append(pairs, [2]string{"Reward value", fmt.Sprintf("%.6g", o.Reward)})
+	}
+	for i, p := range pairs {
+		if i == 0 {
+			b.WriteString("\n")
+		} else {
+			b.WriteString(", ")
+		}
+		b.WriteString(p[0] + ": " + p[1])
+	}
+	return b.String()
+}
+
+// settingPairs are the settings that decide a run's outputs, whatever the seed: what the
+// "parameters" chunk records and what identifies a batch item's settings.
+func settingPairs(run runInfo, cfg sampler.Config) [][2]string {
+	info := run.info
 	pairs := [][2]string{
 		{"Steps", fmt.Sprint(cfg.Steps)},
 		{"Sampler", string(cfg.Rule)},
 		{"Eta", fmt.Sprint(cfg.Eta)},
 		{"CFG scale", fmt.Sprint(cfg.Guidance)},
-		{"Seed", fmt.Sprint(o.Seed)},
 		{"Size", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight)},
 		{"Model", info.Name},
 		{"Model hash", info.Hash[:min(len(info.Hash), 10)]},
@@ -80,42 +135,13 @@ func parameters(info pipelines.Info, cfg sampler.Config, o sampler.Output, rewar
 			[2]string{"Resampler", string(cfg.Resampler)},
 		)
 	}
-	if cfg.Method != sampler.Base || rewardSpec != "" {
-		pairs = append(pairs, [2]string{"Select", string(cfg.Select)}, [2]string{"Particle", fmt.Sprint(o.Particle)})
+	if run.rewardSpec != "" {
+		pairs = append(pairs, [2]string{"Reward", run.rewardSpec})
 	}
-	if rewardSpec != "" {
-		pairs = append(pairs, [2]string{"Reward", rewardSpec}, [2]string{"Reward value", fmt.Sprintf("%.6g", o.Reward)})
+	if len(run.references) > 0 {
+		pairs = append(pairs, [2]string{"References", strings.Join(run.references, " ")})
 	}
-	var b strings.Builder
-	b.WriteString(cfg.Prompt)
-	for i, p := range pairs {
-		if i == 0 {
-			b.WriteString("\n")
-		} else {
-			b.WriteString(", ")
-		}
-		b.WriteString(p[0] + ": " + p[1])
-	}
-	return b.String()
-}
-
-// toImage converts image i of a batch in [0, 1] to 8-bit, rounding to nearest.
-func toImage(imgs models.Images, i int) image.Image {
-	pix := imgs.At(i)
-	plane := imgs.H * imgs.W
-	q := func(v float32) uint8 { return uint8(math.Round(float64(min(1, max(0, v))) * 255)) }
-	if imgs.C == 1 {
-		g := image.NewGray(image.Rect(0, 0, imgs.W, imgs.H))
-		for j := range plane {
-			g.Pix[j] = q(pix[j])
-		}
-		return g
-	}
-	img := image.NewNRGBA(image.Rect(0, 0, imgs.W, imgs.H))
-	for j := range plane {
-		img.SetNRGBA(j%imgs.W, j/imgs.W, color.NRGBA{q(pix[j]), q(pix[plane+j]), q(pix[2*plane+j]), 255})
-	}
-	return img
+	return pairs
 }
 
 func lambdaString(l potentials.Lambda) string {

@@ -13,14 +13,20 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/models"
 )
 
-// Exit codes, documented in README.md.
+// Exit codes, documented in README.md. Schedulers can act on them: a Kubernetes Job's
+// podFailurePolicy fails the job at once on exitUsage (retrying cannot help) and retries the
+// rest (docs/kubernetes-indexed-job.yaml).
 const (
-	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+	// exitPartial: a batch finished, or stopped, with failed items; the others are written and a
+	// rerun retries the failed ones.
+	exitPartial     = 3
 	exitInterrupted = 130
 )
 
@@ -30,6 +36,8 @@ type app struct {
 	stdout, stderr io.Writer
 	configPath     string
 	log            *slog.Logger
+	// rewards caches the rewards built from specs, so a batch opens each reward model once.
+	rewards rewardCache
 }
 
 // usageError marks errors in how the command was called (exit code 2).
@@ -61,6 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
+	var fe *batch.FailedError
+	if errors.As(err, &fe) {
+		return exitPartial
+	}
 	return exitError
 }
 
@@ -70,17 +82,30 @@ func (a *app) rootCommand() *cobra.Command {
 		Short:         "Inference-time steering of ONNX diffusion models with Feynman-Kac particles",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Precedence, highest first: flags, FKSTEER_* environment variables, the config file,
+		// defaults (viper's own order, once the running command's flags are bound).
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := readConfigFile(a.v, a.configPath); err != nil {
+			if err := checkEnv(os.Environ()); err != nil {
+				return err
+			}
+			if err := readConfigFile(a.v, configFile(a.configPath)); err != nil {
+				return err
+			}
+			if err := bindFlags(a.v, cmd.Flags()); err != nil {
+				return err
+			}
+			if err := a.checkValues(cmd.Flags()); err != nil {
 				return err
 			}
 			return a.setupLogging()
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML config file (default ./fksteer.yaml if present)")
-	bindSettings(a.v, root.PersistentFlags(), globalSettings)
-	root.AddCommand(a.generateCommand(), a.benchCommand())
+	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML config file (default $FKSTEER_CONFIG, else ./fksteer.yaml if present)")
+	addFlags(root.PersistentFlags(), globalSettings)
+	root.AddCommand(a.generateCommand(), a.benchCommand(), a.batchCommand(), a.configCommand(), a.modelsCommand())
+	root.AddCommand(a.exportCommand())
+	root.AddCommand(a.scoreCommand())
 	return root
 }
 

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -20,6 +24,14 @@ type setting struct {
 	// modelDefault marks keys whose absence means "the model's recommended value"; they have no
 	// viper default, so viper.IsSet tells whether the user chose one.
 	modelDefault bool
+	// perItem marks keys a batch item may override (its "overrides" object).
+	perItem bool
+}
+
+// settingGroup is a table of settings with the heading `config show` and the example file use.
+type settingGroup struct {
+	name     string
+	settings []setting
 }
 
 // globalSettings apply to every command.
@@ -31,37 +43,119 @@ var globalSettings = []setting{
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn, error"},
 }
 
-// generateSettings are the keys of a generation run (generate, and later batch).
-var generateSettings = []setting{
-	{key: "model", def: "glyphs", usage: "model: glyphs (built in), or a manifest .yaml"},
-	{key: "prompt", def: "", usage: "prompt; empty means unconditional"},
-	{key: "class", def: -1, usage: "class id for class-conditional models (overrides the prompt; -1 = from the prompt)"},
-	{key: "steps", def: 0, usage: "sampling steps (default: the model's)", modelDefault: true},
-	{key: "seed", def: uint64(0), usage: "seed of the first image; image i uses seed+i"},
-	{key: "guidance", def: 0.0, usage: "classifier-free guidance scale, off at <= 1 (default: the model's)", modelDefault: true},
-	{key: "sampler", def: "", usage: "step rule: euler, ddim, ddpm, euler-a, flow-sde (default: the model's)", modelDefault: true},
-	{key: "eta", def: 0.0, usage: "noise of ddim/euler-a (0 deterministic, 1 DDPM-like); flow-sde's noise level (default: the model's)", modelDefault: true},
-	{key: "num-images", def: 1, usage: "number of images"},
-	{key: "batch-size", def: 8, usage: "images sampled together in one model batch (each with all its particles)"},
+// samplingSettings are the keys of a generation run, shared by generate and batch.
+var samplingSettings = []setting{
+	{key: "model", def: "glyphs", usage: "model: glyphs (built in), a name from `fksteer models list`, or a manifest .yaml"},
+	{key: "class", def: -1, usage: "class id for class-conditional models (overrides the prompt; -1 = from the prompt)", perItem: true},
+	{key: "negative-prompt", def: "", usage: "negative prompt, recorded with the images; this version's pipelines cannot apply one, so it is refused with guidance > 1"},
+	{key: "steps", def: 0, usage: "sampling steps (default: the model's)", modelDefault: true, perItem: true},
+	{key: "seed", def: uint64(0), usage: "seed of the first image; image i uses seed+i (batch: the base of every item's seed)"},
+	{key: "guidance", def: 0.0, usage: "classifier-free guidance scale, off at <= 1 (default: the model's)", modelDefault: true, perItem: true},
+	{key: "sampler", def: "", usage: "step rule: euler, ddim, ddpm, euler-a, flow-sde (default: the model's)", modelDefault: true, perItem: true},
+	{key: "eta", def: 0.0, usage: "noise of ddim/euler-a (0 deterministic, 1 DDPM-like); flow-sde's noise level (default: the model's)", modelDefault: true, perItem: true},
+	{key: "num-images", def: 1, usage: "number of images (batch: per item)", perItem: true},
 	{key: "out", def: "out", usage: "output folder"},
 	{key: "json", def: false, usage: "print the result as JSON"},
-	{key: "method", def: "base", usage: "steering: base (independent samples), bon (best-of-N), fk (Feynman-Kac)"},
-	{key: "particles", def: 1, usage: "particles per image (K)"},
-	{key: "reward", def: "", usage: "reward spec name:key=value,..., e.g. classifier:model=m.onnx,target=3 or color:target=#cc2222"},
-	{key: "potential", def: "diff", usage: "FK potential: diff, max, sum, immediate"},
-	{key: "lambda", def: 10.0, usage: "FK potential scale lambda"},
-	{key: "lambda-start", def: 0.0, usage: "ramp lambda up from this value over the evaluation steps (0 = constant lambda)"},
-	{key: "lambda-ramp", def: "constant", usage: "lambda schedule over the evaluation steps: constant, linear, exponential"},
-	{key: "resample-every", def: 5, usage: "FK: evaluate potentials every n steps"},
-	{key: "resample-start", def: 5, usage: "FK: first evaluation step (0-based)"},
-	{key: "resample-end", def: -1, usage: "FK: last intermediate evaluation step (-1 = 60% of the steps)"},
-	{key: "ess-threshold", def: 0.0, usage: "FK: resample only when ESS < threshold*K (0 = at every evaluation)"},
-	{key: "resampler", def: "systematic", usage: "resampling scheme: systematic, stratified, multinomial, residual"},
-	{key: "select", def: "", usage: "outputs per image: best, all, sample (default: all for base, best otherwise)"},
+	{key: "contact-sheet", def: false, usage: "also write, per image, a contact sheet of every particle at each resampling step with lines to its parent, and a grid of the final images"},
+	{key: "method", def: "base", usage: "steering: base (independent samples), bon (best-of-N), fk (Feynman-Kac)", perItem: true},
+	{key: "particles", def: 1, usage: "particles per image (K)", perItem: true},
+	{key: "reward", def: "", usage: "reward spec name:key=value,..., e.g. classifier:model=m.onnx,target=3 or color:target=#cc2222", perItem: true},
+	{key: "potential", def: "diff", usage: "FK potential: diff, max, sum, immediate", perItem: true},
+	{key: "lambda", def: 10.0, usage: "FK potential scale lambda", perItem: true},
+	{key: "lambda-start", def: 0.0, usage: "ramp lambda up from this value over the evaluation steps (0 = constant lambda)", perItem: true},
+	{key: "lambda-ramp", def: "constant", usage: "lambda schedule over the evaluation steps: constant, linear, exponential", perItem: true},
+	{key: "resample-every", def: 5, usage: "FK: evaluate potentials every n steps", perItem: true},
+	{key: "resample-start", def: 5, usage: "FK: first evaluation step (0-based)", perItem: true},
+	{key: "resample-end", def: -1, usage: "FK: last intermediate evaluation step (-1 = 60% of the steps)", perItem: true},
+	{key: "ess-threshold", def: 0.0, usage: "FK: resample only when ESS < threshold*K (0 = at every evaluation)", perItem: true},
+	{key: "resampler", def: "systematic", usage: "resampling scheme: systematic, stratified, multinomial, residual", perItem: true},
+	{key: "select", def: "", usage: "outputs per image: best, all, sample (default: all for base, best otherwise)", perItem: true},
 }
 
-// bindSettings registers settings as flags of fs and binds them in v.
-func bindSettings(v *viper.Viper, fs *pflag.FlagSet, settings []setting) {
+// generateSettings are generate's own keys.
+var generateSettings = []setting{
+	{key: "prompt", def: "", usage: "prompt; empty means unconditional"},
+	{key: "batch-size", def: 8, usage: "images sampled together in one model batch (each with all its particles)"},
+}
+
+// batchSettings are batch's own keys.
+var batchSettings = []setting{
+	{key: "prompts", def: "", usage: "items file: one prompt per line, or JSONL (.jsonl) with prompt, id, seed, negative_prompt, overrides, references"},
+	{key: "workers", def: 0, usage: "items generated at once (0 = one per core, as many as fit in memory)"},
+	{key: "shard", def: "", usage: "run shard INDEX/COUNT of the items (0-based; default: from Kubernetes or Slurm array variables, else all)"},
+	{key: "overwrite", def: false, usage: "regenerate finished items whose settings changed (otherwise that is an error)"},
+	{key: "max-failures", def: 10, usage: "stop starting items once more than this many failed (-1 = never stop)"},
+	{key: "progress", def: "auto", usage: "progress display: auto (a bar on a terminal, log lines otherwise), bar, log, off"},
+}
+
+// modelSettings are the keys of `fksteer models`.
+var modelSettings = []setting{
+	{key: "download-mirror", def: "", usage: "fetch model downloads through this HTTP mirror (<mirror>/<host>/<path>) instead of their hosts"},
+}
+
+// modelsKey is the one key that only a config file can set: a map from model names to manifest
+// files (relative to the config file), listed by `fksteer models list` and usable as --model.
+const modelsKey = "models"
+
+// groups lists every setting, in the order `config show` and the example file present them.
+var groups = []settingGroup{
+	{"global", globalSettings},
+	{"sampling (generate and batch)", samplingSettings},
+	{"generate", generateSettings},
+	{"batch", batchSettings},
+	{"models", modelSettings},
+}
+
+// envNotKeys are the FKSTEER_ variables that are not configuration keys.
+var envNotKeys = map[string]string{
+	"FKSTEER_CACHE":     "the cache folder",
+	"FKSTEER_CONFIG":    "the config file, when --config is not given",
+	"FKSTEER_SHARED":    "the shared test data folder (tests only)",
+	"FKSTEER_TEST_MAIN": "tests only",
+}
+
+// envPrefix prefixes every key's environment variable.
+const envPrefix = "FKSTEER_"
+
+func envName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// lookup returns the declared setting named key.
+func lookup(key string) (setting, bool) {
+	for _, g := range groups {
+		for _, s := range g.settings {
+			if s.key == key {
+				return s, true
+			}
+		}
+	}
+	return setting{}, false
+}
+
+// mustLookup returns the declared setting named key; key must be declared.
+func mustLookup(key string) setting {
+	s, ok := lookup(key)
+	if !ok {
+		panic("undeclared setting " + key)
+	}
+	return s
+}
+
+func allKeys() []string {
+	var out []string
+	for _, g := range groups {
+		for _, s := range g.settings {
+			out = append(out, s.key)
+		}
+	}
+	return out
+}
+
+// addFlags registers settings as flags of fs. Flags are bound to viper only for the command
+// that runs (bindFlags), because several commands declare the same keys and viper keeps one
+// flag per key.
+func addFlags(fs *pflag.FlagSet, settings []setting) {
 	for _, s := range settings {
 		switch d := s.def.(type) {
 		case string:
@@ -77,52 +171,134 @@ func bindSettings(v *viper.Viper, fs *pflag.FlagSet, settings []setting) {
 		default:
 			panic(fmt.Sprintf("setting %s: unsupported default type %T", s.key, s.def))
 		}
-		if !s.modelDefault {
-			v.SetDefault(s.key, s.def)
-		}
-		if err := v.BindPFlag(s.key, fs.Lookup(s.key)); err != nil {
-			panic(err)
-		}
 	}
 }
 
-// newViper returns a viper that reads FKSTEER_* environment variables for every key.
+// bindFlags binds the running command's flags (its own and inherited) to their keys.
+func bindFlags(v *viper.Viper, fs *pflag.FlagSet) error {
+	for _, key := range allKeys() {
+		if f := fs.Lookup(key); f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// newViper returns a viper with every key's default that reads FKSTEER_* environment variables.
 func newViper() *viper.Viper {
 	v := viper.New()
-	v.SetEnvPrefix("FKSTEER")
+	v.SetEnvPrefix(strings.TrimSuffix(envPrefix, "_"))
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
+	for _, g := range groups {
+		for _, s := range g.settings {
+			if !s.modelDefault {
+				v.SetDefault(s.key, s.def)
+			}
+		}
+	}
 	return v
 }
 
-// readConfigFile loads path (or ./fksteer.yaml when path is empty and that file exists) into v,
-// rejecting keys that no setting declares.
+// configFile says which config file applies: --config, else $FKSTEER_CONFIG, else
+// ./fksteer.yaml when it exists, else none ("").
+func configFile(flag string) string {
+	switch {
+	case flag != "":
+		return flag
+	case os.Getenv("FKSTEER_CONFIG") != "":
+		return os.Getenv("FKSTEER_CONFIG")
+	case fileExists("fksteer.yaml"):
+		return "fksteer.yaml"
+	}
+	return ""
+}
+
+// readConfigFile loads path into v, rejecting keys that no setting declares with an error that
+// names the closest valid one.
 func readConfigFile(v *viper.Viper, path string) error {
 	if path == "" {
-		if !fileExists("fksteer.yaml") {
-			return nil
-		}
-		path = "fksteer.yaml"
+		return nil
+	}
+	if !fileExists(path) {
+		return usageError{fmt.Errorf("config file %s does not exist", path)}
 	}
 	v.SetConfigFile(path)
+	v.SetConfigType("yaml") // whatever the file is called: fksteer's config is YAML
 	if err := v.ReadInConfig(); err != nil {
 		return fmt.Errorf("read config %s: %w", path, err)
 	}
-	known := map[string]bool{}
-	for _, set := range [][]setting{globalSettings, generateSettings} {
-		for _, s := range set {
-			known[s.key] = true
-		}
+	if _, ok := v.Get(modelsKey).(map[string]any); v.InConfig(modelsKey) && !ok {
+		return fmt.Errorf("config %s: %s must map model names to manifest files", path, modelsKey)
 	}
-	var valid []string
-	for k := range known {
-		valid = append(valid, k)
-	}
+	valid := append(allKeys(), modelsKey)
 	for _, k := range v.AllKeys() {
-		if !known[k] && v.InConfig(k) {
+		if !v.InConfig(k) {
+			continue
+		}
+		if top, _, _ := strings.Cut(k, "."); top == modelsKey {
+			continue // model names are the user's own
+		}
+		if _, ok := lookup(k); !ok {
 			err := &keys.UnknownKeyError{Key: k, Suggestion: keys.Closest(k, valid), Valid: valid}
 			return fmt.Errorf("config %s: %w", path, err)
 		}
 	}
 	return nil
+}
+
+// checkEnv rejects FKSTEER_ variables that name no key, so that FKSTEER_STPES=3 is an error
+// naming FKSTEER_STEPS instead of a silently ignored setting.
+func checkEnv(environ []string) error {
+	var valid []string
+	for _, k := range allKeys() {
+		valid = append(valid, envName(k))
+	}
+	for name := range envNotKeys {
+		valid = append(valid, name)
+	}
+	var bad []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || slices.Contains(valid, name) {
+			continue
+		}
+		bad = append(bad, name)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad)
+	name := bad[0]
+	if name == envName(modelsKey) {
+		return usageError{fmt.Errorf("environment variable %s: the %s map can only be set in a config file", name, modelsKey)}
+	}
+	msg := fmt.Sprintf("environment variable %s names no fksteer setting", name)
+	if s := keys.Closest(name, valid); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return usageError{errors.New(msg + "; unset it, or see `fksteer config show` for the settings")}
+}
+
+// configuredModels returns the config file's model map with manifest paths resolved against the
+// config file's folder.
+func configuredModels(v *viper.Viper) map[string]string {
+	m := v.GetStringMapString(modelsKey)
+	if len(m) == 0 {
+		return nil
+	}
+	dir := filepath.Dir(v.ConfigFileUsed())
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	out := make(map[string]string, len(m))
+	for name, path := range m {
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		out[name] = path
+	}
+	return out
 }

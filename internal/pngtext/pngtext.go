@@ -24,9 +24,16 @@ var signature = []byte("\x89PNG\r\n\x1a\n")
 
 // Encode writes img as PNG with the given text chunks placed right after the header, so readers
 // that stop early still find them. Text that is not Latin-1 goes into an iTXt (UTF-8) chunk.
+// It compresses as much as it can (png.BestCompression).
 func Encode(w io.Writer, img image.Image, entries []Entry) error {
+	return EncodeLevel(w, img, entries, png.BestCompression)
+}
+
+// EncodeLevel is Encode with the given compression level, for large images where the best
+// compression costs more time than its bytes are worth.
+func EncodeLevel(w io.Writer, img image.Image, entries []Entry, level png.CompressionLevel) error {
 	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestCompression}
+	enc := png.Encoder{CompressionLevel: level}
 	if err := enc.Encode(&buf, img); err != nil {
 		return err
 	}

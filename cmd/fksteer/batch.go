@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/internal/sheet"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/sampler"
+)
+
+func (a *app) batchCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "batch --prompts FILE --out DIR",
+		Short: "Generate images for every prompt of a file: resumable, crash-safe, shardable",
+		Long: `Generates the images of every item of a prompts file into one folder. A text file holds one
+prompt per line (blank lines and # comments are skipped); a .jsonl file holds one object per line
+with "prompt" and optionally "id", "seed", "negative_prompt", "overrides" (per-item settings such
+as steps, guidance or reward) and "references" (image files).
+
+Each item's images are named by its id (<id>.png) and written atomically with their settings in a
+PNG "parameters" chunk; manifest.jsonl lists every finished item with its files' sha256, and
+summary.json gives counts, reward statistics and time. Item seeds derive from --seed and the
+item's id, so results do not depend on workers or shards.
+
+Run the same command again to resume: finished items are skipped, missing or corrupt ones redone.
+A process killed at any moment loses only the items it was working on.
+
+--shard INDEX/COUNT runs every COUNT-th item (by default the shard comes from a Kubernetes Indexed
+Job or a Slurm array); 'fksteer batch merge' joins the shards' results. See docs/.`,
+		Example: `  fksteer batch --prompts prompts.txt --out out/run1 --steps 30
+  fksteer batch --prompts items.jsonl --out out/run2 --method fk --particles 8 --reward color:target=#cc2222
+  fksteer batch --prompts prompts.txt --out out/s2 --shard 2/4 && fksteer batch merge --out out/all out/s0 out/s1 out/s2 out/s3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.batch(cmd) },
+	}
+	addFlags(cmd.Flags(), samplingSettings)
+	addFlags(cmd.Flags(), batchSettings)
+
+	var partial bool
+	merge := &cobra.Command{
+		Use:   "merge --out DEST SOURCE...",
+		Short: "Join the results of a sharded batch into one folder, as one unsharded run would have written them",
+		Long: `Reads the shard manifests (manifest.shard-I-of-N.jsonl) in each SOURCE folder, checks every file
+against its recorded sha256, copies the files into --out (DEST may be one of the sources, when the
+shards shared a folder) and writes manifest.jsonl and summary.json there. A missing or unfinished
+shard is an error unless --partial.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error { return a.batchMerge(args, partial) },
+	}
+	addFlags(merge.Flags(), pick(samplingSettings, "out", "json"))
+	merge.Flags().BoolVar(&partial, "partial", false, "merge what there is even when shards are missing or unfinished")
+	cmd.AddCommand(merge)
+	return cmd
+}
+
+// pick returns the settings named keys.
+func pick(from []setting, keys ...string) []setting {
+	var out []setting
+	for _, s := range from {
+		for _, k := range keys {
+			if s.key == k {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func (a *app) batch(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	prompts := a.v.GetString("prompts")
+	if prompts == "" {
+		return usageError{errors.New("batch needs --prompts FILE (one prompt per line, or JSONL)")}
+	}
+	items, err := batch.ReadFile(prompts)
+	if err != nil {
+		return err
+	}
+	shard, err := a.shard()
+	if err != nil {
+		return err
+	}
+	out := a.v.GetString("out")
+	if err := checkWritable(out); err != nil {
+		return err
+	}
+	mode := a.v.GetString("progress")
+	switch mode {
+	case "auto", "bar", "log", "off":
+	default:
+		return usageError{fmt.Errorf("progress %q is not auto, bar, log or off", mode)}
+	}
+	opts, err := a.initRuntime()
+	if err != nil {
+		return err
+	}
+	defer a.rewards.close()
+	p, err := a.openPipeline(a.v.GetString("model"), opts)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	// The whole-batch settings are checked once here, so a bad flag is one message rather than
+	// one per item.
+	base, err := a.samplerConfig(p.Info(), opts, a.v)
+	if err != nil {
+		return err
+	}
+	workers := a.v.GetInt("workers")
+	why := "--workers"
+	if workers <= 0 {
+		workers, why = batch.AutoWorkers(perWorkerBytes(p.Info(), base, a.v.GetInt("num-images"), a.v.GetBool("contact-sheet")))
+	}
+	// Concurrent runs share the model's session, and ONNX Runtime gives each run as many
+	// threads as there are cores: with several workers that oversubscribes the cores (measured on
+	// 2 cores: 2 workers gain nothing with ONNX Runtime's choice, ~20% with one thread each).
+	// Unless --threads is set, split the cores between the workers, which needs the model
+	// reopened with those options.
+	threads := 0
+	if workers > 1 && a.sourceOf(cmd.Flags(), mustLookup("threads")) == fromDefault {
+		threads = max(1, runtime.GOMAXPROCS(0)/workers)
+		p.Close()
+		a.rewards.close()
+		opts = append(opts, models.WithThreads(threads, 0))
+		if p, err = a.openPipeline(a.v.GetString("model"), opts); err != nil {
+			return err
+		}
+		defer p.Close()
+		if base, err = a.samplerConfig(p.Info(), opts, a.v); err != nil {
+			return err
+		}
+	}
+	a.log.Info("batch", "items", len(items), "shard", shard.String(), "out", out, "model", p.Info().Name,
+		"workers", workers, "bound", why, "threads_per_worker", threads, "steps", base.Steps, "method", base.Method, "particles", base.Particles)
+
+	job := &batch.Job{
+		Dir: out, Items: items, Shard: shard, Workers: workers,
+		Prepare:     a.itemPreparer(p, opts),
+		Overwrite:   a.v.GetBool("overwrite"),
+		MaxFailures: a.v.GetInt("max-failures"),
+		Progress:    newProgress(mode, a.stderr, a.log),
+		Log:         a.log,
+	}
+	sum, err := job.Run(ctx)
+	if sum != nil {
+		if perr := a.printBatchSummary(out, sum); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+// shard is --shard when set, else what a scheduler's environment assigns, else the whole job.
+func (a *app) shard() (batch.Shard, error) {
+	if s := a.v.GetString("shard"); s != "" {
+		sh, err := batch.ParseShard(s)
+		if err != nil {
+			return sh, usageError{err}
+		}
+		return sh, nil
+	}
+	sh, src, err := batch.ShardFromEnv(os.Getenv)
+	if err != nil {
+		return sh, usageError{err}
+	}
+	if src != "" {
+		a.log.Info("shard from the scheduler", "shard", sh.String(), "from", src)
+	}
+	return sh, nil
+}
+
+// perWorkerBytes estimates the memory one worker needs: the run's state buffers (x, x0, eps,
+// mean, noise and decoded images for every row), a margin for the model's activations, and the
+// recorded x0 images of a contact sheet. It is a heuristic that keeps a large model from being
+// run on more workers than memory holds; --workers overrides it.
+func perWorkerBytes(info pipelines.Info, cfg sampler.Config, images int, sheets bool) uint64 {
+	rows := uint64(max(1, images) * max(1, cfg.Particles))
+	state := uint64(info.Len())
+	img := uint64(info.ImageChannels * info.ImageHeight * info.ImageWidth)
+	b := rows * (6*state + 2*img) * 4 * 4 // x4: the model's activations and copies
+	if sheets {
+		b += rows * img * 4 * uint64(max(1, cfg.Steps))
+	}
+	return b + 64<<20
+}
+
+// itemPreparer builds each item's task: its settings (the configuration with the item's
+// overrides), seed and fingerprint, and the function that samples it and encodes its files.
+func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batch.Item) (batch.Task, error) {
+	info := p.Info()
+	baseSeed := a.v.GetUint64("seed")
+	sheets := a.v.GetBool("contact-sheet")
+	globalNegative := a.v.GetString("negative-prompt")
+	return func(it batch.Item) (batch.Task, error) {
+		ov, err := newOverlay(a.v, it.Overrides)
+		if err != nil {
+			return batch.Task{}, err
+		}
+		cfg, err := a.samplerConfig(info, opts, ov)
+		if err != nil {
+			return batch.Task{}, err
+		}
+		cfg.Prompt = it.Prompt
+		cfg.Images = ov.GetInt("num-images")
+		if cfg.Images <= 0 {
+			return batch.Task{}, usageError{fmt.Errorf("num-images must be positive (got %d)", cfg.Images)}
+		}
+		cfg.Seed = batch.Seed(baseSeed, it.ID)
+		if it.Seed != nil {
+			cfg.Seed = *it.Seed
+		}
+		negative := it.NegativePrompt
+		if negative == "" {
+			negative = globalNegative
+		}
+		if err := a.checkNegative(negative, cfg); err != nil {
+			return batch.Task{}, err
+		}
+		for _, ref := range it.ReferencePaths() {
+			if _, err := os.Stat(ref); err != nil {
+				return batch.Task{}, fmt.Errorf("reference image %s: %w", ref, err)
+			}
+		}
+		run := runInfo{info: info, rewardSpec: ov.GetString("reward"), negative: negative, references: it.References}
+		// Everything that decides the files: the parameters chunk of the first image (prompt,
+		// negative prompt, every sampling and steering setting, model and seed) plus what it
+		// leaves out.
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\nimages=%d contact-sheet=%t model-sha256=%s", parameters(run, cfg, sampler.Output{Seed: cfg.Seed}), cfg.Images, sheets, info.Hash)
+		return batch.Task{
+			Seed:        cfg.Seed,
+			Fingerprint: hex.EncodeToString(h.Sum(nil)),
+			Render: func(ctx context.Context) ([]batch.File, error) {
+				return renderItem(ctx, p, run, cfg, sheets)
+			},
+		}, nil
+	}
+}
+
+// renderItem samples one item and encodes its files: <id>.png (or <id>.<i>.png for several
+// outputs), and with contact sheets <id>.sheet.png per image and <id>.grid.png.
+func renderItem(ctx context.Context, p pipelines.Pipeline, run runInfo, cfg sampler.Config, sheets bool) ([]batch.File, error) {
+	var rec *sheet.Recorder
+	if sheets {
+		rec = sheet.NewRecorder(cfg.Particles)
+		cfg.Observer = rec.Observe
+	}
+	res, err := sampler.Run(ctx, p, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var files []batch.File
+	for i, o := range res.Outputs {
+		data, err := encodePNG(sheet.Picture(res.Images, i), parameters(run, cfg, o))
+		if err != nil {
+			return nil, err
+		}
+		f := batch.File{Suffix: ".png", Kind: batch.KindImage, Data: data, Seed: o.Seed, Particle: o.Particle}
+		if len(res.Outputs) > 1 {
+			f.Suffix = fmt.Sprintf(".%d.png", i)
+		}
+		if !math.IsNaN(o.Reward) {
+			r := o.Reward
+			f.Reward = &r
+		}
+		files = append(files, f)
+	}
+	if !sheets {
+		return files, nil
+	}
+	for g := range cfg.Images {
+		data, err := sheetPNG(rec, g, run, cfg, res)
+		if err != nil {
+			return nil, err
+		}
+		suffix := ".sheet.png"
+		if cfg.Images > 1 {
+			suffix = fmt.Sprintf(".%d.sheet.png", g)
+		}
+		files = append(files, batch.File{Suffix: suffix, Kind: "sheet", Data: data, Seed: cfg.Seed + uint64(g)})
+	}
+	if len(res.Outputs) > 1 {
+		data, err := gridPNG(run, cfg, gridCells(res, 0))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, batch.File{Suffix: ".grid.png", Kind: "grid", Data: data, Seed: cfg.Seed})
+	}
+	return files, nil
+}
+
+func (a *app) printBatchSummary(dir string, s *batch.Summary) error {
+	if a.v.GetBool("json") {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	w := a.stdout
+	it := s.Items
+	fmt.Fprintf(w, "batch: %d items in shard %s of %d: %d finished (%d already done, %d generated, %d of them redone), %d failed, %d not run\n",
+		it.Shard, s.Shard, it.Total, it.Finished, it.Skipped, it.Generated, it.Redone, it.Failed, it.NotRun)
+	fmt.Fprintf(w, "images: %d (%d new) in %s; manifest %s\n", s.Images, s.GeneratedImages, dir, filepath.Join(dir, s.Manifest))
+	if r := s.Reward; r != nil {
+		fmt.Fprintf(w, "reward: mean %.4g, std %.4g, min %.4g, median %.4g, max %.4g over %d images\n", r.Mean, r.Std, r.Min, r.Median, r.Max, r.Count)
+	}
+	fmt.Fprintf(w, "time: %.1fs, %.2f images/s with %d worker(s)\n", s.Seconds, s.ImagesPerSecond, s.Workers)
+	for i, f := range s.Failures {
+		if i == 5 {
+			fmt.Fprintf(w, "... and %d more failures (see summary.json)\n", len(s.Failures)-5)
+			break
+		}
+		fmt.Fprintf(w, "failed: %s: %s\n", f.ID, f.Error)
+	}
+	return nil
+}
+
+func (a *app) batchMerge(sources []string, partial bool) error {
+	dest := a.v.GetString("out")
+	ms, err := batch.Merge(dest, sources, partial)
+	if err != nil {
+		return err
+	}
+	if a.v.GetBool("json") {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ms)
+	}
+	fmt.Fprintf(a.stdout, "merged %d items (%d images, %d shard(s)) from %d folder(s) into %s; %d files copied; manifest %s\n",
+		ms.Items, ms.Images, ms.Shards, len(sources), dest, ms.Copied, filepath.Join(dest, ms.Manifest))
+	if ms.Total > 0 && ms.Items < ms.Total {
+		fmt.Fprintf(a.stdout, "note: the list has %d items; %d are missing\n", ms.Total, ms.Total-ms.Items)
+	}
+	return nil
+}

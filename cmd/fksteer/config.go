@@ -1,0 +1,430 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fksteer/fksteer/internal/keys"
+)
+
+func (a *app) configCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Show the effective configuration, or an example config file"}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print every setting's effective value and where it came from (flag, environment, file, default)",
+		Long: `Prints every configuration key with its effective value and its source. Precedence, highest
+first: command-line flags, FKSTEER_* environment variables, the config file (--config,
+$FKSTEER_CONFIG, or ./fksteer.yaml), defaults. Every key is also a flag of this command, so
+'fksteer config show --steps 8' shows what 'fksteer generate --steps 8' would use.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.configShow(cmd.Flags()) },
+	}
+	for _, g := range groups[1:] { // global keys are the root's persistent flags
+		addFlags(show.Flags(), g.settings)
+	}
+	example := &cobra.Command{
+		Use:   "example",
+		Short: "Print a config file that documents every key (docs/fksteer.yaml)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := io.WriteString(a.stdout, exampleConfig())
+			return err
+		},
+	}
+	cmd.AddCommand(show, example)
+	return cmd
+}
+
+// Sources of a value, as `config show` reports them.
+const (
+	fromFlag    = "flag"
+	fromEnv     = "env"
+	fromFile    = "file"
+	fromDefault = "default"
+	fromModel   = "unset" // a model-default key nobody set: the model's recommended value
+)
+
+// sourceOf says where key's effective value comes from, following viper's precedence.
+func (a *app) sourceOf(fs *pflag.FlagSet, s setting) string {
+	if f := fs.Lookup(s.key); f != nil && f.Changed {
+		return fromFlag
+	}
+	if os.Getenv(envName(s.key)) != "" { // viper ignores empty variables
+		return fromEnv
+	}
+	if a.v.InConfig(s.key) {
+		return fromFile
+	}
+	if s.modelDefault {
+		return fromModel
+	}
+	return fromDefault
+}
+
+// checkValues rejects environment and file values that do not parse as their key's type, which
+// viper would otherwise read as zero (FKSTEER_STEPS=ten would become 0 steps).
+func (a *app) checkValues(fs *pflag.FlagSet) error {
+	for _, g := range groups {
+		for _, s := range g.settings {
+			switch a.sourceOf(fs, s) {
+			case fromEnv:
+				raw := os.Getenv(envName(s.key))
+				if _, err := convert(raw, s.def); err != nil {
+					return usageError{fmt.Errorf("environment variable %s=%q: %w", envName(s.key), raw, err)}
+				}
+			case fromFile:
+				if _, err := convert(a.v.Get(s.key), s.def); err != nil {
+					return usageError{fmt.Errorf("config %s: %s: %w", a.v.ConfigFileUsed(), s.key, err)}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// convert turns a value read from YAML, JSON or the environment into the type of def.
+func convert(raw, def any) (any, error) {
+	str, isStr := raw.(string)
+	if n, ok := raw.(json.Number); ok {
+		str, isStr = n.String(), true
+	}
+	switch def.(type) {
+	case string:
+		switch raw.(type) {
+		case string, json.Number, int, int64, uint64, float64, bool:
+			return fmt.Sprint(raw), nil
+		}
+		return nil, fmt.Errorf("%v is not a string", raw)
+	case bool:
+		if b, ok := raw.(bool); ok {
+			return b, nil
+		}
+		if b, err := strconv.ParseBool(str); isStr && err == nil {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%v is not true or false", raw)
+	case int, uint64:
+		var i int64
+		switch x := raw.(type) {
+		case int:
+			i = int64(x)
+		case int64:
+			i = x
+		case uint64:
+			if x > 1<<63-1 {
+				if _, ok := def.(uint64); ok {
+					return x, nil
+				}
+				return nil, fmt.Errorf("%v is too large", raw)
+			}
+			i = int64(x)
+		case float64:
+			if x != float64(int64(x)) {
+				return nil, fmt.Errorf("%v is not a whole number", raw)
+			}
+			i = int64(x)
+		default:
+			if !isStr {
+				return nil, fmt.Errorf("%v is not a whole number", raw)
+			}
+			if _, ok := def.(uint64); ok {
+				u, err := strconv.ParseUint(strings.TrimSpace(str), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%q is not a non-negative whole number", str)
+				}
+				return u, nil
+			}
+			v, err := strconv.ParseInt(strings.TrimSpace(str), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a whole number", str)
+			}
+			i = v
+		}
+		if _, ok := def.(uint64); ok {
+			if i < 0 {
+				return nil, fmt.Errorf("%d is negative", i)
+			}
+			return uint64(i), nil
+		}
+		return int(i), nil
+	case float64:
+		switch x := raw.(type) {
+		case int:
+			return float64(x), nil
+		case int64:
+			return float64(x), nil
+		case uint64:
+			return float64(x), nil
+		case float64:
+			return x, nil
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(str), 64); isStr && err == nil {
+			return f, nil
+		}
+		return nil, fmt.Errorf("%v is not a number", raw)
+	}
+	return nil, fmt.Errorf("unsupported setting type %T", def)
+}
+
+// shownSetting is one row of `config show --json`.
+type shownSetting struct {
+	Key    string `json:"key"`
+	Value  any    `json:"value"`
+	Source string `json:"source"`
+	// Env is the key's environment variable.
+	Env string `json:"env"`
+}
+
+func (a *app) configShow(fs *pflag.FlagSet) error {
+	file := a.v.ConfigFileUsed()
+	var rows []shownSetting
+	for _, g := range groups {
+		for _, s := range g.settings {
+			src := a.sourceOf(fs, s)
+			var val any
+			if src != fromModel {
+				val = a.v.Get(s.key)
+				if typed, err := convert(val, s.def); err == nil {
+					val = typed
+				}
+			}
+			rows = append(rows, shownSetting{Key: s.key, Value: val, Source: src, Env: envName(s.key)})
+		}
+	}
+	models := configuredModels(a.v)
+	if a.v.GetBool("json") {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			ConfigFile string            `json:"config_file"`
+			Settings   []shownSetting    `json:"settings"`
+			Models     map[string]string `json:"models,omitempty"`
+		}{file, rows, models})
+	}
+	w := a.stdout
+	fmt.Fprintln(w, "# Effective fksteer configuration. Precedence: flag > environment (FKSTEER_*) > config file > default.")
+	if file == "" {
+		fmt.Fprintln(w, "# No config file (--config, $FKSTEER_CONFIG or ./fksteer.yaml).")
+	} else {
+		fmt.Fprintf(w, "# Config file: %s\n", file)
+	}
+	i := 0
+	for _, g := range groups {
+		fmt.Fprintf(w, "\n# %s\n", g.name)
+		for range g.settings {
+			r := rows[i]
+			i++
+			if r.Source == fromModel {
+				fmt.Fprintf(w, "# %s:  (unset: the model's recommended value)\n", r.Key)
+				continue
+			}
+			line := r.Key + ": " + yamlScalar(r.Value)
+			fmt.Fprintf(w, "%-40s # %s\n", line, describeSource(r.Source, r.Key, file))
+		}
+	}
+	if len(models) > 0 {
+		fmt.Fprintf(w, "\n%s:  # file %s\n", modelsKey, file)
+		names := make([]string, 0, len(models))
+		for n := range models {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			fmt.Fprintf(w, "  %s: %s\n", n, yamlScalar(models[n]))
+		}
+	}
+	return nil
+}
+
+func describeSource(src, key, file string) string {
+	switch src {
+	case fromFlag:
+		return "flag --" + key
+	case fromEnv:
+		return "env " + envName(key)
+	case fromFile:
+		return "file " + file
+	}
+	return src
+}
+
+// yamlScalar formats a value as YAML would write it in a mapping.
+func yamlScalar(v any) string {
+	data, err := yaml.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSuffix(string(data), "\n")
+}
+
+// exampleConfig is a config file that sets every key to its default and documents it; the
+// model-default keys and the models map are commented out. docs/fksteer.yaml is this text.
+func exampleConfig() string {
+	var b strings.Builder
+	b.WriteString(`# fksteer configuration: every key, with its default and meaning.
+#
+# Generated by 'fksteer config example'; docs/configuration.md explains the rules.
+# Use it as --config FILE, name it fksteer.yaml in the working folder, or point
+# FKSTEER_CONFIG at it. Every key is also a command-line flag (--steps 8) and an environment
+# variable (FKSTEER_STEPS=8); flags win over the environment, which wins over this file, which
+# wins over the defaults. An unknown key is an error naming the closest valid one.
+`)
+	for _, g := range groups {
+		fmt.Fprintf(&b, "\n# ---- %s ----\n", g.name)
+		for _, s := range g.settings {
+			b.WriteString("\n")
+			for _, line := range wrapWords(s.usage, 92) {
+				b.WriteString("# " + line + "\n")
+			}
+			if s.perItem {
+				b.WriteString("# (A batch item may override it.)\n")
+			}
+			if s.modelDefault {
+				fmt.Fprintf(&b, "# %s: %s\n", s.key, yamlScalar(exampleValue(s)))
+				continue
+			}
+			fmt.Fprintf(&b, "%s: %s\n", s.key, yamlScalar(s.def))
+		}
+	}
+	fmt.Fprintf(&b, `
+# ---- models (config file only) ----
+
+# Names for model manifests, usable as --model NAME and listed by 'fksteer models list'.
+# Paths are relative to this file. Names are lower-cased; use letters, digits, '-' and '_'.
+# %s:
+#   mnist: ../examples/mnist-dit-rf.yaml
+`, modelsKey)
+	return b.String()
+}
+
+// exampleValue is a plausible value for a commented-out model-default key.
+func exampleValue(s setting) any {
+	switch s.key {
+	case "steps":
+		return 50
+	case "guidance":
+		return 2.0
+	case "sampler":
+		return "ddim"
+	case "eta":
+		return 1.0
+	}
+	return s.def
+}
+
+func wrapWords(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
+}
+
+// overlay reads settings from a batch item's overrides first and from the configuration
+// otherwise. Its values are checked and typed when it is built.
+type overlay struct {
+	base settings
+	vals map[string]any
+}
+
+// settings is what samplerConfig reads: viper, or an item's overlay on it.
+type settings interface {
+	GetString(key string) string
+	GetInt(key string) int
+	GetUint64(key string) uint64
+	GetFloat64(key string) float64
+	GetBool(key string) bool
+	IsSet(key string) bool
+}
+
+// newOverlay checks an item's overrides: every key must be a setting a batch item may vary, and
+// every value must parse as that setting's type.
+func newOverlay(base settings, overrides map[string]any) (*overlay, error) {
+	o := &overlay{base: base, vals: map[string]any{}}
+	var allowed []string
+	for _, s := range samplingSettings {
+		if s.perItem {
+			allowed = append(allowed, s.key)
+		}
+	}
+	names := make([]string, 0, len(overrides))
+	for k := range overrides {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		s, ok := lookup(k)
+		if !ok {
+			return nil, fmt.Errorf("overrides: %w", &keys.UnknownKeyError{Key: k, Suggestion: keys.Closest(k, allowed), Valid: allowed})
+		}
+		if !s.perItem {
+			return nil, fmt.Errorf("overrides: %s cannot vary per item (keys an item may override: %s)", k, strings.Join(allowed, ", "))
+		}
+		v, err := convert(overrides[k], s.def)
+		if err != nil {
+			return nil, fmt.Errorf("overrides: %s: %w", k, err)
+		}
+		o.vals[k] = v
+	}
+	return o, nil
+}
+
+func (o *overlay) IsSet(key string) bool {
+	_, ok := o.vals[key]
+	return ok || o.base.IsSet(key)
+}
+
+func (o *overlay) GetString(key string) string {
+	if v, ok := o.vals[key].(string); ok {
+		return v
+	}
+	return o.base.GetString(key)
+}
+
+func (o *overlay) GetInt(key string) int {
+	if v, ok := o.vals[key].(int); ok {
+		return v
+	}
+	return o.base.GetInt(key)
+}
+
+func (o *overlay) GetUint64(key string) uint64 {
+	if v, ok := o.vals[key].(uint64); ok {
+		return v
+	}
+	return o.base.GetUint64(key)
+}
+
+func (o *overlay) GetFloat64(key string) float64 {
+	if v, ok := o.vals[key].(float64); ok {
+		return v
+	}
+	return o.base.GetFloat64(key)
+}
+
+func (o *overlay) GetBool(key string) bool {
+	if v, ok := o.vals[key].(bool); ok {
+		return v
+	}
+	return o.base.GetBool(key)
+}
+
+var _ settings = (*viper.Viper)(nil)

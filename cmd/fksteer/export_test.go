@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"image"
+	"image/png"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/onnxgraph"
+)
+
+// exportPrompts writes n prompts for the glyphs model, one per line.
+func exportPrompts(t *testing.T, n int) string {
+	t.Helper()
+	glyphs := []string{"A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M"}
+	colours := []string{"red", "blue", "green", "yellow"}
+	var b strings.Builder
+	for i := range n {
+		b.WriteString("a " + colours[i%len(colours)] + ` "` + glyphs[i%len(glyphs)] + `"` + "\n\n")
+	}
+	return writeFile(t, filepath.Join(t.TempDir(), "prompts.txt"), b.String())
+}
+
+// exportArgs is a small GRPO export on the glyphs model whose shards hold one group each.
+func exportArgs(prompts, out string) []string {
+	return []string{"export", "--mode", "grpo", "--prompts", prompts, "--out", out, "--samples", "4", "--steps", "8",
+		"--seed", "3", "--reward", "color:target=#cc2222", "--shard-size", "0.5"}
+}
+
+func TestExportWritesDataset(t *testing.T) {
+	testenv.Runtime(t)
+	out := filepath.Join(t.TempDir(), "ds")
+	code, stdout, stderr := cli(t, "", exportArgs(exportPrompts(t, 3), out)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if strings.TrimSpace(stdout) != out || !strings.Contains(stderr, "12 samples in 3 groups") {
+		t.Errorf("stdout %q, stderr %q", stdout, stderr)
+	}
+	d, err := finetune.OpenDataset(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Info.Complete || len(d.Rows) != 12 || len(d.Info.Shards) != 3 || d.Rows[5].Prompt != `a blue "B"` {
+		t.Errorf("dataset: complete %v, %d rows, %d shards, row 5 prompt %q", d.Info.Complete, len(d.Rows), len(d.Info.Shards), d.Rows[5].Prompt)
+	}
+	// A second run finds everything written and changes nothing.
+	before, _ := os.ReadFile(filepath.Join(out, finetune.ManifestFile))
+	if code, _, stderr := cli(t, "", exportArgs(exportPrompts(t, 3), out)...); code != 0 {
+		t.Fatalf("rerun: exit %d: %s", code, stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(out, finetune.ManifestFile))
+	if !bytes.Equal(before, after) {
+		t.Error("a rerun of a complete export changed the manifest")
+	}
+}
+
+func TestExportUsageErrors(t *testing.T) {
+	testenv.Runtime(t)
+	prompts := exportPrompts(t, 1)
+	out := filepath.Join(t.TempDir(), "ds")
+	cases := []struct {
+		name  string
+		args  []string
+		wants []string
+	}{
+		{"no mode", []string{"export", "--prompts", prompts, "--out", out}, []string{"--mode is required"}},
+		{"unknown mode", []string{"export", "--mode", "dpo", "--prompts", prompts, "--out", out}, []string{`unknown dataset mode "dpo"`, "grpo"}},
+		{"deterministic", []string{"export", "--mode", "ddpo", "--prompts", prompts, "--out", out, "--sampler", "euler", "--reward", "color:target=#f00"}, []string{"deterministic", "--sampler ddim --eta 1"}},
+		{"eta zero", []string{"export", "--mode", "d3po", "--prompts", prompts, "--out", out, "--eta", "0", "--reward", "color:target=#f00"}, []string{"d3po", "deterministic"}},
+		{"no reward", []string{"export", "--mode", "grpo", "--prompts", prompts, "--out", out}, []string{"needs a reward", "--reward"}},
+		{"steering flag", []string{"export", "--mode", "grpo", "--prompts", prompts, "--out", out, "--lambda", "3"}, []string{"--lambda", "--mode steered"}},
+		{"prefix for ddpo", []string{"export", "--mode", "ddpo", "--prompts", prompts, "--out", out, "--share-prefix", "2", "--reward", "color:target=#f00"}, []string{"prefix", "grpo"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := cli(t, "", c.args...)
+			wantError(t, code, stderr, exitUsage, c.wants...)
+		})
+	}
+	// As for generate, a reward that cannot be built is an error (exit 1), not bad usage.
+	code, _, stderr := cli(t, "", "export", "--mode", "grpo", "--prompts", prompts, "--out", out, "--reward", "colour:target=#f00")
+	wantError(t, code, stderr, exitError, `did you mean "color"`)
+	if _, err := os.Stat(filepath.Join(out, finetune.InfoFile)); err == nil {
+		t.Error("a refused export created a dataset")
+	}
+}
+
+// countFiles counts the non-hidden files in dir.
+func countFiles(dir string) int {
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestExportSurvivesSIGKILL kills `fksteer export` (this test binary re-executed as the CLI) with
+// SIGKILL at random points, three times, then lets a fourth run finish. After each kill the folder must
+// open as a dataset (every shard the manifest names is whole, no sample twice, every group
+// complete); the finished dataset must equal one written without interruption.
+//
+// The kill points come from a PCG generator seeded with (2024, 611): each is a number of images
+// on disk, polled every 2 ms. Images are written as a group is added, before its shard is
+// committed, so the kills land anywhere from mid-sampling to mid-commit. A failure names the
+// kill points, which the seed reproduces.
+func TestExportSurvivesSIGKILL(t *testing.T) {
+	testenv.Runtime(t)
+	const prompts, samples = 12, 4
+	promptFile := exportPrompts(t, prompts)
+	ref := filepath.Join(t.TempDir(), "ref")
+	if code, _, stderr := cli(t, "", exportArgs(promptFile, ref)...); code != 0 {
+		t.Fatalf("reference export: exit %d: %s", code, stderr)
+	}
+	want, err := finetune.OpenDataset(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out := filepath.Join(t.TempDir(), "ds")
+	rng := rand.New(rand.NewPCG(2024, 611))
+	images := filepath.Join(out, finetune.ImageDir)
+	// Three kill points, increasing, each beyond what the previous round left on disk.
+	t1 := 5 + rng.IntN(12)
+	t2 := t1 + 5 + rng.IntN(30-t1-5)
+	t3 := t2 + 5 + rng.IntN(prompts*samples-4-t2-5)
+	for round, target := range []int{t1, t2, t3} {
+		cmd := exec.Command(os.Args[0], exportArgs(promptFile, out)...)
+		cmd.Env = append(os.Environ(), "FKSTEER_TEST_MAIN=1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		killed := false
+	poll:
+		for {
+			select {
+			case err := <-done:
+				t.Logf("round %d: the export finished (%v) before %d images were on disk", round, err, target)
+				break poll
+			default:
+			}
+			if countFiles(images) >= target {
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				<-done
+				killed = true
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		d, err := finetune.OpenDataset(out)
+		if err != nil {
+			t.Fatalf("round %d, killed at %d images: the folder is not readable: %v\nstderr: %s", round, target, err, stderr.String())
+		}
+		groups := map[string]int{}
+		for _, r := range d.Rows {
+			groups[r.Group]++
+		}
+		for g, n := range groups {
+			if n != samples {
+				t.Errorf("round %d: group %s has %d of %d samples in the manifest", round, g, n, samples)
+			}
+		}
+		if python, err := exec.LookPath("python3"); err == nil {
+			// The standard-library reader of scripts/check_dataset.py must read it too.
+			if out, err := exec.Command(python, filepath.Join("..", "..", "scripts", "check_dataset.py"), out, "--rows", "8").CombinedOutput(); err != nil {
+				t.Fatalf("round %d: check_dataset.py cannot read the killed folder: %v\n%s", round, err, out)
+			}
+		}
+		t.Logf("round %d: killed=%v at %d images; manifest holds %d groups, complete=%v", round, killed, target, len(groups), d.Info.Complete)
+	}
+
+	code, _, stderr := cli(t, "", exportArgs(promptFile, out)...)
+	if code != 0 {
+		t.Fatalf("resumed export: exit %d: %s", code, stderr)
+	}
+	got, err := finetune.OpenDataset(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Info.Complete || len(got.Rows) != prompts*samples {
+		t.Fatalf("after resuming: complete %v, %d rows", got.Info.Complete, len(got.Rows))
+	}
+	for i, w := range want.Rows {
+		g := got.Rows[i]
+		if g.ID != w.ID || g.Reward != w.Reward || g.Advantage != w.Advantage {
+			t.Errorf("row %d: %s reward %v advantage %v; uninterrupted: %s %v %v", i, g.ID, g.Reward, g.Advantage, w.ID, w.Reward, w.Advantage)
+		}
+		for _, name := range []string{finetune.KeyLatents, finetune.KeyLogProbs, finetune.KeyMeans} {
+			a, _ := want.Tensor(w, name)
+			b, err := got.Tensor(g, name)
+			if err != nil || !bytes.Equal(a.Data, b.Data) {
+				t.Errorf("%s: tensor %s differs from the uninterrupted export (%v)", g.ID, name, err)
+			}
+		}
+	}
+	for _, dir := range []string{out, filepath.Join(out, finetune.ShardDir), images} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("temporary file %s left in %s", e.Name(), dir)
+			}
+		}
+	}
+	if n := countFiles(filepath.Join(out, finetune.ShardDir)); n != len(got.Info.Shards) {
+		t.Errorf("%d shard files for %d named shards", n, len(got.Info.Shards))
+	}
+}
+
+// tinyViT writes a ViT-shaped ONNX model in DINOv2's layout (pixel_values [B,3,224,224] ->
+// last_hidden_state [B, 1+256, 4]: CLS = mean of the patch tokens, patches a 14x14/stride-14
+// convolution).
+func tinyViT(t *testing.T, dir string) string {
+	t.Helper()
+	w := make([]float32, 4*3*14*14)
+	for i := range w {
+		w[i] = float32(i%7-3) / 100
+	}
+	g := onnxgraph.New("tiny-vit", 17)
+	x := g.Input("pixel_values", onnxgraph.Float32, onnxgraph.Sym("batch"), onnxgraph.Fixed(3), onnxgraph.Fixed(224), onnxgraph.Fixed(224))
+	conv := g.Op("Conv", []string{x, g.Initializer("w", []int64{4, 3, 14, 14}, w)}, onnxgraph.AttrInts("kernel_shape", 14, 14), onnxgraph.AttrInts("strides", 14, 14))
+	patches := g.Op("Transpose", []string{g.Op("Reshape", []string{conv, g.Int64s(0, 4, -1)})}, onnxgraph.AttrInts("perm", 0, 2, 1))
+	cls := g.Op("ReduceMean", []string{patches}, onnxgraph.AttrInts("axes", 1), onnxgraph.AttrInt("keepdims", 1))
+	g.Node("Concat", []string{cls, patches}, []string{"last_hidden_state"}, onnxgraph.AttrInt("axis", 1))
+	g.Output("last_hidden_state", onnxgraph.Float32, onnxgraph.Sym("batch"), onnxgraph.Fixed(257), onnxgraph.Fixed(4))
+	data, err := g.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "vit.onnx")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestExportAdvGRPOFromTheCommandLine: references given as paths relative to the references file,
+// a feature model, and patch tokens by option end up in the dataset.
+func TestExportAdvGRPOFromTheCommandLine(t *testing.T) {
+	testenv.Runtime(t)
+	dir := t.TempDir()
+	vit := tinyViT(t, dir)
+	if err := os.Mkdir(filepath.Join(dir, "refs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewGray(image.Rect(0, 0, 20, 20))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "refs", "r.png"), buf.String())
+	prompts := exportPrompts(t, 2)
+	refs := writeFile(t, filepath.Join(dir, "refs.json"), `{"a red \"A\"": ["refs/r.png"], "a blue \"B\"": ["refs/r.png", "refs/r.png"]}`)
+	out := filepath.Join(dir, "ds")
+	code, _, stderr := cli(t, "", "export", "--mode", "adv-grpo", "--prompts", prompts, "--out", out, "--samples", "3", "--steps", "6",
+		"--reward", "color:target=#cc2222", "--references", refs, "--dino", vit, "--dino-patches", "5")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	d, err := finetune.OpenDataset(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := d.Rows[len(d.Rows)-1]
+	for name, shape := range map[string][]int{"dino_cls": {3, 4}, "dino_patches": {3, 5, 4}, "ref_dino_cls": {2, 4}, "ref_dino_patches": {2, 5, 4}} {
+		tensor, err := d.Tensor(last, name)
+		if err != nil || !slices.Equal(tensor.Shape, shape) {
+			t.Errorf("%s: %v %v, want shape %v", name, tensor.Shape, err, shape)
+		}
+	}
+	if len(last.References) != 2 || !strings.HasPrefix(last.References[0], "references/") {
+		t.Errorf("references %v", last.References)
+	}
+}
+
+// TestExportSteeredFromTheCommandLine: the FK flags reach the sampler, and the rows carry
+// normalised log-weights and the genealogy of the resamplings.
+func TestExportSteeredFromTheCommandLine(t *testing.T) {
+	testenv.Runtime(t)
+	out := filepath.Join(t.TempDir(), "ds")
+	code, _, stderr := cli(t, "", "export", "--mode", "steered", "--prompts", exportPrompts(t, 1), "--out", out, "--samples", "6",
+		"--steps", "10", "--reward", "color:target=#cc2222", "--lambda", "20", "--resample-every", "2", "--resample-start", "2", "--resample-end", "6")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	d, err := finetune.OpenDataset(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, r := range d.Rows {
+		if r.LogWeight == nil || r.Scheduler.FK == nil || r.Scheduler.FK.Lambda != 20 || r.Scheduler.FK.Every != 2 {
+			t.Fatalf("%s: log-weight %v, fk settings %+v", r.ID, r.LogWeight, r.Scheduler.FK)
+		}
+		sum += math.Exp(float64(*r.LogWeight))
+		if len(r.Genealogy) != 3 { // resamplings at steps 2, 4, 6
+			t.Errorf("%s: genealogy %v, want 3 resamplings", r.ID, r.Genealogy)
+		}
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Errorf("weights sum to %g", sum)
+	}
+}

@@ -1,0 +1,116 @@
+package sheet
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"slices"
+
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/sampler"
+)
+
+// Recorder keeps what a contact sheet shows of a sampling run: at every step where rewards were
+// evaluated, each particle's x0 prediction, its reward, its group's ESS and the parent each slot
+// was copied from. Pass Observe as the run's sampler.Config.Observer (one Recorder per run).
+type Recorder struct {
+	k     int
+	steps []evaluation
+}
+
+type evaluation struct {
+	step      int
+	imgs      models.Images
+	rewards   []float64
+	ess       []float64
+	resampled []bool
+	parents   []int
+}
+
+// NewRecorder returns a recorder for a run with k particles per group.
+func NewRecorder(k int) *Recorder { return &Recorder{k: max(1, k)} }
+
+// Observe records an evaluation step; other steps are ignored. It copies what it keeps, since
+// the run reuses its buffers.
+func (r *Recorder) Observe(si sampler.StepInfo) {
+	if !si.Evaluated || si.Images.N == 0 {
+		return
+	}
+	imgs := si.Images
+	imgs.Pix = slices.Clone(imgs.Pix)
+	r.steps = append(r.steps, evaluation{
+		step: si.Step, imgs: imgs, rewards: slices.Clone(si.Rewards), ess: slices.Clone(si.ESS),
+		resampled: slices.Clone(si.Resampled), parents: slices.Clone(si.Parents),
+	})
+}
+
+// Genealogy draws group g's sheet: one row per evaluation step (each particle's x0 prediction
+// with its reward; the label gives the step, 1-based, and the ESS, starred where the group was
+// resampled), then the final particles with their final rewards, the selected outputs framed.
+// Lines join each particle to the particle of the row above it was copied from.
+func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RGBA {
+	var rows []Row
+	var parents []int // the parents applied after the previous row's step
+	for _, e := range r.steps {
+		row := Row{Parents: parents}
+		label := fmt.Sprintf("step %d", e.step+1)
+		if g < len(e.ess) {
+			label += fmt.Sprintf(" ESS %.2f", e.ess[g])
+			if e.resampled[g] {
+				label += "*"
+			}
+		}
+		row.Label = label
+		for k := range r.k {
+			i := g*r.k + k
+			row.Cells = append(row.Cells, Cell{Image: Picture(e.imgs, i), Caption: rewardCaption(e.rewards, i)})
+		}
+		rows = append(rows, row)
+		parents = slices.Clone(e.parents[g*r.k : (g+1)*r.k])
+	}
+	final := Row{Label: "final", Parents: parents}
+	chosen := map[int]bool{}
+	for _, o := range res.Outputs {
+		if o.Group == g {
+			chosen[o.Particle] = true
+		}
+	}
+	for k := range r.k {
+		i := g*r.k + k
+		c := Cell{Caption: rewardCaption(res.Rewards, i), Mark: chosen[k]}
+		if res.All.N > i {
+			c.Image = Picture(res.All, i)
+		}
+		final.Cells = append(final.Cells, c)
+	}
+	rows = append(rows, final)
+	return Genealogy(title+"  (* = resampled; framed = selected)", rows)
+}
+
+func rewardCaption(rs []float64, i int) string {
+	if i >= len(rs) || math.IsNaN(rs[i]) {
+		return "-"
+	}
+	return fmt.Sprintf("r=%.3g", rs[i])
+}
+
+// Picture converts image i of a batch with values in [0, 1] to 8 bits, rounding to nearest:
+// grey for one channel, RGB otherwise. It is the one conversion fksteer writes images with.
+func Picture(imgs models.Images, i int) image.Image {
+	pix := imgs.At(i)
+	plane := imgs.H * imgs.W
+	q := func(v float32) uint8 { return uint8(math.Round(float64(min(1, max(0, v))) * 255)) }
+	if imgs.C == 1 {
+		g := image.NewGray(image.Rect(0, 0, imgs.W, imgs.H))
+		for j := range plane {
+			g.Pix[j] = q(pix[j])
+		}
+		return g
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, imgs.W, imgs.H))
+	for j := range plane {
+		img.SetNRGBA(j%imgs.W, j/imgs.W, color.NRGBA{q(pix[j]), q(pix[plane+j]), q(pix[2*plane+j]), 255})
+	}
+	return img
+}
