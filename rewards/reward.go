@@ -23,7 +23,8 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-// Reward scores a batch of images.
+// Reward scores a batch of images. Implementations are safe for concurrent use: batch workers
+// share one reward (every reward in this package serialises its model calls itself).
 type Reward interface {
 	// Name identifies the reward in outputs, e.g. "classifier".
 	Name() string

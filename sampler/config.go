@@ -143,7 +143,10 @@ type Config struct {
 	SharedPrefix int
 }
 
-func (c *Config) validate() error {
+// Validate fills defaults for unset fields (sampler, method, selection, resampler) and reports
+// the first setting that cannot work, naming the fix. Run calls it; callers that prepare many
+// configurations (batch items) call it up front.
+func (c *Config) Validate() error {
 	if c.Steps <= 0 {
 		return fmt.Errorf("steps must be positive (got %d)", c.Steps)
 	}

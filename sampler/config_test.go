@@ -43,11 +43,11 @@ func TestValidateNamesTheProblem(t *testing.T) {
 	} {
 		cfg := fk
 		c.change(&cfg)
-		if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", c.name, err, c.want)
 		}
 	}
-	if err := fk.validate(); err != nil {
+	if err := fk.Validate(); err != nil {
 		t.Errorf("valid FK config rejected: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ import (
 // cfg.Seed+g, so neither the number of groups in the batch nor the order of work changes them.
 func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error) {
 	start := time.Now()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	info := p.Info()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -270,6 +269,12 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 			return cfg, err
 		}
 	}
+	// Catch settings that cannot work (FK with a deterministic sampler, ...) before any sampling.
+	probe := cfg
+	probe.Images = max(1, probe.Images)
+	if err := probe.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
 	return cfg, nil
 }
 
@@ -293,10 +298,9 @@ func (c *rewardCache) get(spec string, env rewards.Env) (rewards.Reward, error) 
 	if c.m == nil {
 		c.m = map[string]rewards.Reward{}
 	}
-	// rewards.Reward does not promise concurrent Score calls, and batch workers share one
-	// reward: serialise them.
-	c.m[spec] = &serialReward{Reward: r}
-	return c.m[spec], nil
+	// Batch workers share one reward: rewards.Reward promises that concurrent calls are safe.
+	c.m[spec] = r
+	return r, nil
 }
 
 func (c *rewardCache) close() {
@@ -306,18 +310,6 @@ func (c *rewardCache) close() {
 		r.Close()
 	}
 	c.m = nil
-}
-
-// serialReward lets one Score run at a time.
-type serialReward struct {
-	rewards.Reward
-	mu sync.Mutex
-}
-
-func (s *serialReward) Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.Reward.Score(ctx, imgs, prompt, dst)
 }
 
 // openPipeline opens the model named by the model key: the built-in glyphs model, a name from
@@ -406,6 +398,12 @@ func (a *app) printSummary(cfg sampler.Config, written []writtenImage, s summary
 			rs = append(rs, fmt.Sprintf("%.4g", img.Reward))
 		}
 		fmt.Fprintf(w, "reward (%s) of the chosen samples: %s\n", cfg.Reward.Name(), strings.Join(rs, " "))
+		for _, img := range written {
+			if img.Parts != nil {
+				scores, text := partsString(img.Parts)
+				fmt.Fprintf(w, "  %s: %s %s\n", filepath.Base(img.Path), scores, text)
+			}
+		}
 	}
 	if cfg.Method == sampler.FK {
 		fmt.Fprintf(w, "resamplings: %d; ESS (first image) by step: %s\n", s.Resamplings, s.ESSTrace)

@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
@@ -14,6 +15,7 @@ import (
 	"github.com/fksteer/fksteer/internal/sheet"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
+	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -25,6 +27,50 @@ type writtenImage struct {
 	Reward    float64 `json:"reward,omitempty"`
 	LogWeight float64 `json:"log_weight,omitempty"`
 	Roots     int     `json:"distinct_roots,omitempty"`
+	// Parts breaks the reward down for composites and text-reading rewards.
+	Parts []partRecord `json:"reward_parts,omitempty"`
+}
+
+// partRecord is one part of a reward in --json output; Text is set only for parts that read
+// text, and is "" when they read nothing.
+type partRecord struct {
+	Name   string  `json:"name"`
+	Weight float64 `json:"weight"`
+	Score  float64 `json:"score"`
+	Text   *string `json:"text,omitempty"`
+}
+
+// explainParts reports a breakdown only where it says more than the total: several parts, or
+// text that was read.
+func explainParts(parts []rewards.PartScore) []partRecord {
+	if len(parts) < 2 && !(len(parts) == 1 && parts[0].HasText) {
+		return nil
+	}
+	out := make([]partRecord, len(parts))
+	for i, p := range parts {
+		out[i] = partRecord{Name: p.Name, Weight: p.Weight, Score: p.Score}
+		if p.HasText {
+			text := p.Text
+			out[i].Text = &text
+		}
+	}
+	return out
+}
+
+// partsString formats a breakdown as "0.7*preference=0.912; 0.3*ocr=0.75", and the text read
+// as a quoted string with lines joined by " / ".
+func partsString(parts []partRecord) (scores, text string) {
+	var s, t []string
+	for _, p := range parts {
+		s = append(s, fmt.Sprintf("%g*%s=%.4g", p.Weight, p.Name, p.Score))
+		if p.Text != nil {
+			t = append(t, strings.ReplaceAll(*p.Text, "\n", " / "))
+		}
+	}
+	if len(t) > 0 {
+		text = strconv.Quote(strings.Join(t, " / "))
+	}
+	return strings.Join(s, "; "), text
 }
 
 // writeImages writes a run's outputs as PNG files named by seed (and particle when a run returns
@@ -45,7 +91,7 @@ func writeImages(dir string, run runInfo, cfg sampler.Config, res *sampler.Resul
 		if err := atomicfile.Write(path, data, 0o644); err != nil {
 			return out, err
 		}
-		w := writtenImage{Path: path, Seed: o.Seed, Particle: o.Particle, LogWeight: o.LogWeight, Roots: o.Roots}
+		w := writtenImage{Path: path, Seed: o.Seed, Particle: o.Particle, LogWeight: o.LogWeight, Roots: o.Roots, Parts: explainParts(o.Parts)}
 		if !math.IsNaN(o.Reward) {
 			w.Reward = o.Reward
 		}
@@ -98,6 +144,14 @@ func parameters(run runInfo, cfg sampler.Config, o sampler.Output) string {
 	}
 	if run.rewardSpec != "" {
 		pairs = append(pairs, [2]string{"Reward value", fmt.Sprintf("%.6g", o.Reward)})
+	}
+	if parts := explainParts(o.Parts); parts != nil {
+		scores, text := partsString(parts)
+		// Quoted, since the chunk separates its pairs with commas.
+		pairs = append(pairs, [2]string{"Reward parts", strconv.Quote(scores)})
+		if text != "" {
+			pairs = append(pairs, [2]string{"OCR text", text})
+		}
 	}
 	for i, p := range pairs {
 		if i == 0 {

@@ -46,5 +46,11 @@ func WriteFunc(path string, perm os.FileMode, fill func(*os.File) error) (err er
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// The rename lives in the folder's entry list: sync it too, so that after a power cut the new
+	// file is there, not only its data. Best effort: some filesystems cannot sync folders.
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 	return nil
 }
