@@ -24,12 +24,13 @@ vet:
 	$(GO) vet ./...
 
 # The large statistical tests (exactness on glyphs, 40 MNIST samples per sampler) skip under
-# -race, whose instrumentation slows their Go loops ~10x; the second pass runs them without it.
+# -race, whose instrumentation slows their Go loops ~10x; the second pass runs them without it,
+# verbosely, so the distances they measure are in the log.
 STATISTICAL := TestUnsteered|TestFKIsExact|TestAdaptiveFK|TestMNISTConditional
 
 test: ort vet
 	$(GO) test -race -timeout 30m ./...
-	$(GO) test -timeout 30m -run '$(STATISTICAL)' ./sampler/
+	$(GO) test -v -timeout 30m -run '$(STATISTICAL)' ./sampler/
 
 bench: ort
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
