@@ -140,3 +140,13 @@ func (s Schedule) MaybeResample(pop *particles.Population, scheme particles.Sche
 	}
 	return ess, true, nil
 }
+
+// ScaledSchedule is the default schedule for an n-step run: potentials every max(1, n/20) steps
+// (rounded), from that step to 60 % of the run (never before the start), plus the final step;
+// resampling at every evaluation. For 100 steps that is every 5 steps from 5 to 60; for 8 steps
+// every step from 1 to 4. Fixed defaults cannot serve every step count: a start of 5 lies after
+// 60 % of an 8-step run.
+func ScaledSchedule(n int) Schedule {
+	every := max(1, (n+10)/20)
+	return Schedule{Every: every, Start: every, End: max(every, n*3/5)}
+}

@@ -177,3 +177,18 @@ func TestParseRamp(t *testing.T) {
 		t.Errorf("ParseRamp(cosine): error %v, want one listing the valid ramps", err)
 	}
 }
+
+func TestScaledSchedule(t *testing.T) {
+	for _, c := range []struct {
+		n                 int
+		every, start, end int
+	}{{100, 5, 5, 60}, {50, 3, 3, 30}, {8, 1, 1, 4}, {1, 1, 1, 1}, {20, 1, 1, 12}} {
+		s := potentials.ScaledSchedule(c.n)
+		if s.Every != c.every || s.Start != c.start || s.End != c.end {
+			t.Errorf("ScaledSchedule(%d) = %+v, want every %d from %d to %d", c.n, s, c.every, c.start, c.end)
+		}
+		if err := s.Validate(); err != nil {
+			t.Errorf("ScaledSchedule(%d) is invalid: %v", c.n, err)
+		}
+	}
+}

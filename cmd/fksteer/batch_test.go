@@ -395,14 +395,17 @@ func TestBatchUserErrors(t *testing.T) {
 // exported, so the batch cannot reject the item up front).
 func TestBatchFailedItemExitCode(t *testing.T) {
 	testenv.Runtime(t)
+	classifier := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok1", "prompt": "\"A\""}
-{"id": "bad", "prompt": "\"A\"", "overrides": {"sampler": "euler"}}
-{"id": "ok2", "prompt": "\"B\""}
+	// The classifier reward takes its target class from the prompt's first number: item "bad" has
+	// none, so it fails while it runs, and the others must still be written.
+	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok1", "prompt": "\"7\""}
+{"id": "bad", "prompt": "\"A\""}
+{"id": "ok2", "prompt": "\"3\""}
 `)
 	out := filepath.Join(dir, "out")
 	code, stdout, stderr := cli(t, dir, "batch", "--prompts", "items.jsonl", "--out", out, "--steps", "8", "--method", "fk",
-		"--particles", "4", "--reward", "color:target=#cc2222", "--resample-start", "1", "--resample-every", "2", "--progress", "log")
+		"--particles", "4", "--reward", "classifier:model="+classifier+",crop=28", "--resample-start", "1", "--resample-every", "2", "--progress", "log")
 	if code != exitPartial {
 		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitPartial, stderr)
 	}
@@ -413,6 +416,20 @@ func TestBatchFailedItemExitCode(t *testing.T) {
 	if !strings.Contains(stderr, "msg=progress") || !strings.Contains(stderr, "items/s") || !strings.Contains(stderr, "eta=") {
 		t.Errorf("no progress lines with rate and ETA in stderr:\n%s", stderr)
 	}
+}
+
+// TestBatchRejectsUnworkableItemsUpFront: an item whose settings cannot work (FK with a
+// deterministic sampler) is a usage error naming the item, before anything is sampled.
+func TestBatchRejectsUnworkableItemsUpFront(t *testing.T) {
+	testenv.Runtime(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok1", "prompt": "\"A\""}
+{"id": "bad", "prompt": "\"A\"", "overrides": {"sampler": "euler"}}
+`)
+	out := filepath.Join(dir, "out")
+	code, _, stderr := cli(t, dir, "batch", "--prompts", "items.jsonl", "--out", out, "--steps", "8", "--method", "fk",
+		"--particles", "4", "--reward", "color:target=#cc2222", "--progress", "off")
+	wantError(t, code, stderr, exitUsage, "item bad", "FK steering needs a stochastic sampler")
 }
 
 // TestContactSheets checks generate's sheets and grid: one sheet per image, with a row per

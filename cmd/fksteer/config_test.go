@@ -64,7 +64,7 @@ func TestConfigPrecedence(t *testing.T) {
 	want(t, got, "prompt", `"from the env"`, "env")
 	want(t, got, "seed", "5", "file")
 	want(t, got, "lambda", "2.5", "file")
-	want(t, got, "resample-every", "5", "default")
+	want(t, got, "resample-every", "0", "default")
 	want(t, got, "guidance", "null", "unset")
 	if got["steps"].Env != "FKSTEER_STEPS" || got["num-images"].Env != "FKSTEER_NUM_IMAGES" {
 		t.Errorf("env names %s, %s", got["steps"].Env, got["num-images"].Env)

@@ -96,8 +96,8 @@ skipped, and the result is what an uninterrupted run writes.`,
 	fs.Float64Var(&f.lambda, "lambda", 10, "steered: FK potential scale lambda")
 	fs.Float64Var(&f.lambdaStart, "lambda-start", 0, "steered: ramp lambda up from this value (0 = constant)")
 	fs.StringVar(&f.lambdaRamp, "lambda-ramp", "constant", "steered: lambda schedule: constant, linear, exponential")
-	fs.IntVar(&f.every, "resample-every", 5, "steered: evaluate potentials every n steps")
-	fs.IntVar(&f.start, "resample-start", 5, "steered: first evaluation step (0-based)")
+	fs.IntVar(&f.every, "resample-every", 0, "steered: evaluate potentials every n steps (0 = steps/20, at least 1)")
+	fs.IntVar(&f.start, "resample-start", -1, "steered: first evaluation step, 0-based (-1 = the interval)")
 	fs.IntVar(&f.end, "resample-end", -1, "steered: last intermediate evaluation step (-1 = 60% of the steps)")
 	fs.Float64Var(&f.ess, "ess-threshold", 0, "steered: resample only when ESS < threshold*K (0 = at every evaluation)")
 	fs.StringVar(&f.resampler, "resampler", "systematic", "steered: resampling scheme: systematic, stratified, multinomial, residual")
@@ -256,11 +256,8 @@ func exportSampler(fs *pflag.FlagSet, f *exportFlags, info pipelines.Info) (samp
 		return cfg, usageError{err}
 	}
 	cfg.Lambda = potentials.Lambda{Value: f.lambda, Start: f.lambdaStart, Ramp: ramp}
-	end := f.end
-	if end < 0 {
-		end = cfg.Steps * 3 / 5
-	}
-	cfg.Resampling = potentials.Schedule{Every: f.every, Start: f.start, End: end, ESSThreshold: f.ess}
+	cfg.Resampling = resampling(cfg.Steps, f.every, f.start, f.end)
+	cfg.Resampling.ESSThreshold = f.ess
 	if cfg.Resampler, err = particles.ParseScheme(f.resampler); err != nil {
 		return cfg, usageError{err}
 	}

@@ -256,14 +256,8 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 	if err := cfg.Lambda.Validate(); err != nil {
 		return cfg, usageError{err}
 	}
-	end := v.GetInt("resample-end")
-	if end < 0 {
-		end = cfg.Steps * 3 / 5
-	}
-	cfg.Resampling = potentials.Schedule{
-		Every: v.GetInt("resample-every"), Start: v.GetInt("resample-start"), End: end,
-		ESSThreshold: v.GetFloat64("ess-threshold"),
-	}
+	cfg.Resampling = resampling(cfg.Steps, v.GetInt("resample-every"), v.GetInt("resample-start"), v.GetInt("resample-end"))
+	cfg.Resampling.ESSThreshold = v.GetFloat64("ess-threshold")
 	if spec := v.GetString("reward"); spec != "" {
 		if cfg.Reward, err = a.rewards.get(spec, rewards.Env{ModelOptions: opts}); err != nil {
 			return cfg, err
@@ -410,4 +404,20 @@ func (a *app) printSummary(cfg sampler.Config, written []writtenImage, s summary
 	}
 	fmt.Fprintf(w, "time: %.2fs total, model %.2fs (%d calls), reward %.2fs (%d calls), engine %.2fs\n",
 		s.WallSeconds, s.ModelSec, s.ModelCalls, s.RewardSec, s.RewardCalls, s.EngineSec)
+}
+
+// resampling builds the FK schedule from the resample-every/start/end settings, where 0 (every)
+// and -1 (start, end) mean "scaled to the step count" (potentials.ScaledSchedule).
+func resampling(steps, every, start, end int) potentials.Schedule {
+	auto := potentials.ScaledSchedule(steps)
+	if every <= 0 {
+		every = auto.Every
+	}
+	if start < 0 {
+		start = every
+	}
+	if end < 0 {
+		end = max(start, auto.End)
+	}
+	return potentials.Schedule{Every: every, Start: start, End: end}
 }
