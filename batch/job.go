@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"github.com/fksteer/fksteer/internal/filehash"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -396,7 +398,7 @@ func verifyFiles(dir string, rec *Record) string {
 		if !validName(rec.ID, f.Name) {
 			return fmt.Sprintf("its record names an unexpected file %q", f.Name)
 		}
-		sum, n, err := hashFile(filepath.Join(dir, f.Name))
+		sum, n, err := filehash.SHA256(filepath.Join(dir, f.Name))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			return fmt.Sprintf("%s is missing", f.Name)
@@ -412,20 +414,6 @@ func verifyFiles(dir string, rec *Record) string {
 func validName(id, name string) bool {
 	rest, ok := strings.CutPrefix(name, id)
 	return ok && strings.HasPrefix(rest, ".") && !strings.ContainsAny(rest, `/\`) && filepath.Base(name) == name
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", n, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // runItem renders an item and writes its files, then its record: the record is the commit

@@ -14,6 +14,7 @@ import (
 	"strconv"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
+	"github.com/fksteer/fksteer/internal/filehash"
 	"github.com/fksteer/fksteer/internal/lockfile"
 )
 
@@ -186,7 +187,7 @@ func copyItem(src, dest string, rec *Record, data []byte) (int, error) {
 			return copied, fmt.Errorf("item %s in %s names an unexpected file %q", rec.ID, src, f.Name)
 		}
 		if !same {
-			if sum, n, err := hashFile(filepath.Join(dest, f.Name)); err == nil && sum == f.SHA256 && n == f.Bytes {
+			if sum, n, err := filehash.SHA256(filepath.Join(dest, f.Name)); err == nil && sum == f.SHA256 && n == f.Bytes {
 				continue
 			}
 		}

@@ -3,13 +3,12 @@ package bench_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/internal/testmodels"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -17,27 +16,12 @@ import (
 // samples (which the CNN reads 40/40, see sampler's tests) as their digit most of the time, or
 // it could not vouch for steered outputs. 20 samples, 2 per digit; at least 18 must be read right.
 func TestReaderReadsConditionalSamples(t *testing.T) {
-	testenv.Runtime(t)
-	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
+	p := testmodels.MNIST(t)
 	dir := filepath.Dir(testenv.SharedFile(t, "models/mnist-cnn-classifier/t10k-labels-idx1-ubyte"))
 	reader, err := bench.LoadReader(filepath.Join(dir, "t10k-images-idx3-ubyte.gz"), filepath.Join(dir, "t10k-labels-idx1-ubyte"), 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join("..", "examples", "mnist-dit-rf.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := pipelines.ParseManifest(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Model = model
-	p, err := pipelines.NewDenoiser(m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	right := 0
 	for digit := range 10 {
 		res, err := sampler.Run(context.Background(), p, sampler.Config{Prompt: fmt.Sprint(digit), Steps: 50, Guidance: 2, Rule: sampler.Euler, Seed: uint64(digit), Images: 2, Particles: 1})

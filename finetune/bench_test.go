@@ -8,35 +8,12 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/internal/testmodels"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
 )
-
-// openMNIST opens the real MNIST rectified-flow DiT through the example manifest, pointed at the
-// model in the shared folder.
-func openMNIST(tb testing.TB) *pipelines.Denoiser {
-	tb.Helper()
-	testenv.Runtime(tb)
-	model := testenv.SharedFile(tb, "models/mnist-dit-rf/model.onnx")
-	data, err := os.ReadFile(filepath.Join("..", "examples", "mnist-dit-rf.yaml"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := pipelines.ParseManifest(data)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m.Model = model
-	p, err := pipelines.NewDenoiser(m, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { p.Close() })
-	return p
-}
 
 // BenchmarkMNISTRecording measures what recording costs on the real MNIST DiT: one group of
 // K = 16 samples of the digit 3, 50 steps of the stochastic flow step, guidance 2. Each iteration
@@ -53,7 +30,7 @@ func openMNIST(tb testing.TB) *pipelines.Denoiser {
 // costs relative to the plain run's wall time; B/sample and B/sample-f16, dataset bytes per
 // sample (shard + manifest + groups file + image).
 func BenchmarkMNISTRecording(b *testing.B) {
-	p := openMNIST(b)
+	p := testmodels.MNIST(b)
 	ctx := context.Background()
 	cfg := sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: sampler.DDIMRule, Eta: 1, Images: 1, Particles: 16}
 	var plain, record, engineOff, engineOn, export time.Duration

@@ -154,7 +154,7 @@ func (v *ViT) Extract(ctx context.Context, imgs models.Images) (*Features, error
 		for c := range 3 {
 			src := img[min(c, imgs.C-1)*plane : (min(c, imgs.C-1)+1)*plane]
 			dst := in[(i*3+c)*out : (i*3+c+1)*out]
-			resizeBilinear(dst, v.size, v.size, src, imgs.H, imgs.W)
+			models.ResizePlane(dst, v.size, v.size, src, imgs.H, imgs.W)
 			for j, x := range dst {
 				dst[j] = float32((float64(x) - v.o.Mean[c]) / v.o.Std[c])
 			}
@@ -207,29 +207,4 @@ func (v *ViT) Close() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.sess.Close()
-}
-
-// resizeBilinear resamples an h x w plane to oh x ow with half-pixel centres (PyTorch's
-// interpolate with align_corners=False).
-func resizeBilinear(dst []float32, oh, ow int, src []float32, h, w int) {
-	if oh == h && ow == w {
-		copy(dst, src[:h*w])
-		return
-	}
-	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
-	for y := range oh {
-		fy := max(0, (float64(y)+0.5)*sy-0.5)
-		y0 := min(int(fy), h-1)
-		y1 := min(y0+1, h-1)
-		wy := fy - float64(y0)
-		for x := range ow {
-			fx := max(0, (float64(x)+0.5)*sx-0.5)
-			x0 := min(int(fx), w-1)
-			x1 := min(x0+1, w-1)
-			wx := fx - float64(x0)
-			top := float64(src[y0*w+x0])*(1-wx) + float64(src[y0*w+x1])*wx
-			bot := float64(src[y1*w+x0])*(1-wx) + float64(src[y1*w+x1])*wx
-			dst[y*ow+x] = float32(top*(1-wy) + bot*wy)
-		}
-	}
 }

@@ -2,15 +2,11 @@ package finetune
 
 import (
 	"fmt"
-	"image"
-	"image/color"
-	"math"
 	"os"
 	"strings"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
 	"github.com/fksteer/fksteer/internal/pngtext"
-	"github.com/fksteer/fksteer/models"
 )
 
 // writePNG writes sample k's final image atomically, with the prompt and settings in a
@@ -28,27 +24,8 @@ func writePNG(path string, g *Group, k int) error {
 		}
 		params += ", Rewards: " + strings.Join(parts, " ")
 	}
-	img := toImage(g.Images, k)
+	img := g.Images.Image(k)
 	return atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
 		return pngtext.Encode(f, img, []pngtext.Entry{{Key: "parameters", Text: params}})
 	})
-}
-
-// toImage converts image i of a batch in [0, 1] to 8 bits per channel, rounding to nearest.
-func toImage(imgs models.Images, i int) image.Image {
-	pix := imgs.At(i)
-	plane := imgs.H * imgs.W
-	q := func(v float32) uint8 { return uint8(math.Round(float64(min(1, max(0, v))) * 255)) }
-	if imgs.C == 1 {
-		g := image.NewGray(image.Rect(0, 0, imgs.W, imgs.H))
-		for j := range plane {
-			g.Pix[j] = q(pix[j])
-		}
-		return g
-	}
-	img := image.NewNRGBA(image.Rect(0, 0, imgs.W, imgs.H))
-	for j := range plane {
-		img.SetNRGBA(j%imgs.W, j/imgs.W, color.NRGBA{q(pix[j]), q(pix[plane+j]), q(pix[min(2, imgs.C-1)*plane+j]), 255})
-	}
-	return img
 }

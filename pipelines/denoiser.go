@@ -1,13 +1,11 @@
 package pipelines
 
 import (
+	"github.com/fksteer/fksteer/internal/filehash"
+
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,9 +82,9 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 			sess.Close()
 		}
 	}()
-	hash, err := fileSHA256(path)
+	hash, _, err := filehash.SHA256(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hash model %s: %w", path, err)
 	}
 	d := &Denoiser{m: m, sess: sess, enc: enc, free: map[int][]*batchCall{}}
 	d.pred, _ = ParsePrediction(m.Prediction)
@@ -424,17 +422,4 @@ func (d *Denoiser) Close() error {
 	}
 	d.free = nil
 	return d.sess.Close()
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("hash model %s: %w", path, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash model %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -309,7 +309,7 @@ func (p *imagePrep) resize(dst []float32, oh, ow int, src []float32, h, w int) {
 		resizeAntialias(dst, oh, ow, src, h, w, p.tmp)
 		return
 	}
-	resizeBilinear(dst, oh, ow, src, h, w)
+	models.ResizePlane(dst, oh, ow, src, h, w)
 }
 
 // grow returns buf with length n, reallocating only when its capacity is short.

@@ -33,7 +33,7 @@ func TestResizeAntialiasWeights(t *testing.T) {
 	small := []float32{0, 1, 2, 3}
 	a, b := make([]float32, 36), make([]float32, 36)
 	resizeAntialias(a, 6, 6, small, 2, 2, make([]float32, 12))
-	resizeBilinear(b, 6, 6, small, 2, 2)
+	models.ResizePlane(b, 6, 6, small, 2, 2)
 	for i := range a {
 		if math.Abs(float64(a[i]-b[i])) > 1e-6 {
 			t.Fatalf("enlarging: antialiased %v != bilinear %v", a, b)

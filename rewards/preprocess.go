@@ -16,31 +16,6 @@ func centerCrop(dst, src []float32, h, w, size int) (int, int) {
 	return ch, cw
 }
 
-// resizeBilinear resamples an h x w plane to oh x ow with half-pixel centres (as PyTorch's
-// interpolate with align_corners=False and OpenCV's INTER_LINEAR do).
-func resizeBilinear(dst []float32, oh, ow int, src []float32, h, w int) {
-	if oh == h && ow == w {
-		copy(dst, src[:h*w])
-		return
-	}
-	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
-	for y := range oh {
-		fy := max(0, (float64(y)+0.5)*sy-0.5)
-		y0 := min(int(fy), h-1)
-		y1 := min(y0+1, h-1)
-		wy := fy - float64(y0)
-		for x := range ow {
-			fx := max(0, (float64(x)+0.5)*sx-0.5)
-			x0 := min(int(fx), w-1)
-			x1 := min(x0+1, w-1)
-			wx := fx - float64(x0)
-			top := float64(src[y0*w+x0])*(1-wx) + float64(src[y0*w+x1])*wx
-			bot := float64(src[y1*w+x0])*(1-wx) + float64(src[y1*w+x1])*wx
-			dst[y*ow+x] = float32(top*(1-wy) + bot*wy)
-		}
-	}
-}
-
 // channelPlane returns channel c of an image with imgC channels, mapping between grey and RGB:
 // a grey image feeds every channel, and a single-channel model gets the ITU-R BT.601 luma of an
 // RGB image (written to scratch).

@@ -264,7 +264,7 @@ func renderItem(ctx context.Context, p pipelines.Pipeline, run runInfo, cfg samp
 	}
 	var files []batch.File
 	for i, o := range res.Outputs {
-		data, err := encodePNG(sheet.Picture(res.Images, i), parameters(run, cfg, o))
+		data, err := encodePNG(res.Images.Image(i), parameters(run, cfg, o))
 		if err != nil {
 			return nil, err
 		}

@@ -160,7 +160,7 @@ func gridCells(res *sampler.Result, first int) []sheet.Cell {
 		if !math.IsNaN(o.Reward) {
 			caption += fmt.Sprintf(" r=%.3g", o.Reward)
 		}
-		cells = append(cells, sheet.Cell{Image: sheet.Picture(res.Images, i), Caption: caption})
+		cells = append(cells, sheet.Cell{Image: res.Images.Image(i), Caption: caption})
 	}
 	return cells
 }

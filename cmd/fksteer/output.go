@@ -12,7 +12,6 @@ import (
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
 	"github.com/fksteer/fksteer/internal/pngtext"
-	"github.com/fksteer/fksteer/internal/sheet"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
@@ -84,7 +83,7 @@ func writeImages(dir string, run runInfo, cfg sampler.Config, res *sampler.Resul
 			name = fmt.Sprintf("%d-%d.png", o.Seed, o.Particle)
 		}
 		path := filepath.Join(dir, name)
-		data, err := encodePNG(sheet.Picture(res.Images, i), parameters(run, cfg, o))
+		data, err := encodePNG(res.Images.Image(i), parameters(run, cfg, o))
 		if err != nil {
 			return out, err
 		}

@@ -3,7 +3,6 @@ package sheet
 import (
 	"fmt"
 	"image"
-	"image/color"
 	"math"
 	"slices"
 
@@ -64,7 +63,7 @@ func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RG
 		row.Label = label
 		for k := range r.k {
 			i := g*r.k + k
-			row.Cells = append(row.Cells, Cell{Image: Picture(e.imgs, i), Caption: rewardCaption(e.rewards, i)})
+			row.Cells = append(row.Cells, Cell{Image: e.imgs.Image(i), Caption: rewardCaption(e.rewards, i)})
 		}
 		rows = append(rows, row)
 		parents = slices.Clone(e.parents[g*r.k : (g+1)*r.k])
@@ -80,7 +79,7 @@ func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RG
 		i := g*r.k + k
 		c := Cell{Caption: rewardCaption(res.Rewards, i), Mark: chosen[k]}
 		if res.All.N > i {
-			c.Image = Picture(res.All, i)
+			c.Image = res.All.Image(i)
 		}
 		final.Cells = append(final.Cells, c)
 	}
@@ -93,24 +92,4 @@ func rewardCaption(rs []float64, i int) string {
 		return "-"
 	}
 	return fmt.Sprintf("r=%.3g", rs[i])
-}
-
-// Picture converts image i of a batch with values in [0, 1] to 8 bits, rounding to nearest:
-// grey for one channel, RGB otherwise. It is the one conversion fksteer writes images with.
-func Picture(imgs models.Images, i int) image.Image {
-	pix := imgs.At(i)
-	plane := imgs.H * imgs.W
-	q := func(v float32) uint8 { return uint8(math.Round(float64(min(1, max(0, v))) * 255)) }
-	if imgs.C == 1 {
-		g := image.NewGray(image.Rect(0, 0, imgs.W, imgs.H))
-		for j := range plane {
-			g.Pix[j] = q(pix[j])
-		}
-		return g
-	}
-	img := image.NewNRGBA(image.Rect(0, 0, imgs.W, imgs.H))
-	for j := range plane {
-		img.SetNRGBA(j%imgs.W, j/imgs.W, color.NRGBA{q(pix[j]), q(pix[plane+j]), q(pix[2*plane+j]), 255})
-	}
-	return img
 }

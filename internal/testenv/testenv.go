@@ -28,13 +28,21 @@ func SharedDir() string {
 	if d := os.Getenv("FKSTEER_SHARED"); d != "" {
 		return d
 	}
+	if root := ModuleRoot(); root != "" {
+		return filepath.Join(filepath.Dir(root), "shared")
+	}
+	return ""
+}
+
+// ModuleRoot is the folder holding go.mod, found upward from the working folder ("" if none).
+func ModuleRoot() string {
 	dir, err := os.Getwd()
 	if err != nil {
 		return ""
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(filepath.Dir(dir), "shared")
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {

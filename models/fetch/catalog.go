@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
+	"github.com/fksteer/fksteer/internal/filehash"
 	"github.com/fksteer/fksteer/internal/keys"
 )
 
@@ -155,7 +156,7 @@ func Pull(ctx context.Context, c *Client, e Export, cacheDir, mirror string) ([]
 		dest := filepath.Join(dir, filepath.FromSlash(ef.Path))
 		if old != nil && ef.SHA256 == "" {
 			if p, ok := old.Files[ef.Path]; ok {
-				if sum, n, err := hashFile(dest); err == nil && sum == p.SHA256 && n == p.Bytes {
+				if sum, n, err := filehash.SHA256(dest); err == nil && sum == p.SHA256 && n == p.Bytes {
 					out = append(out, Result{Path: dest, SHA256: sum, Bytes: n, Verified: p.Verified, Cached: true})
 					rec.Files[ef.Path] = p
 					continue

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fksteer/fksteer/internal/filehash"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/pipelines"
 )
@@ -67,7 +68,7 @@ func TestPinnedChecksumsMatchSharedCopies(t *testing.T) {
 				continue
 			}
 			p := filepath.Join(testenv.SharedDir(), "models", rel)
-			sum, n, err := hashFile(p)
+			sum, n, err := filehash.SHA256(p)
 			if err != nil {
 				t.Logf("shared copy %s absent; not checked", p)
 				continue

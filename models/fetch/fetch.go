@@ -7,9 +7,9 @@
 package fetch
 
 import (
+	"github.com/fksteer/fksteer/internal/filehash"
+
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,7 +117,7 @@ func (c *Client) Fetch(ctx context.Context, f File) (Result, error) {
 		return Result{}, fmt.Errorf("download %s: %q is not a hex sha256", f.URL, f.SHA256)
 	}
 	if want != "" {
-		if sum, n, err := hashFile(f.Dest); err == nil && sum == want {
+		if sum, n, err := filehash.SHA256(f.Dest); err == nil && sum == want {
 			return Result{Path: f.Dest, SHA256: sum, Bytes: n, Verified: Pinned, Cached: true}, nil
 		}
 	}
@@ -164,7 +164,7 @@ func (c *Client) Fetch(ctx context.Context, f File) (Result, error) {
 	}
 
 	// Verify the whole file on disk, whatever mix of attempts and processes wrote it.
-	sum, size, err := hashFile(part)
+	sum, size, err := filehash.SHA256(part)
 	if err != nil {
 		return res, fmt.Errorf("download %s: %w", f.URL, err)
 	}
@@ -438,20 +438,6 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return st.Size()
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", n, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // syncDir makes a rename in dir durable; where a folder cannot be synced the rename is still
