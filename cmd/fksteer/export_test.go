@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/png"
 	"math"
@@ -321,5 +322,41 @@ func TestExportSteeredFromTheCommandLine(t *testing.T) {
 	}
 	if math.Abs(sum-1) > 1e-9 {
 		t.Errorf("weights sum to %g", sum)
+	}
+}
+
+// TestExportReadsSharedSettings: export's sampling keys are the same configuration keys as
+// generate's, so the environment and the config file set them too (flags still win).
+func TestExportReadsSharedSettings(t *testing.T) {
+	testenv.Runtime(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "fksteer.yaml"), "reward: color:target=#cc2222\nseed: 9\n")
+	t.Setenv("FKSTEER_STEPS", "5")
+	out := filepath.Join(dir, "ds")
+	code, _, stderr := cli(t, dir, "export", "--mode", "ddpo", "--prompts", exportPrompts(t, 1), "--out", out, "--samples", "2", "--seed", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "dataset.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Settings struct {
+			Scheduler struct {
+				Steps int `json:"steps"`
+			} `json:"scheduler"`
+			Seed   uint64 `json:"seed"`
+			Reward struct {
+				Spec string `json:"spec"`
+			} `json:"reward"`
+		} `json:"settings"`
+	}
+	if err := json.Unmarshal(data, &info); err != nil {
+		t.Fatal(err)
+	}
+	st := info.Settings
+	if st.Scheduler.Steps != 5 || st.Seed != 4 || st.Reward.Spec != "color:target=#cc2222" {
+		t.Errorf("dataset.json %s: want steps 5 (env), seed 4 (flag over file), the file's reward", data)
 	}
 }
