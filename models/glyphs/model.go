@@ -1,6 +1,8 @@
 package glyphs
 
 import (
+	"github.com/fksteer/fksteer/internal/atomicfile"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -113,7 +115,7 @@ func EnsureModel(cacheDir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("glyphs: create model folder: %w", err)
 	}
-	if err := writeAtomic(path, model); err != nil {
+	if err := atomicfile.Write(path, model, 0o644); err != nil {
 		// Another process may have won a race on a platform where renaming over a file fails
 		// (Windows, when the file is open); its file is as good as ours.
 		if fileSum(path) == sum {
@@ -156,42 +158,4 @@ func fileSum(path string) (sum [sha256.Size]byte) {
 	}
 	h.Sum(sum[:0])
 	return sum
-}
-
-// writeAtomic writes data to path through a temporary file in the same folder: write, fsync,
-// rename, then fsync the folder so the rename itself survives a crash.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Best effort: folders cannot be synced everywhere (Windows), and the file is complete anyway.
-	if df, derr := os.Open(dir); derr == nil {
-		_ = df.Sync()
-		_ = df.Close()
-	}
-	return nil
 }
