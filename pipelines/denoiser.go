@@ -282,7 +282,7 @@ func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule
 	elapsed := time.Since(start)
 	d.nanos.Add(int64(elapsed))
 	d.calls.Add(1)
-	addStats(ctx, elapsed)
+	CountCall(ctx, elapsed)
 	out, _, err := bc.c.Output(d.m.Output)
 	if err != nil {
 		return err
@@ -290,11 +290,11 @@ func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule
 	if len(out) != rows*size {
 		return fmt.Errorf("model %s: output %s has %d values, want %d (is sample.shape right?)", d.info.Path, d.m.Output, len(out), rows*size)
 	}
-	if err := checkFinite(d.info.Path, lvl, out); err != nil {
+	if err := CheckFinite(d.info.Path, lvl, out); err != nil {
 		return err
 	}
 	if guided {
-		combineGuidance(x0, out, guidance)
+		CombineGuidance(x0, out, guidance)
 		out = x0
 	}
 	ToX0Eps(d.pred, lvl, x, out, x0, eps)

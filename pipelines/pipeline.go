@@ -81,8 +81,9 @@ func WithStats(ctx context.Context, st *Stats) context.Context {
 	return context.WithValue(ctx, statsKey{}, st)
 }
 
-// addStats records one model call of duration d in the Stats carried by ctx, if any.
-func addStats(ctx context.Context, d time.Duration) {
+// CountCall records one model call of duration d in the Stats carried by ctx, if any: every
+// pipeline calls it after each denoiser run, so that a run learns its own figures (WithStats).
+func CountCall(ctx context.Context, d time.Duration) {
 	if st, ok := ctx.Value(statsKey{}).(*Stats); ok {
 		st.ModelCalls++
 		st.ModelTime += d
@@ -103,6 +104,9 @@ const (
 type CondOptions struct {
 	// Class, when set, overrides the class read from the prompt (class-conditional models).
 	Class *int64
+	// Negative is the negative prompt of text-conditioned models that take one (Stable
+	// Diffusion): it replaces the empty prompt on the unconditional side of guidance.
+	Negative string
 }
 
 // Cond is the conditioning of one prompt, shared by every particle generated for it.
@@ -113,6 +117,9 @@ type Cond struct {
 	// Vector and NullVector are one row of conditioning for the prompt and for no prompt, for
 	// vector-conditioned models (a text embedding; the glyph prior).
 	Vector, NullVector []float32
+	// Pooled and NullPooled are the pooled text embeddings of the prompt and of the negative
+	// prompt, for models that take one beside the token sequence (SDXL's text_embeds).
+	Pooled, NullPooled []float32
 	// Kind says which of the fields above are in use.
 	Kind CondKind
 }
@@ -124,16 +131,36 @@ func (c Cond) Guidable() bool {
 	case ClassCond:
 		return c.Class != c.Null
 	case VectorCond:
-		if len(c.Vector) != len(c.NullVector) {
-			return true
-		}
-		for i := range c.Vector {
-			if c.Vector[i] != c.NullVector[i] {
-				return true
-			}
-		}
+		return !equal(c.Vector, c.NullVector) || !equal(c.Pooled, c.NullPooled)
 	}
 	return false
+}
+
+func equal(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Previewer is implemented by pipelines that have a cheaper decoder than Decode (a TAESD-style
+// preview decoder) for the intermediate rewards of steering. Preview has Decode's contract and
+// writes images of the same size; the final images are still decoded with Decode.
+type Previewer interface {
+	Preview(ctx context.Context, x []float32, n int, dst models.Images) error
+}
+
+// ImageEncoder is implemented by pipelines that can map images into their state space
+// (Stable Diffusion's VAE encoder), which image-to-image sampling starts from.
+type ImageEncoder interface {
+	// Encode writes the clean states of imgs (values in [0, 1], of Info's image size) to dst,
+	// imgs.N*Info().Len() values.
+	Encode(ctx context.Context, imgs models.Images, dst []float32) error
 }
 
 // Prediction is what a denoiser's output means.
@@ -217,8 +244,8 @@ func safeInv(v float64) float64 {
 	return 1 / v
 }
 
-// combineGuidance writes u + g*(c - u) into dst, where u and c are the two halves of out.
-func combineGuidance(dst, out []float32, g float64) {
+// CombineGuidance writes u + g*(c - u) into dst, where u and c are the two halves of out.
+func CombineGuidance(dst, out []float32, g float64) {
 	n := len(dst)
 	u, c := out[:n], out[n:2*n]
 	for i := range dst {
@@ -226,8 +253,8 @@ func combineGuidance(dst, out []float32, g float64) {
 	}
 }
 
-// checkFinite returns an error naming the first non-finite value of a model's output.
-func checkFinite(model string, l schedule.Level, out []float32) error {
+// CheckFinite returns an error naming the first non-finite value of a model's output.
+func CheckFinite(model string, l schedule.Level, out []float32) error {
 	for i, v := range out {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return fmt.Errorf("model %s returned %v at element %d for time %g: the export is broken or its inputs are out of range (check the manifest's time convention and value range, or run with --provider cpu)", model, v, i, l.Time)

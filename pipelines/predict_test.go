@@ -66,7 +66,7 @@ func TestFlowConversionMatchesDesign(t *testing.T) {
 func TestCombineGuidance(t *testing.T) {
 	out := []float32{1, 2, 3, 5} // u = [1, 2], c = [3, 5]
 	dst := make([]float32, 2)
-	combineGuidance(dst, out, 2.5)
+	CombineGuidance(dst, out, 2.5)
 	if dst[0] != 1+2.5*2 || dst[1] != 2+2.5*3 {
 		t.Errorf("guided = %v, want [6 9.5]", dst)
 	}
