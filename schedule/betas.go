@@ -118,3 +118,38 @@ func parseName[T ~string](what, s string, valid ...T) (T, error) {
 	}
 	return "", fmt.Errorf("schedule: unknown %s %q (valid: %s)", what, s, strings.Join(names, ", "))
 }
+
+// rescaleZeroTerminalSNR is diffusers' rescale_zero_terminal_snr (Lin et al. 2024, Algorithm 1):
+// shift sqrt(abar) so that its last value is 0, scale it so that its first value is unchanged, and
+// turn the result back into betas. The last beta becomes 1, so abar_{T-1} is exactly 0.
+func rescaleZeroTerminalSNR(betas []float64) ([]float64, error) {
+	n := len(betas)
+	if n < 2 {
+		return nil, fmt.Errorf("schedule: rescale_betas_zero_snr needs at least 2 training steps, not %d", n)
+	}
+	sqrtAbar := AlphasCumprod(betas)
+	for i, a := range sqrtAbar {
+		sqrtAbar[i] = math.Sqrt(a)
+	}
+	first, last := sqrtAbar[0], sqrtAbar[n-1]
+	if !(first > last) {
+		return nil, fmt.Errorf("schedule: rescale_betas_zero_snr: abar does not fall from the first training step to the last")
+	}
+	scale := first / (first - last)
+	out := make([]float64, n)
+	prev := 0.0
+	for i, s := range sqrtAbar {
+		s = (s - last) * scale
+		abar := s * s
+		alpha := abar // alphas = abar[0], then abar[i]/abar[i-1]
+		if i > 0 {
+			alpha = abar / prev
+		}
+		if math.IsNaN(alpha) { // 0/0: abar reached 0 before the last step
+			return nil, fmt.Errorf("schedule: rescale_betas_zero_snr: abar reaches 0 at training step %d, before the last", i-1)
+		}
+		out[i] = 1 - alpha
+		prev = abar
+	}
+	return out, nil
+}

@@ -1,6 +1,10 @@
 package schedule
 
-import "math"
+import (
+	"fmt"
+	"math"
+	"slices"
+)
 
 // Discrete describes a discrete-time variance-preserving model's noise schedule and how a
 // sampler walks it: the fields of a diffusers scheduler_config.json, with the keys named beside
@@ -14,6 +18,14 @@ type Discrete struct {
 	StepsOffset   int          // steps_offset; applies to Leading spacing only
 	SetAlphaToOne bool         // set_alpha_to_one: whether DDIM's last step lands on clean data
 	Karras        bool         // use_karras_sigmas
+
+	// TrainedBetas (trained_betas), when not nil, are the model's betas as listed in its config;
+	// they replace BetaStart, BetaEnd and BetaSchedule, as in diffusers, and must number TrainSteps.
+	TrainedBetas []float64
+	// RescaleZeroSNR (rescale_betas_zero_snr) rescales the betas so that the last training
+	// timestep is pure noise, abar_{T-1} = 0 (Lin et al. 2024, "Common Diffusion Noise Schedules
+	// and Sampling Steps Are Flawed"), exactly as diffusers' rescale_zero_terminal_snr does.
+	RescaleZeroSNR bool
 }
 
 // DefaultSD returns Stable Diffusion 1.5's schedule: 1000 training steps, scaled_linear betas
@@ -29,14 +41,54 @@ func DefaultSD() Discrete {
 	}
 }
 
-// AlphasCumprod returns the schedule's abar_t for t = 0..TrainSteps-1.
+// AlphasCumprod returns the schedule's abar_t for t = 0..TrainSteps-1: from TrainedBetas if set,
+// otherwise from [Betas], then rescaled to zero terminal SNR if RescaleZeroSNR is set. With
+// RescaleZeroSNR the last value is exactly 0.
 func (d Discrete) AlphasCumprod() ([]float64, error) {
-	betas, err := Betas(d.BetaSchedule, d.TrainSteps, d.BetaStart, d.BetaEnd)
-	if err != nil {
-		return nil, err
+	var betas []float64
+	if d.TrainedBetas != nil {
+		if len(d.TrainedBetas) != d.TrainSteps {
+			return nil, fmt.Errorf("schedule: %d trained betas for %d training steps: want one per step",
+				len(d.TrainedBetas), d.TrainSteps)
+		}
+		for i, b := range d.TrainedBetas {
+			if !(b >= 0 && b < 1) { // written so that NaN fails too
+				return nil, fmt.Errorf("schedule: trained beta %d is %v: want [0, 1)", i, b)
+			}
+		}
+		betas = slices.Clone(d.TrainedBetas)
+	} else {
+		var err error
+		if betas, err = Betas(d.BetaSchedule, d.TrainSteps, d.BetaStart, d.BetaEnd); err != nil {
+			return nil, err
+		}
+	}
+	if d.RescaleZeroSNR {
+		var err error
+		if betas, err = rescaleZeroTerminalSNR(betas); err != nil {
+			return nil, err
+		}
 	}
 	return AlphasCumprod(betas), nil
 }
+
+// sigmaAlphasCumprod is AlphasCumprod as diffusers' sigma-space schedulers (Euler, Euler
+// ancestral, DPM-Solver) hold it: with zero terminal SNR the last abar is 2^-24 instead of 0, "close
+// to 0 without being 0 so first sigma is not inf" (their comment; float16's smallest subnormal).
+// DDIM, DDPM and LCM keep the 0.
+func (d Discrete) sigmaAlphasCumprod() ([]float64, error) {
+	abar, err := d.AlphasCumprod()
+	if err != nil {
+		return nil, err
+	}
+	if d.RescaleZeroSNR {
+		abar[len(abar)-1] = zeroSNRAbar
+	}
+	return abar, nil
+}
+
+// zeroSNRAbar is the 2^-24 that sigma-space schedulers put in place of a zero last abar.
+const zeroSNRAbar = 0x1p-24
 
 // Levels returns the n+1 levels that n DDIM-style steps walk through, noisiest first. Level i
 // (i < n) sits at the i-th timestep t of [Timesteps]: Time = t, Alpha = sqrt(abar_t),
@@ -90,9 +142,10 @@ func (d Discrete) Levels(n int) ([]Level, error) {
 // sigma(0)..sigma(T-1), which equals ours for linspace spacing.
 //
 // Each level has Alpha = 1/sqrt(1+sigma^2) and Sigma = sigma/sqrt(1+sigma^2); the last has
-// Time -1, because the denoiser is never called there.
+// Time -1, because the denoiser is never called there. With RescaleZeroSNR the last training
+// abar is taken as 2^-24 rather than 0, as diffusers' Euler does, so that sigma stays finite.
 func (d Discrete) EulerLevels(n int) ([]Level, error) {
-	abar, err := d.AlphasCumprod()
+	abar, err := d.sigmaAlphasCumprod()
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,12 @@
 // conversions are written once against (Alpha, Sigma) and so serve both.
 //
 // A grid is a []Level, noisiest first, and a sampler steps from each level to the next.
-// [Discrete] builds grids for discrete-time models from the fields of their diffusers
-// scheduler_config.json ([Discrete.Levels] for DDIM-style samplers, [Discrete.EulerLevels] for
-// sigma-space ones such as Euler and Karras grids); [Flow] builds rectified-flow grids. The beta
+// [Scheduler] reads a diffusers scheduler_config.json ([LoadScheduler]) and builds the exact grid
+// of each scheduler family fksteer reproduces (DDIM, DDPM, PNDM, Euler, Euler ancestral,
+// DPM-Solver++ 2M, LCM) with [Scheduler.Levels], naming the step rule that walks it
+// ([Scheduler.Sampler]). Underneath, [Discrete] holds a discrete-time model's noise schedule
+// ([Discrete.Levels] for DDIM-style samplers, [Discrete.EulerLevels] for sigma-space ones such
+// as Euler and Karras grids); [Flow] builds rectified-flow grids. The beta
 // tables and timestep spacings behind them ([Betas], [AlphasCumprod], [Timesteps]) follow
 // diffusers exactly (in float64 where diffusers rounds to float32), because a model only
 // denoises well at the levels it was trained on.
