@@ -45,7 +45,10 @@ type slot struct {
 }
 
 // NewCall prepares a run with the given input shapes. Every input of the model must have a
-// shape, of the declared rank and agreeing with every fixed dimension.
+// shape, of the declared rank and agreeing with every fixed dimension. shapes may also give
+// the shape of an output, which a float16 output needs when no input determines its dynamic
+// dimensions (a text encoder's [batch, sequence, features] states, say); other outputs are
+// sized by ONNX Runtime.
 func (s *Session) NewCall(shapes Shapes) (_ *Call, err error) {
 	c := &Call{s: s}
 	defer func() {
@@ -54,6 +57,9 @@ func (s *Session) NewCall(shapes Shapes) (_ *Call, err error) {
 		}
 	}()
 	for name := range shapes {
+		if _, ok := s.Output(name); ok {
+			continue
+		}
 		if _, err := s.RequireInput(name); err != nil {
 			return nil, err
 		}
@@ -79,7 +85,7 @@ func (s *Session) NewCall(shapes Shapes) (_ *Call, err error) {
 		if out.Type == Float16 {
 			// onnxruntime_go cannot take over a float16 output that ONNX Runtime allocated (it copies
 			// one byte per element), so float16 outputs live in buffers of our own.
-			if err := sl.allocFloat16Output(c.ins); err != nil {
+			if err := sl.allocFloat16Output(c.ins, shapes[out.Name]); err != nil {
 				return nil, fmt.Errorf("model %s: %w", s.Path, err)
 			}
 			c.outVals[i] = sl.value
@@ -302,12 +308,17 @@ func (sl *slot) adopt(v ort.Value) error {
 	return nil
 }
 
-// allocFloat16Output sizes a float16 output: its fixed dimensions as declared, its dynamic ones
-// from the first input of the same rank that agrees with every fixed one (a denoiser's output has
-// its sample input's shape).
-func (sl *slot) allocFloat16Output(ins []*slot) error {
+// allocFloat16Output sizes a float16 output: as the caller gave it, or with its fixed
+// dimensions as declared and its dynamic ones from the first input of the same rank that agrees
+// with every fixed one (a denoiser's output has its sample input's shape).
+func (sl *slot) allocFloat16Output(ins []*slot, given []int64) error {
 	shape := slices.Clone(sl.info.Dims)
-	if slices.Contains(shape, -1) {
+	if given != nil {
+		if err := checkShape(sl.info, given); err != nil {
+			return fmt.Errorf("output shape: %w", err)
+		}
+		shape = slices.Clone(given)
+	} else if slices.Contains(shape, -1) {
 		var from *slot
 		for _, in := range ins {
 			if len(in.shape) != len(shape) {
@@ -323,7 +334,7 @@ func (sl *slot) allocFloat16Output(ins []*slot) error {
 			}
 		}
 		if from == nil {
-			return fmt.Errorf("float16 output %s has dynamic dimensions that no input of the same rank determines", sl.info)
+			return fmt.Errorf("float16 output %s has dynamic dimensions that no input of the same rank determines; give its shape to NewCall", sl.info)
 		}
 		for d, v := range shape {
 			if v < 0 {

@@ -23,11 +23,16 @@ func (b *builder) weight(name string, std float64, dims ...int64) string {
 	for _, d := range dims {
 		n *= d
 	}
+	return b.g.Initializer(b.g.Fresh(name), dims, b.randn(std, n))
+}
+
+// randn draws n normal values with standard deviation std.
+func (b *builder) randn(std float64, n int64) []float32 {
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = float32(b.rng.NormFloat64() * std)
 	}
-	return b.g.Initializer(b.g.Fresh(name), dims, v)
+	return v
 }
 
 // ones adds an initializer of ones.
