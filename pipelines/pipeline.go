@@ -52,7 +52,12 @@ type Info struct {
 	ImageChannels, ImageHeight, ImageWidth int
 	Prediction                             Prediction
 	Conditioning                           CondKind
-	Defaults                               Defaults
+	// Negative reports whether Condition applies CondOptions.Negative.
+	Negative bool
+	Defaults Defaults
+	// Settings are the options the pipeline was opened with that decide its outputs, as
+	// (name, value) pairs for provenance: Stable Diffusion's scheduler and guidance rescale.
+	Settings [][2]string
 }
 
 // Len is the number of values in one sample state.
@@ -66,10 +71,13 @@ type Defaults struct {
 	Eta      float64 `yaml:"eta"`
 }
 
-// Stats counts a pipeline's model calls.
+// Stats counts a pipeline's model calls: the denoiser's, and those of its other models (text
+// encoders, VAE decoder and encoder), whose time is also spent inside ONNX Runtime.
 type Stats struct {
 	ModelCalls int
 	ModelTime  time.Duration
+	AuxCalls   int
+	AuxTime    time.Duration
 }
 
 type statsKey struct{}
@@ -87,6 +95,15 @@ func CountCall(ctx context.Context, d time.Duration) {
 	if st, ok := ctx.Value(statsKey{}).(*Stats); ok {
 		st.ModelCalls++
 		st.ModelTime += d
+	}
+}
+
+// CountAux records one call of a pipeline's other models (see [Stats]) in the Stats carried by
+// ctx, if any.
+func CountAux(ctx context.Context, d time.Duration) {
+	if st, ok := ctx.Value(statsKey{}).(*Stats); ok {
+		st.AuxCalls++
+		st.AuxTime += d
 	}
 }
 
@@ -117,6 +134,9 @@ type Cond struct {
 	// Vector and NullVector are one row of conditioning for the prompt and for no prompt, for
 	// vector-conditioned models (a text embedding; the glyph prior).
 	Vector, NullVector []float32
+	// Tokens, when positive, says Vector and NullVector are sequences of Tokens rows each
+	// (Stable Diffusion's 77 token states); 0 means one row.
+	Tokens int
 	// Pooled and NullPooled are the pooled text embeddings of the prompt and of the negative
 	// prompt, for models that take one beside the token sequence (SDXL's text_embeds).
 	Pooled, NullPooled []float32
