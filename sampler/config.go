@@ -27,9 +27,16 @@ const (
 	EulerARule Rule = "euler-a"
 	// FlowSDERule is Flow-GRPO's SDE step for rectified flows; eta is its noise level a.
 	FlowSDERule Rule = "flow-sde"
+	// DPMpp2MRule is DPM-Solver++(2M), diffusers' default multistep ODE solver for Stable
+	// Diffusion; deterministic, eta is ignored. Each particle's previous x0 prediction travels
+	// with it in the population.
+	DPMpp2MRule Rule = "dpm++2m"
+	// LCMRule is the Latent Consistency Model step: the prediction brought to the next level
+	// with all of that level's noise drawn fresh; eta is ignored.
+	LCMRule Rule = "lcm"
 )
 
-var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule}
+var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule, DPMpp2MRule, LCMRule}
 
 // ParseRule turns a sampler name into a Rule.
 func ParseRule(s string) (Rule, error) { return parseName("sampler", s, rules) }
@@ -50,17 +57,23 @@ func parseName[T ~string](what, s string, valid []T) (T, error) {
 // a deterministic sampler gives resampled copies nothing to diverge with.
 func (r Rule) Stochastic(eta float64) bool {
 	switch r {
-	case Euler:
+	case Euler, DPMpp2MRule:
 		return false
-	case DDPMRule:
+	case DDPMRule, LCMRule:
 		return true
 	}
 	return eta > 0
 }
 
 // step writes the mean of one step for a whole batch and returns its standard deviation.
-func (r Rule) step(mean, x, x0, eps []float32, from, to schedule.Level, eta float64) float64 {
+// prevX0 and prev are DPM-Solver++(2M)'s previous prediction and its level (prev nil: a
+// first-order step); the other rules ignore them.
+func (r Rule) step(mean, x, x0, eps, prevX0 []float32, prev *schedule.Level, from, to schedule.Level, eta float64) float64 {
 	switch r {
+	case DPMpp2MRule:
+		return DPMSolver2M(mean, x, x0, prevX0, prev, from, to)
+	case LCMRule:
+		return LCM(mean, x0, to)
 	case DDIMRule:
 		return DDIM(mean, x0, eps, from, to, eta)
 	case DDPMRule:
@@ -113,8 +126,10 @@ func ParseSelection(s string) (Selection, error) {
 // Config is one sampling run: Images independent groups of Particles particles each, all in one
 // model batch. Group g uses seed Seed+g, so image g of a run can be reproduced alone.
 type Config struct {
-	Prompt     string
-	CondOpts   pipelines.CondOptions
+	Prompt   string
+	CondOpts pipelines.CondOptions
+	// Steps is the number of steps of the pipeline's schedule, p.Schedule(Steps). A run walks all
+	// of them, or with Init the last StepsWalked() of them.
 	Steps      int
 	Guidance   float64
 	Rule       Rule
@@ -139,8 +154,30 @@ type Config struct {
 	SharedStart bool
 	// SharedPrefix, when positive, makes the particles of a group share their trajectory up to
 	// step SharedPrefix: after that step every slot continues from slot 0's state (recorded as a
-	// resampling from slot 0, so the prefix is stored once). Not with FK.
+	// resampling from slot 0, so the prefix is stored once). Not with FK. It counts the steps
+	// the run walks (fewer than Steps with Init).
 	SharedPrefix int
+	// Init, when set, starts the run from a clean state instead of pure noise (image-to-image):
+	// Info().Len() values, shared by every particle of every group (an ImageEncoder pipeline
+	// makes them from an image). Each particle starts at Alpha*Init + Sigma*z at the first level
+	// it walks, z from its own stream, so results stay independent of batching.
+	Init []float32
+	// Strength, in (0, 1], is how much of the schedule an Init run walks, as in diffusers'
+	// image-to-image pipelines: the last min(int(Steps*Strength), Steps) steps. 1 starts from
+	// the noisiest level (Init barely shows); smaller values keep more of Init. Required with
+	// Init, and only with Init.
+	Strength float64
+}
+
+// StepsWalked is the number of steps a run walks and calls the model for: Steps, or for an
+// image-to-image run (Init set) diffusers' init_timestep, min(int(Steps*Strength), Steps). Step
+// indices everywhere else (SharedPrefix, the FK schedule, StepInfo, Trajectories, Stats.Steps)
+// count these steps.
+func (c Config) StepsWalked() int {
+	if c.Init == nil {
+		return c.Steps
+	}
+	return min(int(float64(c.Steps)*c.Strength), c.Steps)
 }
 
 // Validate fills defaults for unset fields (sampler, method, selection, resampler) and reports
@@ -185,8 +222,18 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.SharedPrefix < 0 || c.SharedPrefix >= c.Steps {
-		return fmt.Errorf("shared prefix %d must be between 0 and steps-1 (%d)", c.SharedPrefix, c.Steps-1)
+	if c.Init != nil {
+		if !(c.Strength > 0 && c.Strength <= 1) {
+			return fmt.Errorf("an initial image needs a strength in (0, 1] (--strength, got %g)", c.Strength)
+		}
+		if c.StepsWalked() == 0 {
+			return fmt.Errorf("strength %g of %d steps walks no step (int(steps*strength) = 0): raise --strength or --steps", c.Strength, c.Steps)
+		}
+	} else if c.Strength != 0 {
+		return fmt.Errorf("strength %g (--strength) applies only to a run from an initial image", c.Strength)
+	}
+	if n := c.StepsWalked(); c.SharedPrefix < 0 || c.SharedPrefix >= n {
+		return fmt.Errorf("shared prefix %d must be between 0 and the steps walked minus 1 (%d)", c.SharedPrefix, n-1)
 	}
 	if c.SharedPrefix > 0 && c.Method == FK {
 		return fmt.Errorf("a shared trajectory prefix cannot be combined with FK resampling")

@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -12,7 +13,13 @@ func TestParseNames(t *testing.T) {
 	if r, err := ParseRule("euler-a"); err != nil || r != EulerARule {
 		t.Errorf("ParseRule(euler-a) = %v, %v", r, err)
 	}
-	if _, err := ParseRule("heun"); err == nil || !strings.Contains(err.Error(), "valid: euler, ddim, ddpm, euler-a, flow-sde") {
+	if r, err := ParseRule("dpm++2m"); err != nil || r != DPMpp2MRule {
+		t.Errorf("ParseRule(dpm++2m) = %v, %v", r, err)
+	}
+	if r, err := ParseRule("lcm"); err != nil || r != LCMRule {
+		t.Errorf("ParseRule(lcm) = %v, %v", r, err)
+	}
+	if _, err := ParseRule("heun"); err == nil || !strings.Contains(err.Error(), "valid: euler, ddim, ddpm, euler-a, flow-sde, dpm++2m, lcm") {
 		t.Errorf("ParseRule(heun) error = %v", err)
 	}
 	if m, err := ParseMethod("bon"); err != nil || m != BestOfN {
@@ -35,11 +42,20 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{"zero steps", func(c *Config) { c.Steps = 0 }, "steps must be positive"},
 		{"no particles", func(c *Config) { c.Particles = 0 }, "particles must be positive"},
 		{"deterministic FK", func(c *Config) { c.Rule, c.Eta = Euler, 0 }, "FK steering needs a stochastic sampler"},
+		{"dpm++2m FK", func(c *Config) { c.Rule = DPMpp2MRule }, "FK steering needs a stochastic sampler: dpm++2m"},
 		{"ddim without eta", func(c *Config) { c.Eta = 0 }, "FK steering needs a stochastic sampler"},
 		{"no reward", func(c *Config) { c.Reward = nil }, "needs a reward"},
 		{"bad schedule", func(c *Config) { c.Resampling.Every = 0 }, "every = 0"},
 		{"prefix with FK", func(c *Config) { c.SharedPrefix = 3 }, "cannot be combined with FK"},
 		{"sample without FK", func(c *Config) { c.Method, c.Select = BestOfN, SelectSample }, "needs --method fk"},
+		{"init without strength", func(c *Config) { c.Init = []float32{0} }, "--strength"},
+		{"strength above 1", func(c *Config) { c.Init, c.Strength = []float32{0}, 1.5 }, "--strength"},
+		{"NaN strength", func(c *Config) { c.Init, c.Strength = []float32{0}, math.NaN() }, "--strength"},
+		{"no step walked", func(c *Config) { c.Init, c.Strength = []float32{0}, 0.05 }, "raise --strength or --steps"},
+		{"strength without init", func(c *Config) { c.Strength = 0.5 }, "--strength"},
+		{"prefix past the walked steps", func(c *Config) {
+			c.Method, c.Init, c.Strength, c.SharedPrefix = Base, []float32{0}, 0.5, 5
+		}, "shared prefix 5"},
 	} {
 		cfg := fk
 		c.change(&cfg)
@@ -49,5 +65,33 @@ func TestValidateNamesTheProblem(t *testing.T) {
 	}
 	if err := fk.Validate(); err != nil {
 		t.Errorf("valid FK config rejected: %v", err)
+	}
+	lcm := fk
+	lcm.Rule, lcm.Eta = LCMRule, 0
+	if err := lcm.Validate(); err != nil {
+		t.Errorf("FK with lcm rejected: %v", err)
+	}
+	img := fk
+	img.Init, img.Strength = []float32{0}, 0.75
+	if err := img.Validate(); err != nil {
+		t.Errorf("valid image-to-image config rejected: %v", err)
+	}
+}
+
+// StepsWalked is diffusers' init_timestep = min(int(steps*strength), steps), with its float
+// rounding: int(10*0.7) = int(7.000000000000001) = 7, int(10*0.3) = 3, int(50*0.29) = 14.
+func TestStepsWalked(t *testing.T) {
+	for _, c := range []struct {
+		steps    int
+		strength float64
+		want     int
+	}{{10, 0.7, 7}, {10, 0.3, 3}, {50, 0.29, 14}, {50, 0.8, 40}, {10, 1, 10}, {10, 0.05, 0}, {4, 0.999, 3}} {
+		cfg := Config{Steps: c.steps, Init: []float32{}, Strength: c.strength}
+		if got := cfg.StepsWalked(); got != c.want {
+			t.Errorf("steps %d strength %v: %d steps walked, want %d", c.steps, c.strength, got, c.want)
+		}
+	}
+	if got := (Config{Steps: 10, Strength: 0.5}).StepsWalked(); got != 10 {
+		t.Errorf("without Init: %d steps walked, want all 10", got)
 	}
 }

@@ -10,7 +10,8 @@ import (
 // stored once: when resampling copies a particle, its children share the stored prefix, and
 // Lineage says which row each final sample's step s came from.
 //
-// Step s goes from Levels[s] to Levels[s+1]. Rows are g*K + k, as in the population.
+// Step s goes from Levels[s] to Levels[s+1]: the levels the run walked, the end of the
+// pipeline's schedule for an image-to-image run. Rows are g*K + k, as in the population.
 type Trajectories struct {
 	Steps, Rows, Dim int
 	Levels           []schedule.Level
@@ -23,7 +24,7 @@ type Trajectories struct {
 	Stds  []float64
 	// LogProbs[s*Rows+r] is log N(x_{s+1}; mean, std^2 I) of that step averaged over the Dim
 	// elements (DDPO's convention, see LogProb), in float32; NaN where std is 0 (a deterministic
-	// step has no density).
+	// step has no density: euler, DDIM with eta 0, dpm++2m, any step onto clean data).
 	LogProbs []float32
 	// Lineage[i*Steps+s] is the row whose step s belongs to the trajectory of final row i.
 	Lineage []int

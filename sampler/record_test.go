@@ -107,3 +107,46 @@ func TestSharedStartAndPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordingNewRules: an lcm step is a real Gaussian, N(Alpha'*x0, Sigma'^2 I), so each
+// recorded std is the next level's Sigma (0 onto clean data, at the Euler grid's end) and each
+// log-probability the density of the stored state; dpm++2m draws nothing, so its stds are 0
+// and its log-probabilities NaN.
+func TestRecordingNewRules(t *testing.T) {
+	g := newGauss(16, 0.5, true)
+	res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: sampler.LCMRule, Images: 1, Particles: 3, Seed: 2, Record: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := res.Trajectories
+	for s := range tr.Steps {
+		if want := float64(float32(tr.Levels[s+1].Sigma)); tr.Stds[s] != want {
+			t.Errorf("lcm step %d: std %v, want Sigma' = %v", s, tr.Stds[s], want)
+		}
+		for r := range tr.Rows {
+			lp := tr.LogProbs[s*tr.Rows+r]
+			if tr.Stds[s] == 0 {
+				if !math.IsNaN(float64(lp)) {
+					t.Errorf("lcm step %d onto clean data: log-prob %v, want NaN", s, lp)
+				}
+				continue
+			}
+			if want := float32(sampler.LogProb(tr.State(s+1, r), tr.Mean(s, r), tr.Stds[s])); lp != want || math.IsNaN(float64(lp)) {
+				t.Errorf("lcm step %d row %d: log-prob %v, recomputed %v", s, r, lp, want)
+			}
+		}
+	}
+	res, err = sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: sampler.DPMpp2MRule, Images: 1, Particles: 3, Seed: 2, Record: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr = res.Trajectories
+	for s := range tr.Steps {
+		if tr.Stds[s] != 0 || !math.IsNaN(float64(tr.LogProbs[s*tr.Rows])) {
+			t.Errorf("dpm++2m step %d: std %v log-prob %v, want 0 and NaN", s, tr.Stds[s], tr.LogProbs[s*tr.Rows])
+		}
+		if !slices.Equal(tr.Mean(s, 0), tr.State(s+1, 0)) {
+			t.Errorf("dpm++2m step %d: the state is not the step's mean", s)
+		}
+	}
+}

@@ -7,7 +7,12 @@
 // type); it writes the step's mean into a buffer the caller owns and returns the step's standard
 // deviation. The caller draws x' = mean + std*z with z ~ N(0, I), and [LogProb] gives the exact
 // log-density of that draw, which fine-tuning trainers need. Rules keep no state between calls,
-// so resampling particles cannot desynchronise them.
+// so resampling particles cannot desynchronise them: the one multistep rule, DPM-Solver++(2M),
+// is given the previous prediction by its caller, and the steering loop keeps each particle's
+// in the particle population, where resampling copies it with the particle.
+//
+// [Run] drives a pipeline through the rules: from pure noise, or from a noised initial state
+// for image-to-image ([Config].Init), with or without steering.
 package sampler
 
 import (
@@ -33,6 +38,11 @@ import (
 //	                                       noise-to-signal ratio left at t' (below 1)
 //	sigma, next  sigma, sigma' (k-diff.)   Sigma/Alpha at t and t' (Euler ancestral)
 //	a            noise_level (Flow-GRPO)   the SDE's noise scale
+//	lambda       lambda (DPM-Solver)       log(Alpha/Sigma), the log signal-to-noise ratio;
+//	                                       exp(-h) = r for h = lambda(to) - lambda(from)
+//	prev         s1 (diffusers)            the level of the previous step's prediction
+//	prevX0       m1 (diffusers)            the x0 predicted at prev (DPM-Solver++(2M))
+//	h0, r0       h_0, r0 (diffusers)       lambda(from) - lambda(prev), and h0/h
 
 // DDIM writes the mean of a generalised DDIM step (Song et al. 2021, eq. 12) from `from` to `to`
 // into mean and returns its standard deviation s:
@@ -186,6 +196,75 @@ func FlowSDE(mean, x, x0, eps []float32, from, to schedule.Level, a float64) (st
 		mean[i] = float32(float64(x[i]) + dt*(c*float64(eps[i])-float64(x0[i])))
 	}
 	return sigmaT * math.Sqrt(max(0, -dt))
+}
+
+// DPMSolver2M writes the step of DPM-Solver++(2M) (Lu et al. 2022, algorithm 2) into mean and
+// returns 0: it is an ODE solver and draws no noise. It is diffusers'
+// DPMSolverMultistepScheduler with algorithm_type "dpmsolver++", solver_order 2 and solver_type
+// "midpoint", written in (Alpha, Sigma), with h = lambda(to) - lambda(from):
+//
+//	first order  (prev nil):  mean = (Sigma'/Sigma) x - Alpha' (exp(-h) - 1) x0
+//	second order (prev set):  D0 = x0,  D1 = (x0 - prevX0)/r0,  r0 = h0/h,
+//	                          mean = (Sigma'/Sigma) x - Alpha' (exp(-h) - 1) (D0 + D1/2)
+//
+// where prevX0 is the x0 predicted at the level prev of the previous step (diffusers' m1,
+// model_outputs[-2]) and h0 = lambda(from) - lambda(prev). exp(-h) is computed as
+// r = Alpha*Sigma'/(Sigma*Alpha'), so a step from pure noise (Alpha = 0) or onto clean data
+// (Sigma' = 0) needs no infinite lambda. The first-order step is DDIM with eta = 0 when
+// eps = (x - Alpha x0)/Sigma. k-diffusion's sample_dpmpp_2m is the same solver in
+// sigma = Sigma/Alpha (x/Alpha for x), as the tests check.
+//
+// The rule keeps no memory: the caller passes the previous prediction (the steering loop keeps
+// each particle's in the population, so resampling copies it with the particle) and decides the
+// order. Run takes the first-order step at a run's first step, onto a clean level (diffusers'
+// final_sigmas_type "zero"), and at the last step of a schedule of fewer than 15 steps
+// (lower_order_final); the second-order step everywhere else. When to is clean DPMSolver2M is
+// first order whatever prev says and writes mean = Alpha'*x0, the prediction itself.
+//
+// from.Sigma and to.Alpha must be positive. mean, x and x0 must have equal lengths, and prevX0
+// too when prev is not nil; DPMSolver2M panics otherwise. It does not allocate.
+func DPMSolver2M(mean, x, x0, prevX0 []float32, prev *schedule.Level, from, to schedule.Level) (std float64) {
+	// 1. exp(-h) and the first-order coefficients: mean = c*x + b*x0.
+	r := from.Alpha * to.Sigma / (from.Sigma * to.Alpha)
+	c, b := to.Sigma/from.Sigma, to.Alpha*(1-r)
+	if prev == nil || to.Clean() {
+		mix(mean, c, x, b, x0)
+		return 0
+	}
+	// 2. The second-order correction: D0 + D1/2 = (1 + 1/(2 r0)) x0 - (1/(2 r0)) prevX0, with
+	// r0 = h0/h = log(rPrev)/log(r), rPrev = exp(-h0). A previous level of pure noise
+	// (rPrev = 0) gives r0 = +Inf and the first-order step.
+	mustMatch(mean, x, x0, prevX0)
+	rPrev := prev.Alpha * from.Sigma / (prev.Sigma * from.Alpha)
+	half := 0.5 * math.Log(r) / math.Log(rPrev) // 1/(2 r0)
+	x, x0, prevX0 = x[:len(mean)], x0[:len(mean)], prevX0[:len(mean)]
+	for i := range mean {
+		d := (1+half)*float64(x0[i]) - half*float64(prevX0[i])
+		mean[i] = float32(c*float64(x[i]) + b*d)
+	}
+	return 0
+}
+
+// LCM writes the mean of a Latent Consistency Model step (Luo et al. 2023; diffusers'
+// LCMScheduler) into mean and returns its standard deviation: the consistency function's
+// prediction x0 brought to t' with the whole of that level's noise drawn fresh,
+//
+//	mean = Alpha'*x0,   std = Sigma'
+//
+// so x' = Alpha'*x0 + Sigma'*z, which is q(x_t' | x0) for the predicted x0. The consistency
+// boundary condition (x0 = c_skip x + c_out f(x)) belongs to the pipeline, which applies it
+// before LCM sees x0. Onto a clean level std is 0 and the mean is the prediction. (diffusers
+// returns the prediction at the last step whatever level it was aimed at; a pipeline matches
+// it by giving LCM a grid that ends on clean data.)
+//
+// mean and x0 must have equal lengths; LCM panics otherwise. It does not allocate.
+func LCM(mean, x0 []float32, to schedule.Level) (std float64) {
+	mustMatch(mean, x0)
+	a := to.Alpha
+	for i, v := range x0[:len(mean)] {
+		mean[i] = float32(a * float64(v))
+	}
+	return to.Sigma
 }
 
 // mix writes dst[i] = a*x[i] + b*y[i], computed in float64.

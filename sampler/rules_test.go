@@ -255,6 +255,8 @@ func TestFlowSDEMatchesFlowGRPO(t *testing.T) {
 func TestStepsOntoCleanData(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	x, x0, eps, mean := randSlice(r, 32), randSlice(r, 32), randSlice(r, 32), make([]float32, 32)
+	prevX0 := randSlice(r, 32)
+	prev := schedule.Level{Time: 0.5, Alpha: 0.8, Sigma: 0.6}
 	from := schedule.Level{Time: 0.1, Alpha: 0.9, Sigma: 0.1}
 	clean := schedule.Level{Time: 0, Alpha: 1, Sigma: 0}
 	for name, step := range map[string]func() float64{
@@ -262,6 +264,9 @@ func TestStepsOntoCleanData(t *testing.T) {
 		"ddpm":            func() float64 { return DDPM(mean, x, x0, from, clean) },
 		"euler-ancestral": func() float64 { return EulerAncestral(mean, x0, eps, from, clean, 1) },
 		"flow-sde":        func() float64 { return FlowSDE(mean, x, x0, eps, from, clean, 0.7) },
+		"dpm++2m":         func() float64 { return DPMSolver2M(mean, x, x0, nil, nil, from, clean) },
+		"dpm++2m with m1": func() float64 { return DPMSolver2M(mean, x, x0, prevX0, &prev, from, clean) },
+		"lcm":             func() float64 { return LCM(mean, x0, clean) },
 	} {
 		clear(mean)
 		if std := step(); std != 0 {
@@ -283,6 +288,9 @@ func TestLengthMismatchPanics(t *testing.T) {
 		"ddpm":            func() { DDPM(long, short, long, l0, l1) },
 		"euler-ancestral": func() { EulerAncestral(short, long, long, l0, l1, 1) },
 		"flow-sde":        func() { FlowSDE(long, long, long, short, l0, l1, 1) },
+		"dpm++2m":         func() { DPMSolver2M(long, short, long, nil, nil, l0, l1) },
+		"dpm++2m m1":      func() { DPMSolver2M(long, long, long, short, &l0, l0, l1) },
+		"lcm":             func() { LCM(long, short, l1) },
 		"logprob":         func() { LogProb(short, long, 1) },
 	} {
 		func() {
@@ -300,15 +308,102 @@ func TestRulesDoNotAllocate(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	x, x0, eps, mean := randSlice(r, 1024), randSlice(r, 1024), randSlice(r, 1024), make([]float32, 1024)
 	from, to := schedule.Level{Alpha: 0.6, Sigma: 0.8}, schedule.Level{Alpha: 0.8, Sigma: 0.6}
+	prev := schedule.Level{Alpha: 0.28, Sigma: 0.96}
 	for name, f := range map[string]func(){
 		"ddim":            func() { DDIM(mean, x0, eps, from, to, 1) },
 		"ddpm":            func() { DDPM(mean, x, x0, from, to) },
 		"euler-ancestral": func() { EulerAncestral(mean, x0, eps, from, to, 1) },
 		"flow-sde":        func() { FlowSDE(mean, x, x0, eps, from, to, 0.7) },
+		"dpm++2m":         func() { DPMSolver2M(mean, x, x0, eps, &prev, from, to) },
+		"lcm":             func() { LCM(mean, x0, to) },
 		"logprob":         func() { LogProb(x, mean, 0.5) },
 	} {
 		if n := testing.AllocsPerRun(20, f); n != 0 {
 			t.Errorf("%s: %v allocations per call, want 0", name, n)
+		}
+	}
+}
+
+// snrLevel is the variance-preserving level whose log signal-to-noise ratio log(Alpha/Sigma) is
+// log(q): Alpha = q/sqrt(1+q^2), Sigma = 1/sqrt(1+q^2).
+func snrLevel(q float64) schedule.Level {
+	return schedule.Level{Alpha: q / math.Sqrt(1+q*q), Sigma: 1 / math.Sqrt(1+q*q)}
+}
+
+// TestDPMSolver2MHandComputed takes two steps by hand on levels a lambda of ln 2 apart: L0
+// (Alpha/Sigma = 1), L1 (2) and L2 (4), so exp(-h) = 1/2 for both steps and r0 = 1.
+//
+// Step 1, first order, from x = 1 with x0 = 1:
+//
+//	x1 = (Sigma1/Sigma0) x + Alpha1 (1 - 1/2) x0 = sqrt(2)/sqrt(5) + (2/sqrt(5))/2 = (1 + sqrt 2)/sqrt 5
+//
+// Step 2, second order, with x0 = 2 and the step-1 prediction m1 = 1: D0 = 2, D1 = (2-1)/1 = 1,
+//
+//	x2 = (Sigma2/Sigma1) x1 + Alpha2 (1/2) (D0 + D1/2) = (1 + sqrt 2)/sqrt 17 + (4/sqrt 17)(5/4)
+//	   = (6 + sqrt 2)/sqrt 17.
+func TestDPMSolver2MHandComputed(t *testing.T) {
+	l0, l1, l2 := snrLevel(1), snrLevel(2), snrLevel(4)
+	mean := make([]float32, 1)
+	if std := DPMSolver2M(mean, []float32{1}, []float32{1}, nil, nil, l0, l1); std != 0 {
+		t.Errorf("std %v, want 0", std)
+	}
+	x1 := (1 + math.Sqrt2) / math.Sqrt(5)
+	if !closeTo(float64(mean[0]), x1, float32Tol) {
+		t.Errorf("first step: %.9g, want (1+sqrt 2)/sqrt 5 = %.9g", mean[0], x1)
+	}
+	x := []float32{mean[0]}
+	DPMSolver2M(mean, x, []float32{2}, []float32{1}, &l0, l1, l2)
+	if want := (6 + math.Sqrt2) / math.Sqrt(17); !closeTo(float64(mean[0]), want, float32Tol) {
+		t.Errorf("second step: %.9g, want (6+sqrt 2)/sqrt 17 = %.9g", mean[0], want)
+	}
+	// The same step without the memory is first order: (1+sqrt 2)/sqrt 17 + (4/sqrt 17)(1/2)2.
+	DPMSolver2M(mean, x, []float32{2}, nil, nil, l1, l2)
+	if want := (5 + math.Sqrt2) / math.Sqrt(17); !closeTo(float64(mean[0]), want, float32Tol) {
+		t.Errorf("second step, first order: %.9g, want (5+sqrt 2)/sqrt 17 = %.9g", mean[0], want)
+	}
+}
+
+// The first-order DPM-Solver++ step is DDIM with eta 0 (both are the exponential integrator of
+// the probability-flow ODE with x0 held constant), on every grid; and a second-order step whose
+// previous prediction equals the current one is the first-order step.
+func TestDPMSolver2MFirstOrderIsDDIM(t *testing.T) {
+	r := rand.New(rand.NewPCG(22, 23))
+	dpm, ddim, second := make([]float32, 256), make([]float32, 256), make([]float32, 256)
+	for name, levels := range testGrids(t) {
+		for i := 0; i+1 < len(levels); i++ {
+			from, to := levels[i], levels[i+1]
+			if from.Alpha == 0 { // pure noise: x = eps, x0 undefined; consistent() needs Alpha > 0
+				continue
+			}
+			x, x0, eps := consistent(r, 256, from)
+			DPMSolver2M(dpm, x, x0, nil, nil, from, to)
+			DDIM(ddim, x0, eps, from, to, 0)
+			var prev *schedule.Level
+			if i > 0 && levels[i-1].Alpha > 0 {
+				prev = &levels[i-1]
+			}
+			DPMSolver2M(second, x, x0, x0, prev, from, to)
+			for j := range dpm {
+				if math.Abs(float64(dpm[j])-float64(ddim[j])) > 1e-5*max(1, math.Abs(float64(ddim[j]))) {
+					t.Fatalf("%s step %d element %d: DPM-Solver++ first order %.9g, DDIM %.9g", name, i, j, dpm[j], ddim[j])
+				}
+				if math.Abs(float64(second[j])-float64(dpm[j])) > 1e-5*max(1, math.Abs(float64(dpm[j]))) {
+					t.Fatalf("%s step %d element %d: second order with m1 = x0 %.9g, first order %.9g", name, i, j, second[j], dpm[j])
+				}
+			}
+		}
+	}
+}
+
+func TestLCM(t *testing.T) {
+	x0, mean := []float32{1, -2, 0.5}, make([]float32, 3)
+	to := schedule.Level{Alpha: 0.8, Sigma: 0.6}
+	if std := LCM(mean, x0, to); std != 0.6 {
+		t.Errorf("std %v, want Sigma' = 0.6", std)
+	}
+	for j, want := range []float64{0.8, -1.6, 0.4} {
+		if !closeTo(float64(mean[j]), want, float32Tol) {
+			t.Errorf("mean[%d] = %v, want Alpha'*x0 = %v", j, mean[j], want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // Run samples with p as cfg says and returns the selected outputs. One call runs cfg.Images
@@ -21,6 +22,11 @@ import (
 //
 // Results depend only on the configuration and seed: group g draws from streams seeded by
 // cfg.Seed+g, so neither the number of groups in the batch nor the order of work changes them.
+//
+// With cfg.Init the run is image-to-image: it walks the last cfg.StepsWalked() steps of
+// p.Schedule(cfg.Steps), starting each particle at Alpha*Init + Sigma*z on the first of them.
+// When p is a [pipelines.Previewer], the intermediate rewards of FK score images made by its
+// Preview decoder; the final rewards and images always use Decode.
 func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error) {
 	start := time.Now()
 	if err := cfg.Validate(); err != nil {
@@ -31,17 +37,26 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
+	if len(levels) != cfg.Steps+1 {
+		return nil, fmt.Errorf("pipeline %s returned %d levels for %d steps, want %d", info.Name, len(levels), cfg.Steps, cfg.Steps+1)
+	}
+	if cfg.Init != nil && len(cfg.Init) != info.Len() {
+		return nil, fmt.Errorf("initial state of %d values for model %s, whose states have %d (%dx%dx%d)", len(cfg.Init), info.Name, info.Len(), info.Channels, info.Height, info.Width)
+	}
+	// An image-to-image run walks only the end of the schedule (diffusers' get_timesteps).
+	levels = levels[cfg.Steps-cfg.StepsWalked():]
+	// This run's own model figures (text encoding included), even when other runs share the
+	// pipeline.
+	var model pipelines.Stats
+	ctx = pipelines.WithStats(ctx, &model)
 	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRun(p, cfg, info)
+	r, err := newRun(p, cfg, info, levels)
 	if err != nil {
 		return nil, err
 	}
-	// This run's own model figures, even when other runs share the pipeline.
-	var model pipelines.Stats
-	ctx = pipelines.WithStats(ctx, &model)
 	if cfg.Record {
 		r.rec = newRecorder(levels, r.rows, r.dim, r.seeds)
 	}
@@ -66,7 +81,12 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 			}
 		}
 		// 3. Step every particle: x' = mean + std*z, each row with noise from its own stream.
-		std := cfg.Rule.step(r.mean, r.pop.X, r.x0, r.eps, from, to, cfg.Eta)
+		// A multistep rule is given the previous step's level when it takes a second-order step.
+		var prev *schedule.Level
+		if r.prevX0 != nil && r.secondOrder(i, n, to) {
+			prev = &levels[i-1]
+		}
+		std := cfg.Rule.step(r.mean, r.pop.X, r.x0, r.eps, r.prevX0, prev, from, to, cfg.Eta)
 		if std > 0 {
 			for row := range r.rows {
 				r.streams.FillNormal(row, r.noise[row*r.dim:(row+1)*r.dim])
@@ -79,6 +99,11 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 		}
 		if r.rec != nil {
 			r.rec.step(i, r.mean, r.pop.X, std)
+		}
+		// Each particle's prediction becomes its multistep memory before any resampling, so
+		// that a copied particle carries its own.
+		if r.prevX0 != nil {
+			copy(r.prevX0, r.x0)
 		}
 		if cfg.SharedPrefix > 0 && i == cfg.SharedPrefix-1 {
 			if err := r.sharePrefix(i); err != nil {
@@ -99,7 +124,7 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 			return nil, err
 		}
 	}
-	res, err := r.finish(ctx)
+	res, err := r.finish(ctx, n)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +136,9 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	res.Stats.Resamplings = r.resamplings
 	res.Stats.ESS = r.ess
 	res.Stats.Wall = time.Since(start)
-	res.Stats.EngineTime = res.Stats.Wall - res.Stats.ModelTime - res.Stats.RewardTime
+	res.Stats.AuxCalls = model.AuxCalls
+	res.Stats.AuxTime = model.AuxTime
+	res.Stats.EngineTime = res.Stats.Wall - res.Stats.ModelTime - res.Stats.AuxTime - res.Stats.RewardTime
 	return res, nil
 }
 
@@ -126,10 +153,16 @@ type run struct {
 	pop     *particles.Population
 	streams *particles.Streams
 	x0, eps []float32
-	mean    []float32
-	noise   []float32
-	imgs    models.Images
-	scores  []float64
+	// prevX0 is DPM-Solver++(2M)'s memory, each row's x0 prediction of the previous step: a
+	// population field (fieldPrevX0), so resampling copies it with the particle. Nil for
+	// one-step rules.
+	prevX0 []float32
+	// previewer is p as a Previewer, if it is one; nil otherwise.
+	previewer pipelines.Previewer
+	mean      []float32
+	noise     []float32
+	imgs      models.Images
+	scores    []float64
 	// parts holds each row's final reward breakdown when the reward is a rewards.Explainer.
 	parts   [][]rewards.PartScore
 	parents []int
@@ -148,13 +181,23 @@ type run struct {
 	resampledBuf []bool
 }
 
-func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error) {
+// fieldPrevX0 is the population field of DPM-Solver++(2M)'s previous x0 prediction.
+const fieldPrevX0 = "sampler.prev_x0"
+
+// newRun allocates everything a run needs and draws the initial states at levels[0], the first
+// level the run walks (len(levels)-1 steps).
+func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info, levels []schedule.Level) (*run, error) {
 	r := &run{p: p, cfg: cfg, info: info, groups: cfg.Images, k: cfg.Particles, dim: info.Len()}
 	r.rows = r.groups * r.k
+	n := len(levels) - 1
 	var err error
 	if r.pop, err = particles.New(r.groups, r.k, r.dim); err != nil {
 		return nil, err
 	}
+	if cfg.Rule == DPMpp2MRule {
+		r.prevX0 = r.pop.AddFloat32(fieldPrevX0, r.dim)
+	}
+	r.previewer, _ = p.(pipelines.Previewer)
 	r.x0 = make([]float32, r.rows*r.dim)
 	r.eps = make([]float32, r.rows*r.dim)
 	r.seeds = make([]uint64, r.groups)
@@ -165,10 +208,15 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 		return nil, err
 	}
 	// The initial state is pure noise: at the first level of every schedule fksteer builds,
-	// Alpha^2 + Sigma^2 = 1 and the data's contribution is negligible or zero. Every slot draws
-	// its own, so streams stay aligned even when the group then shares slot 0's.
+	// Alpha^2 + Sigma^2 = 1 and the data's contribution is negligible or zero. An
+	// image-to-image run starts from Alpha*Init + Sigma*z instead (diffusers' add_noise). Every
+	// slot draws its own z, so streams stay aligned even when the group then shares slot 0's.
 	for row := range r.rows {
-		r.streams.FillNormal(row, r.pop.Row(row))
+		x := r.pop.Row(row)
+		r.streams.FillNormal(row, x)
+		if cfg.Init != nil {
+			noisy(x, cfg.Init, levels[0])
+		}
 	}
 	if cfg.SharedStart {
 		for g := range r.groups {
@@ -190,7 +238,7 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 		if r.pot, err = potentials.New(r.pop, cfg.Potential); err != nil {
 			return nil, err
 		}
-		evals := cfg.Resampling.Evaluations(cfg.Steps)
+		evals := cfg.Resampling.Evaluations(n)
 		r.pop.ReserveEvents(r.groups * evals)
 		r.ess = make([]ESSPoint, 0, evals)
 		r.essBuf = make([]float64, r.groups*evals)
@@ -198,6 +246,24 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info) (*run, error)
 		r.parentsAll = make([]int, r.rows)
 	}
 	return r, nil
+}
+
+// noisy overwrites the noise z in x with Alpha*x0 + Sigma*z, a state at level l whose clean
+// part is x0.
+func noisy(x, x0 []float32, l schedule.Level) {
+	for i, z := range x {
+		x[i] = float32(l.Alpha*float64(x0[i]) + l.Sigma*float64(z))
+	}
+}
+
+// secondOrder reports whether DPM-Solver++(2M) takes its second-order step at step i of the n
+// steps the run walks, onto level to. As diffusers' DPMSolverMultistepScheduler (solver_order
+// 2) it does not: at the run's first step, image-to-image included, which has no previous
+// prediction; onto a clean level (final_sigmas_type "zero"); and at the last step of a schedule
+// of fewer than 15 steps (lower_order_final). diffusers counts the whole schedule there,
+// cfg.Steps, even when an image-to-image run walks only its end.
+func (r *run) secondOrder(i, n int, to schedule.Level) bool {
+	return i > 0 && !to.Clean() && !(i == n-1 && r.cfg.Steps < 15)
 }
 
 // sharePrefix makes every slot of every group continue from slot 0's state after step, recorded
@@ -213,10 +279,11 @@ func (r *run) sharePrefix(step int) error {
 	return nil
 }
 
-// score decodes states and scores all rows in one reward call. With parts, an Explainer reward
-// also writes each row's breakdown there.
-func (r *run) score(ctx context.Context, states []float32, parts [][]rewards.PartScore) error {
-	if err := r.p.Decode(ctx, states, r.rows, r.imgs); err != nil {
+// score decodes states and scores all rows in one reward call. With preview, a Previewer
+// pipeline decodes them with Preview. With parts, an Explainer reward also writes each row's
+// breakdown there.
+func (r *run) score(ctx context.Context, states []float32, preview bool, parts [][]rewards.PartScore) error {
+	if err := r.decode(ctx, states, preview); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -246,9 +313,19 @@ func (r *run) score(ctx context.Context, states []float32, parts [][]rewards.Par
 	return nil
 }
 
-// reweight scores the x0 predictions and multiplies each particle's weight by its potential.
+// decode turns every row of states into r.imgs, with the pipeline's preview decoder when
+// preview is set and the pipeline has one.
+func (r *run) decode(ctx context.Context, states []float32, preview bool) error {
+	if preview && r.previewer != nil {
+		return r.previewer.Preview(ctx, states, r.rows, r.imgs)
+	}
+	return r.p.Decode(ctx, states, r.rows, r.imgs)
+}
+
+// reweight scores the x0 predictions (previews, where the pipeline has them) and multiplies
+// each particle's weight by its potential.
 func (r *run) reweight(ctx context.Context, step, n int) error {
-	if err := r.score(ctx, r.x0, nil); err != nil {
+	if err := r.score(ctx, r.x0, true, nil); err != nil {
 		return err
 	}
 	lambda := r.lambda(step, n)
@@ -293,17 +370,18 @@ func (r *run) lambda(step, n int) float64 {
 	return r.cfg.Lambda.At(i, r.cfg.Resampling.Evaluations(n))
 }
 
-// finish decodes the final states, applies the final reward and potential, and selects outputs.
-func (r *run) finish(ctx context.Context) (*Result, error) {
+// finish decodes the final states of a run of n steps, applies the final reward and potential,
+// and selects outputs.
+func (r *run) finish(ctx context.Context, n int) (*Result, error) {
 	cfg := r.cfg
 	res := &Result{Rewards: make([]float64, r.rows), LogWeights: make([]float64, r.rows)}
 	if cfg.Reward != nil {
-		if err := r.score(ctx, r.pop.X, r.parts); err != nil {
+		if err := r.score(ctx, r.pop.X, false, r.parts); err != nil {
 			return nil, fmt.Errorf("final reward: %w", err)
 		}
 		copy(res.Rewards, r.scores)
 	} else {
-		if err := r.p.Decode(ctx, r.pop.X, r.rows, r.imgs); err != nil {
+		if err := r.decode(ctx, r.pop.X, false); err != nil {
 			return nil, err
 		}
 		for i := range res.Rewards {
@@ -313,7 +391,7 @@ func (r *run) finish(ctx context.Context) (*Result, error) {
 	if cfg.Method == FK {
 		// The final potential divides out everything applied along each ancestry, so the weighted
 		// population targets p(x0) exp(lambda r(x0)).
-		lambda := r.lambda(cfg.Steps-1, cfg.Steps)
+		lambda := r.lambda(n-1, n)
 		for g := range r.groups {
 			if err := r.pot.Reweight(g, r.scores[g*r.k:(g+1)*r.k], lambda, true, nil); err != nil {
 				return nil, err

@@ -11,6 +11,7 @@ import (
 
 // Stats describes where a run's time and calls went.
 type Stats struct {
+	// Steps is the number of steps walked (Config.StepsWalked).
 	Steps       int
 	ModelCalls  int
 	RewardCalls int
@@ -19,9 +20,13 @@ type Stats struct {
 	// ESS holds, for every potential evaluation, each group's effective sample size before any
 	// resampling at that step.
 	ESS []ESSPoint
-	// Wall is the run's total time; ModelTime and RewardTime the parts inside the denoiser's and
-	// the reward's model runs; EngineTime the rest (conditioning, step maths, resampling, decoding).
-	Wall, ModelTime, RewardTime, EngineTime time.Duration
+	// AuxCalls counts the runs of the pipeline's other models (text encoders, VAE).
+	AuxCalls int
+	// Wall is the run's total time; ModelTime, AuxTime and RewardTime the parts inside the
+	// denoiser's runs, the pipeline's other models' runs (text encoders, VAE) and the reward;
+	// EngineTime the rest (fksteer's own work: step maths, resampling, conversions, decoding
+	// without a model).
+	Wall, ModelTime, AuxTime, RewardTime, EngineTime time.Duration
 }
 
 // ESSPoint is the effective sample size of every group at one step.
@@ -51,6 +56,7 @@ func (s Stats) ESSTrace() string {
 // StepInfo is what an observer sees after each step. Its slices belong to the run: read them
 // during the callback, copy what must outlive it.
 type StepInfo struct {
+	// Step is the step's index among the Steps the run walks (Config.StepsWalked).
 	Step, Steps int
 	From, To    schedule.Level
 	// Evaluated tells whether rewards were computed at this step; Rewards then holds one per row
@@ -60,7 +66,7 @@ type StepInfo struct {
 	ESS       []float64
 	Resampled []bool
 	// Images holds, at evaluation steps, the decoded x0 predictions of every row (what the
-	// reward scored). Parents[g*K+k] is the slot within group g that slot k was copied from at
+	// reward scored; previews when the pipeline is a pipelines.Previewer). Parents[g*K+k] is the slot within group g that slot k was copied from at
 	// this step (k itself where the group was not resampled).
 	Images  models.Images
 	Parents []int
