@@ -335,6 +335,8 @@ const (
 	KeyLineage        = "lineage"
 	KeyPromptEmbeds   = "prompt_embeds"
 	KeyNegativeEmbeds = "negative_prompt_embeds"
+	KeyPooledEmbeds   = "pooled_prompt_embeds"
+	KeyNegativePooled = "negative_pooled_prompt_embeds"
 	KeyClassLabels    = "class_labels"
 	KeyNullClass      = "null_class_labels"
 	KeyFeatureCLS     = "dino_cls"
@@ -386,9 +388,19 @@ func (g *Group) Tensors(half bool) []Tensor {
 	}
 	switch g.Cond.Kind {
 	case pipelines.VectorCond:
+		// diffusers' shapes: [1, 77, D] for token sequences (Stable Diffusion), [1, D] otherwise.
+		shape := []int{1, len(g.Cond.Vector)}
+		if t := g.Cond.Tokens; t > 0 {
+			shape = []int{1, t, len(g.Cond.Vector) / t}
+		}
 		out = append(out,
-			Float32Tensor(KeyPromptEmbeds, []int{1, len(g.Cond.Vector)}, g.Cond.Vector),
-			Float32Tensor(KeyNegativeEmbeds, []int{1, len(g.Cond.NullVector)}, g.Cond.NullVector))
+			Float32Tensor(KeyPromptEmbeds, shape, g.Cond.Vector),
+			Float32Tensor(KeyNegativeEmbeds, shape, g.Cond.NullVector))
+		if len(g.Cond.Pooled) > 0 {
+			out = append(out,
+				Float32Tensor(KeyPooledEmbeds, []int{1, len(g.Cond.Pooled)}, g.Cond.Pooled),
+				Float32Tensor(KeyNegativePooled, []int{1, len(g.Cond.NullPooled)}, g.Cond.NullPooled))
+		}
 	case pipelines.ClassCond:
 		out = append(out,
 			Int64Tensor(KeyClassLabels, []int{1}, []int64{g.Cond.Class}),
