@@ -226,7 +226,11 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batc
 		if negative == "" {
 			negative = globalNegative
 		}
-		if err := a.checkNegative(negative, cfg); err != nil {
+		if err := applyNegative(info, negative, &cfg); err != nil {
+			return batch.Task{}, err
+		}
+		start, err := readStart(ov)
+		if err != nil {
 			return batch.Task{}, err
 		}
 		for _, ref := range it.ReferencePaths() {
@@ -234,7 +238,7 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batc
 				return batch.Task{}, fmt.Errorf("reference image %s: %w", ref, err)
 			}
 		}
-		run := runInfo{info: info, rewardSpec: ov.GetString("reward"), negative: negative, references: it.References}
+		run := runInfo{info: info, rewardSpec: ov.GetString("reward"), negative: negative, references: it.References, start: start}
 		// Everything that decides the files: the parameters chunk of the first image (prompt,
 		// negative prompt, every sampling and steering setting, model and seed) plus what it
 		// leaves out.
@@ -244,6 +248,11 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batc
 			Seed:        cfg.Seed,
 			Fingerprint: hex.EncodeToString(h.Sum(nil)),
 			Render: func(ctx context.Context) ([]batch.File, error) {
+				// The start image is encoded when the item runs, not when items are prepared, so
+				// a large batch holds one item's latents at a time.
+				if err := applyStart(ctx, p, run.start, &cfg); err != nil {
+					return nil, err
+				}
 				return renderItem(ctx, p, run, cfg, sheets)
 			},
 		}, nil

@@ -371,7 +371,7 @@ func TestBatchUserErrors(t *testing.T) {
 		{"override type", []string{"--prompts", "type.jsonl"}, nil, exitError, []string{"steps", `"many" is not a whole number`}},
 		{"unknown item key", []string{"--prompts", "key.jsonl"}, nil, exitError, []string{"line 1", `unknown key "promt"`, `did you mean "prompt"`}},
 		{"missing reference", []string{"--prompts", "ref.jsonl"}, nil, exitError, []string{"reference image", "missing.png"}},
-		{"negative prompt with guidance", []string{"--prompts", "neg.jsonl"}, nil, exitUsage, []string{"negative prompts are not supported"}},
+		{"negative prompt with guidance", []string{"--prompts", "neg.jsonl"}, nil, exitUsage, []string{"takes no negative prompt"}},
 		{"bad shard", []string{"--prompts", "prompts.txt", "--shard", "4/4"}, nil, exitUsage, []string{"shard 4/4"}},
 		{"half a k8s shard", []string{"--prompts", "prompts.txt"}, []string{"JOB_COMPLETION_INDEX=2"}, exitUsage, []string{"JOB_COMPLETIONS"}},
 		{"bad progress", []string{"--prompts", "prompts.txt", "--progress", "fancy"}, nil, exitUsage, []string{"progress"}},

@@ -18,6 +18,7 @@ import (
 	"github.com/fksteer/fksteer/models/fetch"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pipelines/sd"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -62,7 +63,13 @@ func (a *app) generate(cmd *cobra.Command) error {
 	}
 	cfg.Prompt = a.v.GetString("prompt")
 	run := runInfo{info: p.Info(), rewardSpec: a.v.GetString("reward"), negative: a.v.GetString("negative-prompt")}
-	if err := a.checkNegative(run.negative, cfg); err != nil {
+	if err := applyNegative(p.Info(), run.negative, &cfg); err != nil {
+		return err
+	}
+	if run.start, err = readStart(a.v); err != nil {
+		return err
+	}
+	if err := applyStart(ctx, p, run.start, &cfg); err != nil {
 		return err
 	}
 	total, batch := a.v.GetInt("num-images"), a.v.GetInt("batch-size")
@@ -183,13 +190,6 @@ func gridPNG(run runInfo, cfg sampler.Config, cells []sheet.Cell) ([]byte, error
 // checkNegative refuses a negative prompt the run could not honour. The pipelines have no
 // negative conditioning yet: with guidance on, the unconditional branch would silently ignore
 // it; with guidance off a negative prompt has no effect in any tool, so it is only recorded.
-func (a *app) checkNegative(negative string, cfg sampler.Config) error {
-	if negative == "" || cfg.Guidance <= 1 {
-		return nil
-	}
-	return usageError{fmt.Errorf("negative prompts are not supported by this version's pipelines (guidance %g would ignore it): remove the negative prompt or set --guidance 1", cfg.Guidance)}
-}
-
 // samplerConfig turns the configuration (or a batch item's overlay on it) into a
 // sampler.Config, filling the model's defaults for keys the user did not set. The prompt is the
 // caller's to fill.
@@ -313,6 +313,16 @@ func (a *app) openPipeline(model string, opts []models.Option) (pipelines.Pipeli
 	if err != nil {
 		return nil, err
 	}
+	if sd.IsExport(model) {
+		return a.openSD(model, opts)
+	}
+	// A pulled catalog export in the Stable Diffusion layout (fksteer models pull sd-turbo).
+	if e, err := fetch.Lookup(model); err == nil && e.Manifest == "" && e.Pulled(cache) && sd.IsExport(e.Dir(cache)) {
+		return a.openSD(e.Dir(cache), opts)
+	}
+	if err := a.checkNotSD(model); err != nil {
+		return nil, err
+	}
 	if model == "" || model == pipelines.GlyphsName {
 		return pipelines.OpenGlyphs(cache, opts...)
 	}
@@ -332,7 +342,7 @@ func (a *app) openPipeline(model string, opts []models.Option) (pipelines.Pipeli
 		return nil, usageError{fmt.Errorf("model %s is a bare ONNX file: describe it with a manifest (see examples/mnist-dit-rf.yaml and docs/manifest.md, or run fksteer models inspect %s for a starting one) and pass the manifest", model, model)}
 	}
 	if st, err := os.Stat(model); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("model %s is a folder: this version of fksteer reads the built-in glyphs model and single-file models described by a manifest (.yaml); Stable Diffusion export folders are not supported yet", model)
+		return nil, fmt.Errorf("model %s is a folder without model_index.json: fksteer reads Stable Diffusion export folders (model_index.json, unet/, text_encoder/, vae_decoder/, ...), the built-in glyphs model and single-file models described by a manifest (.yaml)", model)
 	}
 	return nil, fmt.Errorf("model %q is neither the built-in glyphs model, a configured or pulled model (fksteer models list), nor a manifest .yaml file that exists", model)
 }
@@ -360,13 +370,16 @@ type summary struct {
 	WallSeconds float64 `json:"wall_seconds"`
 	ModelSec    float64 `json:"model_seconds"`
 	RewardSec   float64 `json:"reward_seconds"`
-	EngineSec   float64 `json:"engine_seconds"`
-	ESSTrace    string  `json:"ess_trace,omitempty"`
+	// AuxSec and AuxCalls are the pipeline's other models: text encoders and VAE.
+	AuxSec    float64 `json:"text_encoder_vae_seconds,omitempty"`
+	AuxCalls  int     `json:"text_encoder_vae_calls,omitempty"`
+	EngineSec float64 `json:"engine_seconds"`
+	ESSTrace  string  `json:"ess_trace,omitempty"`
 }
 
 func summarize(stats []sampler.Stats) summary {
 	var s summary
-	var wall, model, reward, engine time.Duration
+	var wall, model, aux, reward, engine time.Duration
 	for _, st := range stats {
 		s.ModelCalls += st.ModelCalls
 		s.RewardCalls += st.RewardCalls
@@ -375,11 +388,14 @@ func summarize(stats []sampler.Stats) summary {
 		model += st.ModelTime
 		reward += st.RewardTime
 		engine += st.EngineTime
+		aux += st.AuxTime
+		s.AuxCalls += st.AuxCalls
 	}
 	if len(stats) > 0 && len(stats[0].ESS) > 0 {
 		s.ESSTrace = stats[0].ESSTrace()
 	}
 	s.WallSeconds, s.ModelSec, s.RewardSec, s.EngineSec = wall.Seconds(), model.Seconds(), reward.Seconds(), engine.Seconds()
+	s.AuxSec = aux.Seconds()
 	return s
 }
 
@@ -402,8 +418,12 @@ func (a *app) printSummary(cfg sampler.Config, written []writtenImage, s summary
 	if cfg.Method == sampler.FK {
 		fmt.Fprintf(w, "resamplings: %d; ESS (first image) by step: %s\n", s.Resamplings, s.ESSTrace)
 	}
-	fmt.Fprintf(w, "time: %.2fs total, model %.2fs (%d calls), reward %.2fs (%d calls), engine %.2fs\n",
-		s.WallSeconds, s.ModelSec, s.ModelCalls, s.RewardSec, s.RewardCalls, s.EngineSec)
+	aux := ""
+	if s.AuxCalls > 0 {
+		aux = fmt.Sprintf(", text encoder and VAE %.2fs (%d calls)", s.AuxSec, s.AuxCalls)
+	}
+	fmt.Fprintf(w, "time: %.2fs total, model %.2fs (%d calls)%s, reward %.2fs (%d calls), engine %.2fs\n",
+		s.WallSeconds, s.ModelSec, s.ModelCalls, aux, s.RewardSec, s.RewardCalls, s.EngineSec)
 }
 
 // resampling builds the FK schedule from the resample-every/start/end settings, where 0 (every)

@@ -125,6 +125,8 @@ type runInfo struct {
 	// the reference images of a batch item.
 	rewardSpec, negative string
 	references           []string
+	// start is the image an image-to-image run starts from (nil otherwise).
+	start *startImage
 }
 
 // parameters formats settings the way other diffusion tools do ("parameters" chunk): the prompt
@@ -175,6 +177,11 @@ func settingPairs(run runInfo, cfg sampler.Config) [][2]string {
 		{"Size", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight)},
 		{"Model", info.Name},
 		{"Model hash", info.Hash[:min(len(info.Hash), 10)]},
+	}
+	pairs = append(pairs, info.Settings...)
+	if run.start != nil {
+		pairs = append(pairs, [2]string{"Init image", filepath.Base(run.start.path)},
+			[2]string{"Init image hash", run.start.hash[:10]}, [2]string{"Denoising strength", fmt.Sprint(run.start.strength)})
 	}
 	if cfg.CondOpts.Class != nil {
 		pairs = append(pairs, [2]string{"Class", fmt.Sprint(*cfg.CondOpts.Class)})

@@ -105,7 +105,7 @@ func (a *app) rootCommand() *cobra.Command {
 	addFlags(root.PersistentFlags(), globalSettings)
 	root.AddCommand(a.generateCommand(), a.benchCommand(), a.batchCommand(), a.configCommand(), a.modelsCommand())
 	root.AddCommand(a.exportCommand())
-	root.AddCommand(a.scoreCommand())
+	root.AddCommand(a.scoreCommand(), a.tokenizeCommand())
 	return root
 }
 

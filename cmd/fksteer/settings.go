@@ -47,7 +47,7 @@ var globalSettings = []setting{
 var samplingSettings = []setting{
 	{key: "model", def: "glyphs", usage: "model: glyphs (built in), a name from `fksteer models list`, or a manifest .yaml"},
 	{key: "class", def: -1, usage: "class id for class-conditional models (overrides the prompt; -1 = from the prompt)", perItem: true},
-	{key: "negative-prompt", def: "", usage: "negative prompt, recorded with the images; this version's pipelines cannot apply one, so it is refused with guidance > 1"},
+	{key: "negative-prompt", def: "", usage: "negative prompt: the unconditional side of guidance (Stable Diffusion); refused by models that take none when guidance > 1"},
 	{key: "steps", def: 0, usage: "sampling steps (default: the model's)", modelDefault: true, perItem: true},
 	{key: "seed", def: uint64(0), usage: "seed of the first image; image i uses seed+i (batch: the base of every item's seed)"},
 	{key: "guidance", def: 0.0, usage: "classifier-free guidance scale, off at <= 1 (default: the model's)", modelDefault: true, perItem: true},
@@ -70,6 +70,13 @@ var samplingSettings = []setting{
 	{key: "ess-threshold", def: 0.0, usage: "FK: resample only when ESS < threshold*K (0 = at every evaluation)", perItem: true},
 	{key: "resampler", def: "systematic", usage: "resampling scheme: systematic, stratified, multinomial, residual", perItem: true},
 	{key: "select", def: "", usage: "outputs per image: best, all, sample (default: all for base, best otherwise)", perItem: true},
+	{key: "scheduler", def: "", usage: "Stable Diffusion: ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm (default: the export's scheduler_config.json)"},
+	{key: "width", def: 0, usage: "Stable Diffusion: image width in pixels, a multiple of 8 (default: the UNet's sample size)"},
+	{key: "height", def: 0, usage: "Stable Diffusion: image height in pixels, a multiple of 8 (default: the UNet's sample size)"},
+	{key: "guidance-rescale", def: 0.0, usage: "Stable Diffusion: guidance rescale phi in [0, 1] (0 = off; 0.7 suits v-prediction models)"},
+	{key: "preview-decoder", def: "", usage: "Stable Diffusion: small ONNX decoder (TAESD-style) for the intermediate rewards of steering"},
+	{key: "init-image", def: "", usage: "Stable Diffusion: start from this image (image-to-image); --strength says how much of it is redrawn", perItem: true},
+	{key: "strength", def: 0.8, usage: "image-to-image: share of the steps redrawn, in (0, 1] (1 = ignore the image's content)", perItem: true},
 }
 
 // generateSettings are generate's own keys.
@@ -88,6 +95,11 @@ var batchSettings = []setting{
 	{key: "progress", def: "auto", usage: "progress display: auto (a bar on a terminal, log lines otherwise), bar, log, off"},
 }
 
+// tokenizeSettings are tokenize's own keys.
+var tokenizeSettings = []setting{
+	{key: "tokenizer", def: "", usage: "CLIP tokenizer folder (vocab.json, merges.txt); default: the --model export's tokenizer/"},
+}
+
 // modelSettings are the keys of `fksteer models`.
 var modelSettings = []setting{
 	{key: "download-mirror", def: "", usage: "fetch model downloads through this HTTP mirror (<mirror>/<host>/<path>) instead of their hosts"},
@@ -103,6 +115,7 @@ var groups = []settingGroup{
 	{"sampling (generate and batch)", samplingSettings},
 	{"generate", generateSettings},
 	{"batch", batchSettings},
+	{"tokenize", tokenizeSettings},
 	{"models", modelSettings},
 }
 

@@ -281,7 +281,7 @@ var catalog = []Export{
 		License:     "Stability AI Non-Commercial Research Community License",
 		Source:      "https://huggingface.co/onnxruntime/sd-turbo",
 		Files:       hubFiles("onnxruntime/sd-turbo", "6d0b4c16d1606606694b58681a91b0edf1415268", sdComponents...),
-		Use:         "a Stable Diffusion export folder ({dir}); this version of fksteer cannot run it yet",
+		Use:         "a Stable Diffusion export folder ({dir}): --model NAME or --model {dir}",
 	},
 	{
 		Name:        "stable-diffusion-v1-5",
@@ -289,7 +289,7 @@ var catalog = []Export{
 		License:     "CreativeML OpenRAIL-M",
 		Source:      "https://huggingface.co/onnx-community/stable-diffusion-v1-5-ONNX",
 		Files:       append(hubFiles("onnx-community/stable-diffusion-v1-5-ONNX", "main", sdComponents...), hubFiles("onnx-community/stable-diffusion-v1-5-ONNX", "main", "unet/weights.pb")...),
-		Use:         "a Stable Diffusion export folder ({dir}); this version of fksteer cannot run it yet",
+		Use:         "a Stable Diffusion export folder ({dir}): --model NAME or --model {dir}",
 	},
 	{
 		Name:        "dinov2-small",
