@@ -19,6 +19,7 @@ import (
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/fetch"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pipelines/sd"
 )
 
 func (a *app) modelsCommand() *cobra.Command {
@@ -159,10 +160,26 @@ func (a *app) modelsInspect(path string) error {
 		return err
 	} else if p != "" {
 		path = p
+	} else if e, err := fetch.Lookup(path); err == nil && e.Pulled(cache) {
+		path = e.Dir(cache) // a pulled export folder (sd-turbo)
 	}
 	r, err := inspect.Describe(path, cache, opts...)
 	if err != nil {
 		return err
+	}
+	if sd.IsExport(path) {
+		// Opening the export checks that its parts fit together, which the tensor listing
+		// alone does not show.
+		p, err := sd.Open(path, sd.Options{Logger: a.log}, opts...)
+		if err != nil {
+			r.Pipeline = fmt.Sprintf("a Stable Diffusion export that cannot run: %v", err)
+		} else {
+			info := p.Info()
+			r.Pipeline = fmt.Sprintf("Stable Diffusion (%s): %s scheduler, %s prediction, %dx%d images, defaults %d steps, guidance %g, sampler %s; run it with fksteer generate --model %s",
+				info.Name, p.Scheduler().Kind, info.Prediction, info.ImageWidth, info.ImageHeight,
+				info.Defaults.Steps, info.Defaults.Guidance, info.Defaults.Sampler, path)
+			p.Close()
+		}
 	}
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)

@@ -177,3 +177,60 @@ func readParameters(t *testing.T, path string) string {
 	t.Fatalf("%s has no parameters chunk", path)
 	return ""
 }
+
+// TestSDBatchingDoesNotChangeImages: the same seeds give the same bytes whether images are
+// sampled one per batch or together, with guidance's doubled batch and FK's resampling.
+func TestSDBatchingDoesNotChangeImages(t *testing.T) {
+	dir := sdExport(t, synth.SD15)
+	tmp := t.TempDir()
+	var files [2][]string
+	for i, bs := range []string{"1", "3"} {
+		imgs, _ := generateJSON(t, "--model", dir, "--prompt", "a red apple", "--negative-prompt", "blurry", "--steps", "6",
+			"--num-images", "3", "--batch-size", bs, "--scheduler", "dpm++2m", "--out", filepath.Join(tmp, bs))
+		for _, img := range imgs {
+			files[i] = append(files[i], img.Path)
+		}
+	}
+	for i := range files[0] {
+		a, errA := os.ReadFile(files[0][i])
+		b, errB := os.ReadFile(files[1][i])
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("image %d differs between batch sizes 1 and 3", i)
+		}
+	}
+	params := readParameters(t, files[0][0])
+	for _, want := range []string{"Negative prompt: blurry", "Scheduler: dpm++2m", "Sampler: dpm++2m"} {
+		if !strings.Contains(params, want) {
+			t.Errorf("parameters %q lack %q", params, want)
+		}
+	}
+}
+
+// TestSDPreviewDecoder steers with a preview decoder for the intermediate rewards.
+func TestSDPreviewDecoder(t *testing.T) {
+	dir := sdExport(t, synth.SDTurbo)
+	imgs, st := generateJSON(t, "--model", dir, "--prompt", "a red apple", "--steps", "4", "--sampler", "euler-a", "--eta", "1",
+		"--method", "fk", "--particles", "4", "--reward", "color:target=#cc2222", "--resample-every", "1", "--resample-end", "2",
+		"--preview-decoder", filepath.Join(dir, "vae_decoder", "model.onnx"), "--out", t.TempDir())
+	// Evaluations at steps 1 and 2 (previews) and the final one (the VAE).
+	if len(imgs) != 1 || st.RewardCalls != 3 {
+		t.Errorf("%d images, %d reward calls; want 1 and 3", len(imgs), st.RewardCalls)
+	}
+	code, _, stderr := cli(t, "", "generate", "--model", dir, "--preview-decoder", filepath.Join(t.TempDir(), "missing.onnx"), "--out", t.TempDir())
+	wantError(t, code, stderr, 1, "missing.onnx")
+}
+
+// TestSDInspect: models inspect opens the export and says how it will run.
+func TestSDInspect(t *testing.T) {
+	dir := sdExport(t, synth.LCM)
+	code, out, stderr := cli(t, "", "models", "inspect", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "Stable Diffusion (lcm): lcm scheduler, epsilon prediction, 64x64 images, defaults 4 steps, guidance 8.5") {
+		t.Errorf("inspect output lacks the pipeline summary:\n%s", out)
+	}
+}

@@ -140,7 +140,7 @@ func describeFolder(dir string, opts []models.Option) (*Report, error) {
 		r.Components = append(r.Components, c)
 	}
 	class, _ := idx["_class_name"].(string)
-	r.Pipeline = fmt.Sprintf("a Stable Diffusion export (%s, diffusers/optimum ONNX layout); this version of fksteer has no Stable Diffusion pipeline yet", class)
+	r.Pipeline = fmt.Sprintf("a Stable Diffusion export (%s, diffusers/optimum ONNX layout)", class)
 	return r, nil
 }
 

@@ -379,3 +379,36 @@ func copyFile(src, dst string) error {
 	}
 	return os.WriteFile(dst, data, 0o644)
 }
+
+// TestSchedulerOverride: --scheduler replaces the folder's class, also one fksteer does not
+// reproduce, keeping its betas and prediction type.
+func TestSchedulerOverride(t *testing.T) {
+	p := open(t, synth.SD2V, Options{Scheduler: "euler"})
+	if p.sched.Kind != schedule.EulerScheduler || p.Info().Defaults.Sampler != "euler" || p.Info().Prediction != pipelines.PredictV {
+		t.Errorf("override gave scheduler %s, sampler %s, prediction %s; want euler, euler, v", p.sched.Kind, p.Info().Defaults.Sampler, p.Info().Prediction)
+	}
+	levels, err := p.Schedule(10)
+	if err != nil || !levels[10].Clean() {
+		t.Errorf("Euler grid %v (%v) does not end clean", levels, err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "unipc")
+	if err := copyDir(export(t, synth.SD15), dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"_class_name": "UniPCMultistepScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon"}`
+	if err := os.WriteFile(filepath.Join(dir, "scheduler", "scheduler_config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "--scheduler") {
+		t.Errorf("UniPC without an override: %v, want an error naming --scheduler", err)
+	}
+	q, err := Open(dir, Options{Scheduler: "dpm++2m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.sched.Kind != schedule.DPMSolverScheduler {
+		t.Errorf("scheduler %s, want dpm++2m", q.sched.Kind)
+	}
+}
