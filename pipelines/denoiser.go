@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +32,7 @@ type Denoiser struct {
 	condInfo models.TensorInfo
 	enc      VectorEncoder
 
-	mu   sync.Mutex
-	free map[int][]*batchCall // prepared calls by row count, reused across steps and goroutines
+	prepared Pool[*batchCall] // prepared calls by row count, reused across steps and goroutines
 
 	calls atomic.Int64
 	nanos atomic.Int64
@@ -86,7 +84,8 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 	if err != nil {
 		return nil, fmt.Errorf("hash model %s: %w", path, err)
 	}
-	d := &Denoiser{m: m, sess: sess, enc: enc, free: map[int][]*batchCall{}}
+	d := &Denoiser{m: m, sess: sess, enc: enc}
+	d.prepared.Release = func(bc *batchCall) { bc.c.Close() }
 	d.pred, _ = ParsePrediction(m.Prediction)
 	c, h, w := m.Sample.Shape[0], m.Sample.Shape[1], m.Sample.Shape[2]
 	name := m.Name
@@ -257,11 +256,11 @@ func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule
 	if guided {
 		rows = 2 * n
 	}
-	bc, err := d.acquire(rows)
+	bc, err := d.prepared.Get(rows, func() (*batchCall, error) { return d.newBatchCall(rows) })
 	if err != nil {
 		return err
 	}
-	defer d.release(rows, bc)
+	defer d.prepared.Put(rows, bc)
 
 	// Rows [0, n) are unconditional when guided, so one output split yields u and c.
 	copy(bc.sample, x)
@@ -322,24 +321,6 @@ func (d *Denoiser) fillCond(bc *batchCall, c Cond, n int, guided bool) {
 			copy(bc.condF[i*w:(i+1)*w], row)
 		}
 	}
-}
-
-func (d *Denoiser) acquire(rows int) (*batchCall, error) {
-	d.mu.Lock()
-	if l := d.free[rows]; len(l) > 0 {
-		bc := l[len(l)-1]
-		d.free[rows] = l[:len(l)-1]
-		d.mu.Unlock()
-		return bc, nil
-	}
-	d.mu.Unlock()
-	return d.newBatchCall(rows)
-}
-
-func (d *Denoiser) release(rows int, bc *batchCall) {
-	d.mu.Lock()
-	d.free[rows] = append(d.free[rows], bc)
-	d.mu.Unlock()
 }
 
 func (d *Denoiser) newBatchCall(rows int) (*batchCall, error) {
@@ -413,13 +394,6 @@ func (d *Denoiser) Stats() Stats {
 
 // Close releases the prepared calls and the session.
 func (d *Denoiser) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, l := range d.free {
-		for _, bc := range l {
-			bc.c.Close()
-		}
-	}
-	d.free = nil
+	d.prepared.Close()
 	return d.sess.Close()
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/fksteer/fksteer/models"
@@ -151,21 +152,9 @@ func (c Cond) Guidable() bool {
 	case ClassCond:
 		return c.Class != c.Null
 	case VectorCond:
-		return !equal(c.Vector, c.NullVector) || !equal(c.Pooled, c.NullPooled)
+		return !slices.Equal(c.Vector, c.NullVector) || !slices.Equal(c.Pooled, c.NullPooled)
 	}
 	return false
-}
-
-func equal(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Previewer is implemented by pipelines that have a cheaper decoder than Decode (a TAESD-style

@@ -3,6 +3,7 @@ package sampler_test
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/fksteer/fksteer/models"
@@ -358,28 +359,16 @@ func TestDPMpp2MMemoryTravelsWithTheParticle(t *testing.T) {
 	for gr := range 2 {
 		for k := 1; k < 3; k++ {
 			row := gr*3 + k
-			if equalF32(tr.State(4, row), tr.State(4, gr*3)) {
+			if slices.Equal(tr.State(4, row), tr.State(4, gr*3)) {
 				t.Fatalf("group %d slot %d equals slot 0 before the shared prefix ends; the test would prove nothing", gr, k)
 			}
 			for s := 5; s <= tr.Steps; s++ {
-				if !equalF32(tr.State(s, row), tr.State(s, gr*3)) {
+				if !slices.Equal(tr.State(s, row), tr.State(s, gr*3)) {
 					t.Fatalf("group %d slot %d departs from slot 0 at step %d after sharing its particle", gr, k, s)
 				}
 			}
 		}
 	}
-}
-
-func equalF32(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // chainMoments follows a rule driven by the Gaussian's exact predictions in closed form: given

@@ -3,7 +3,6 @@ package sd
 import (
 	"fmt"
 	"math"
-	"sync"
 	"unsafe"
 
 	"github.com/fksteer/fksteer/models"
@@ -39,8 +38,8 @@ type unet struct {
 	latent [3]int64
 	seq    int64
 
-	mu   sync.Mutex
-	free map[int][]*unetCall
+	// prepared holds calls by row count, reused across steps and goroutines.
+	prepared pipelines.Pool[*unetCall]
 }
 
 func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
@@ -48,7 +47,8 @@ func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &unet{free: map[int][]*unetCall{}}
+	u := &unet{}
+	u.prepared.Release = func(uc *unetCall) { uc.c.Close() }
 	if err := p.readConfig(&u.config, true); err != nil {
 		return nil, err
 	}
@@ -168,26 +168,10 @@ type unetCall struct {
 }
 
 func (u *unet) acquire(rows int) (*unetCall, error) {
-	u.mu.Lock()
-	if l := u.free[rows]; len(l) > 0 {
-		uc := l[len(l)-1]
-		u.free[rows] = l[:len(l)-1]
-		u.mu.Unlock()
-		return uc, nil
-	}
-	u.mu.Unlock()
-	return u.newCall(rows)
+	return u.prepared.Get(rows, func() (*unetCall, error) { return u.newCall(rows) })
 }
 
-func (u *unet) release(uc *unetCall) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.free == nil { // closed meanwhile
-		uc.c.Close()
-		return
-	}
-	u.free[uc.rows] = append(u.free[uc.rows], uc)
-}
+func (u *unet) release(uc *unetCall) { u.prepared.Put(uc.rows, uc) }
 
 func (u *unet) newCall(rows int) (*unetCall, error) {
 	r := int64(rows)
@@ -262,14 +246,7 @@ func (uc *unetCall) buffers() error {
 }
 
 func (u *unet) close() {
-	u.mu.Lock()
-	for _, l := range u.free {
-		for _, uc := range l {
-			uc.c.Close()
-		}
-	}
-	u.free = nil
-	u.mu.Unlock()
+	u.prepared.Close()
 	u.sess.Close()
 }
 

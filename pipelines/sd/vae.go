@@ -27,8 +27,7 @@ type vae struct {
 	encOnce sync.Once
 	enc     *models.Session
 	encErr  error
-	encMu   sync.Mutex
-	encFree map[int][]*models.Call
+	encoder pipelines.Pool[*models.Call]
 }
 
 // decoder is one latents-to-images model with its prepared calls by row count.
@@ -36,8 +35,7 @@ type decoder struct {
 	name    string
 	sess    *models.Session
 	in, out models.TensorInfo
-	mu      sync.Mutex
-	free    map[int][]*models.Call
+	calls   pipelines.Pool[*models.Call]
 }
 
 // Scaling factors of the VAEs of Stable Diffusion 1.x/2.x and of SDXL, for exports that omit
@@ -69,7 +67,8 @@ func openVAE(dir, preview string, fam Family, log *slog.Logger, opts []models.Op
 	if *cfg.ScalingFactor <= 0 {
 		return nil, fmt.Errorf("model folder %s: vae_decoder/config.json: scaling_factor %g must be positive (SD 1.x/2.x use 0.18215, SDXL 0.13025)", dir, *cfg.ScalingFactor)
 	}
-	v := &vae{dir: dir, opts: opts, scaling: *cfg.ScalingFactor, factor: 8, channels: 4, encFree: map[int][]*models.Call{}}
+	v := &vae{dir: dir, opts: opts, scaling: *cfg.ScalingFactor, factor: 8, channels: 4}
+	v.encoder.Release = closeCall
 	if cfg.ShiftFactor != nil {
 		v.shift = *cfg.ShiftFactor
 	}
@@ -98,7 +97,8 @@ func openDecoder(name, path, in string, opts []models.Option) (*decoder, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
-	d := &decoder{name: name, sess: sess, free: map[int][]*models.Call{}}
+	d := &decoder{name: name, sess: sess}
+	d.calls.Release = closeCall
 	err = func() error {
 		if in == "" {
 			if len(sess.Inputs) != 1 {
@@ -202,42 +202,23 @@ func (v *vae) decode(ctx context.Context, info pipelines.Info, x []float32, n in
 
 // acquire returns a prepared call for rows latents of shape, whose images have shape out.
 func (d *decoder) acquire(rows int, shape, out []int64) (*models.Call, error) {
-	d.mu.Lock()
-	if l := d.free[rows]; len(l) > 0 {
-		c := l[len(l)-1]
-		d.free[rows] = l[:len(l)-1]
-		d.mu.Unlock()
+	return d.calls.Get(rows, func() (*models.Call, error) {
+		c, err := d.sess.NewCall(withOutputShapes(d.sess, models.Shapes{d.in.Name: shape}, out...))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.name, err)
+		}
 		return c, nil
-	}
-	d.mu.Unlock()
-	c, err := d.sess.NewCall(withOutputShapes(d.sess, models.Shapes{d.in.Name: shape}, out...))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", d.name, err)
-	}
-	return c, nil
+	})
 }
 
-func (d *decoder) release(rows int, c *models.Call) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.free == nil {
-		c.Close()
-		return
-	}
-	d.free[rows] = append(d.free[rows], c)
-}
+func (d *decoder) release(rows int, c *models.Call) { d.calls.Put(rows, c) }
 
 func (d *decoder) close() {
-	d.mu.Lock()
-	for _, l := range d.free {
-		for _, c := range l {
-			c.Close()
-		}
-	}
-	d.free = nil
-	d.mu.Unlock()
+	d.calls.Close()
 	d.sess.Close()
 }
+
+func closeCall(c *models.Call) { c.Close() }
 
 // encode runs the VAE encoder on images in [0, 1] and writes UNet latents to dst. Exports give
 // either a latent sample (diffusers' script) or the latent distribution's parameters, mean then
@@ -251,28 +232,18 @@ func (v *vae) encode(ctx context.Context, info pipelines.Info, imgs models.Image
 		return v.encErr
 	}
 	n := imgs.N
-	v.encMu.Lock()
-	var c *models.Call
-	if l := v.encFree[n]; len(l) > 0 {
-		c, v.encFree[n] = l[len(l)-1], l[:len(l)-1]
-	}
-	v.encMu.Unlock()
-	if c == nil {
-		var err error
+	c, err := v.encoder.Get(n, func() (*models.Call, error) {
 		shapes := models.Shapes{"sample": {int64(n), 3, int64(info.ImageHeight), int64(info.ImageWidth)}}
-		if c, err = v.enc.NewCall(withOutputShapes(v.enc, shapes, int64(n), int64(info.Channels), int64(info.Height), int64(info.Width))); err != nil {
-			return fmt.Errorf("vae_encoder: %w", err)
+		c, err := v.enc.NewCall(withOutputShapes(v.enc, shapes, int64(n), int64(info.Channels), int64(info.Height), int64(info.Width)))
+		if err != nil {
+			return nil, fmt.Errorf("vae_encoder: %w", err)
 		}
+		return c, nil
+	})
+	if err != nil {
+		return err
 	}
-	defer func() {
-		v.encMu.Lock()
-		defer v.encMu.Unlock()
-		if v.encFree == nil { // closed meanwhile
-			c.Close()
-			return
-		}
-		v.encFree[n] = append(v.encFree[n], c)
-	}()
+	defer v.encoder.Put(n, c)
 	in, err := c.Float32("sample")
 	if err != nil {
 		return err
@@ -331,14 +302,7 @@ func (v *vae) close() {
 	if v.preview != nil {
 		v.preview.close()
 	}
-	v.encMu.Lock()
-	for _, l := range v.encFree {
-		for _, c := range l {
-			c.Close()
-		}
-	}
-	v.encFree = nil
-	v.encMu.Unlock()
+	v.encoder.Close()
 	if v.enc != nil {
 		v.enc.Close()
 	}
