@@ -159,7 +159,9 @@ type unetCall struct {
 	cond   []float32
 	// filled records the conditioning the buffers hold, so that steps after the first copy
 	// nothing: the identity of the prompt's and the negative's arrays, whether the batch is
-	// doubled, and the guidance the LCM embedding was made for.
+	// doubled, and the guidance the LCM embedding was made for. The pointers keep those arrays
+	// alive, so a later Cond can never be allocated at the same address and be mistaken for
+	// this one.
 	filled struct {
 		vec, null *float32
 		guided    bool
