@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -410,5 +411,27 @@ func TestSchedulerOverride(t *testing.T) {
 	defer q.Close()
 	if q.sched.Kind != schedule.DPMSolverScheduler {
 		t.Errorf("scheduler %s, want dpm++2m", q.sched.Kind)
+	}
+}
+
+// TestConditioningIsRefilled: a prepared call reused for another prompt gets that prompt's
+// conditioning, not the one it last held.
+func TestConditioningIsRefilled(t *testing.T) {
+	ctx := context.Background()
+	p := open(t, synth.SDXL, Options{})
+	a, err := p.Condition(ctx, "a red apple", pipelines.CondOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Condition(ctx, "a blue car", pipelines.CondOptions{Negative: "blurry"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	predict(t, p, a, 5, 2)
+	_, _, reused := predict(t, p, b, 5, 2)
+	fresh := open(t, synth.SDXL, Options{})
+	_, _, want := predict(t, fresh, b, 5, 2)
+	if !slices.Equal(reused, want) {
+		t.Errorf("a reused call predicts differently from a fresh one for the same prompt")
 	}
 }
