@@ -122,7 +122,7 @@ func Open(dir string, o Options, opts ...models.Option) (_ *Pipeline, err error)
 	if err := p.checkWidths(); err != nil {
 		return nil, fmt.Errorf("model folder %s: %w", dir, err)
 	}
-	if p.unet.lcm() && p.family != LCM {
+	if p.unet.lcm() { // LCM-distilled, whatever model_index.json's class (SDXL-LCM, say)
 		p.family = LCM
 	}
 
@@ -142,10 +142,16 @@ func Open(dir string, o Options, opts ...models.Option) (_ *Pipeline, err error)
 	u.latent = [3]int64{int64(p.info.Channels), int64(p.info.Height), int64(p.info.Width)}
 	u.seq = int64(p.text[0].tok.MaxLength())
 	if u.ehsWidth < 0 {
-		u.ehsWidth = 0
+		// The UNet leaves it open: the encoders' widths decide, if they all state theirs.
+		var sum int64
 		for _, te := range p.text {
-			u.ehsWidth += te.width
+			if te.width < 0 {
+				sum = -1
+				break
+			}
+			sum += te.width
 		}
+		u.ehsWidth = sum
 	}
 	if u.pooledWidth < 0 {
 		u.pooledWidth = p.text[len(p.text)-1].poolWidth
