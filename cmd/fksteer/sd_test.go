@@ -15,6 +15,7 @@ import (
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/synth"
+	"github.com/fksteer/fksteer/rewards"
 )
 
 var (
@@ -101,17 +102,12 @@ func TestSDVariantsGenerate(t *testing.T) {
 
 func checkPNG(t *testing.T, path string, w, h int) {
 	t.Helper()
-	f, err := os.Open(path)
+	img, err := rewards.LoadImage(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
-		t.Errorf("%s is %dx%d, want %dx%d", path, b.Dx(), b.Dy(), w, h)
+	if img.W != w || img.H != h {
+		t.Errorf("%s is %dx%d, want %dx%d", path, img.W, img.H, w, h)
 	}
 }
 

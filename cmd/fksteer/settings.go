@@ -26,6 +26,8 @@ type setting struct {
 	modelDefault bool
 	// perItem marks keys a batch item may override (its "overrides" object).
 	perItem bool
+	// sdOnly marks options of Stable Diffusion exports, refused for other models.
+	sdOnly bool
 }
 
 // settingGroup is a table of settings with the heading `config show` and the example file use.
@@ -70,11 +72,11 @@ var samplingSettings = []setting{
 	{key: "ess-threshold", def: 0.0, usage: "FK: resample only when ESS < threshold*K (0 = at every evaluation)", perItem: true},
 	{key: "resampler", def: "systematic", usage: "resampling scheme: systematic, stratified, multinomial, residual", perItem: true},
 	{key: "select", def: "", usage: "outputs per image: best, all, sample (default: all for base, best otherwise)", perItem: true},
-	{key: "scheduler", def: "", usage: "Stable Diffusion: ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm (default: the export's scheduler_config.json)"},
-	{key: "width", def: 0, usage: "Stable Diffusion: image width in pixels, a multiple of 8 (default: the UNet's sample size)"},
-	{key: "height", def: 0, usage: "Stable Diffusion: image height in pixels, a multiple of 8 (default: the UNet's sample size)"},
-	{key: "guidance-rescale", def: 0.0, usage: "Stable Diffusion: guidance rescale phi in [0, 1] (0 = off; 0.7 suits v-prediction models)"},
-	{key: "preview-decoder", def: "", usage: "Stable Diffusion: small ONNX decoder (TAESD-style) for the intermediate rewards of steering"},
+	{key: "scheduler", def: "", usage: "Stable Diffusion: ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm (default: the export's scheduler_config.json)", sdOnly: true},
+	{key: "width", def: 0, usage: "Stable Diffusion: image width in pixels, a multiple of 8 (default: the UNet's sample size)", sdOnly: true},
+	{key: "height", def: 0, usage: "Stable Diffusion: image height in pixels, a multiple of 8 (default: the UNet's sample size)", sdOnly: true},
+	{key: "guidance-rescale", def: 0.0, usage: "Stable Diffusion: guidance rescale phi in [0, 1] (0 = off; 0.7 suits v-prediction models)", sdOnly: true},
+	{key: "preview-decoder", def: "", usage: "Stable Diffusion: small ONNX decoder (TAESD-style) for the intermediate rewards of steering", sdOnly: true},
 	{key: "init-image", def: "", usage: "Stable Diffusion: start from this image (image-to-image); --strength says how much of it is redrawn", perItem: true},
 	{key: "strength", def: 0.8, usage: "image-to-image: share of the steps redrawn, in (0, 1] (1 = ignore the image's content)", perItem: true},
 }

@@ -14,10 +14,6 @@ import (
 	"github.com/fksteer/fksteer/sampler"
 )
 
-// sdOnlyKeys are the keys only Stable Diffusion exports read; setting one for another model is
-// a mistake worth naming rather than ignoring.
-var sdOnlyKeys = []string{"scheduler", "width", "height", "guidance-rescale", "preview-decoder"}
-
 // openSD opens a Stable Diffusion export folder with the options the configuration gives.
 func (a *app) openSD(dir string, opts []models.Option) (pipelines.Pipeline, error) {
 	p, err := sd.Open(dir, sd.Options{
@@ -29,16 +25,18 @@ func (a *app) openSD(dir string, opts []models.Option) (pipelines.Pipeline, erro
 		Logger:          a.log,
 	}, opts...)
 	if err != nil {
-		return nil, err
+		return nil, err // not p: a nil *sd.Pipeline would be a non-nil Pipeline
 	}
 	return p, nil
 }
 
-// checkNotSD refuses the Stable Diffusion keys for other models.
+// checkNotSD refuses the Stable Diffusion keys for other models: setting one there is a
+// mistake worth naming rather than ignoring. viper reports defaults as set, so a key counts as
+// chosen when its value differs from the default.
 func (a *app) checkNotSD(model string) error {
-	for _, key := range sdOnlyKeys {
-		if s := mustLookup(key); a.v.Get(key) != nil && fmt.Sprint(a.v.Get(key)) != fmt.Sprint(s.def) {
-			return usageError{fmt.Errorf("--%s applies to Stable Diffusion export folders only, and model %s is not one", key, model)}
+	for _, s := range samplingSettings {
+		if s.sdOnly && fmt.Sprint(a.v.Get(s.key)) != fmt.Sprint(s.def) {
+			return usageError{fmt.Errorf("--%s applies to Stable Diffusion export folders only, and model %s is not one", s.key, model)}
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package sd
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
@@ -301,7 +300,7 @@ func first(s []float32) *float32 {
 	if len(s) == 0 {
 		return nil
 	}
-	return unsafe.SliceData(s)
+	return &s[0]
 }
 
 // guidanceEmbedding writes the sinusoidal embedding of guidance weight w that LCM UNets take as
