@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -11,10 +12,14 @@ import (
 // Provider names an ONNX Runtime execution provider.
 type Provider string
 
-// The execution providers fksteer can ask for. Only CPU is in the official Linux build that
-// scripts/install-ort.sh installs; the others need a library built with them.
+// The execution providers fksteer can ask for. The official Linux build that
+// scripts/install-ort.sh installs has CPU and WebGPU (Dawn over Vulkan); the others need a
+// library built with them. Auto is not a provider but the request to pick the fastest one this
+// library and machine can run ([ChooseAuto]).
 const (
+	Auto     Provider = "auto"
 	CPU      Provider = "cpu"
+	WebGPU   Provider = "webgpu"
 	CUDA     Provider = "cuda"
 	TensorRT Provider = "tensorrt"
 	CoreML   Provider = "coreml"
@@ -22,9 +27,10 @@ const (
 	OpenVINO Provider = "openvino"
 )
 
-var providers = []Provider{CPU, CUDA, TensorRT, CoreML, DirectML, OpenVINO}
+var providers = []Provider{Auto, CPU, WebGPU, CUDA, TensorRT, CoreML, DirectML, OpenVINO}
 
-// ParseProvider turns a user's provider name into a Provider.
+// ParseProvider turns a user's provider name into a Provider. The empty name is CPU, what a
+// zero [Options] has always meant.
 func ParseProvider(s string) (Provider, error) {
 	p := Provider(strings.ToLower(strings.TrimSpace(s)))
 	if p == "" {
@@ -71,12 +77,19 @@ func ParseOptLevel(s string) (OptLevel, error) {
 // Options configure a session. Build them with [Defaults] and Option functions; the zero value
 // is also valid and means the same as Defaults.
 type Options struct {
+	// Provider is the execution provider; Auto is resolved when a session is opened.
 	Provider Provider
 	DeviceID int
+	// ProviderOptions are passed to the provider as they are (CUDA's and TensorRT's option
+	// names, WebGPU's preferredLayout, enableGraphCapture, ...); see [CheckProviderOptions].
+	ProviderOptions map[string]string
 	// IntraOpThreads and InterOpThreads are ONNX Runtime's thread-pool sizes; 0 lets it choose.
 	IntraOpThreads int
 	InterOpThreads int
 	OptLevel       OptLevel
+	// ProfilePrefix, when set, makes ONNX Runtime profile every node of the session and write
+	// the profile to PREFIX_<date>.json when the session closes (see [ReadProfile]).
+	ProfilePrefix string
 }
 
 // Defaults are CPU, thread counts chosen by ONNX Runtime, and every graph optimisation.
@@ -98,6 +111,23 @@ func WithProvider(name string, deviceID int) Option {
 		o.Provider, o.DeviceID = p, deviceID
 		return nil
 	}
+}
+
+// WithProviderOptions sets options passed through to the execution provider. A key may be
+// qualified by a provider's name ("webgpu.preferredLayout", "cuda.cudnn_conv_algo_search"): it
+// then applies only when that provider runs the session, so one configuration can carry options
+// for several (useful with Auto). Keys are checked when a session is opened.
+func WithProviderOptions(kv map[string]string) Option {
+	return func(o *Options) error {
+		o.ProviderOptions = maps.Clone(kv)
+		return nil
+	}
+}
+
+// WithProfiling makes sessions write ONNX Runtime's per-node profile to prefix_<date>.json when
+// they close; "" turns it off.
+func WithProfiling(prefix string) Option {
+	return func(o *Options) error { o.ProfilePrefix = prefix; return nil }
 }
 
 // WithThreads sets the intra-op and inter-op thread counts (0 = ONNX Runtime's choice).
@@ -141,6 +171,19 @@ func buildOptions(opts []Option) (Options, error) {
 	if o.OptLevel == "" {
 		o.OptLevel = OptAll
 	}
+	auto := o.Provider == Auto
+	if auto {
+		o.Provider = ChooseAuto().Provider
+	}
+	o.ProviderOptions = optionsFor(o.Provider, o.ProviderOptions)
+	if auto && o.Provider == CPU {
+		// Unqualified options were meant for the accelerator auto hoped for; its CPU fallback
+		// must not fail on them.
+		o.ProviderOptions = nil
+	}
+	if err := CheckProviderOptions(o.Provider, o.ProviderOptions); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -177,44 +220,69 @@ func (o Options) apply(so *ort.SessionOptions) error {
 	if err := so.SetGraphOptimizationLevel(level); err != nil {
 		return fmt.Errorf("set graph optimisation level: %w", err)
 	}
+	if o.ProfilePrefix != "" {
+		if err := so.EnableProfiling(o.ProfilePrefix); err != nil {
+			return fmt.Errorf("enable profiling: %w", err)
+		}
+	}
 	if err := o.appendProvider(so); err != nil {
-		return fmt.Errorf("execution provider %q is not available in the loaded ONNX Runtime library %s (use a build with it, pointed to by %s, or --provider cpu): %w",
-			o.Provider, LibraryPath(), LibraryEnv, err)
+		return providerError(o.Provider, err)
 	}
 	return nil
 }
 
 func (o Options) appendProvider(so *ort.SessionOptions) error {
 	dev := strconv.Itoa(o.DeviceID)
+	kv := func(extra map[string]string) map[string]string {
+		m := maps.Clone(o.ProviderOptions)
+		if m == nil {
+			m = map[string]string{}
+		}
+		for k, v := range extra {
+			if _, set := m[k]; !set {
+				m[k] = v
+			}
+		}
+		return m
+	}
 	switch o.Provider {
 	case CPU:
 		return nil
+	case WebGPU:
+		prepareDawn()
+		return so.AppendExecutionProvider("WebGPU", kv(nil))
 	case CUDA:
+		if err := providerLibraryPresent(CUDA); err != nil {
+			return err
+		}
 		cu, err := ort.NewCUDAProviderOptions()
 		if err != nil {
 			return err
 		}
 		defer cu.Destroy()
-		if err := cu.Update(map[string]string{"device_id": dev}); err != nil {
+		if err := cu.Update(kv(map[string]string{"device_id": dev})); err != nil {
 			return err
 		}
 		return so.AppendExecutionProviderCUDA(cu)
 	case TensorRT:
+		if err := providerLibraryPresent(TensorRT); err != nil {
+			return err
+		}
 		trt, err := ort.NewTensorRTProviderOptions()
 		if err != nil {
 			return err
 		}
 		defer trt.Destroy()
-		if err := trt.Update(map[string]string{"device_id": dev}); err != nil {
+		if err := trt.Update(kv(map[string]string{"device_id": dev})); err != nil {
 			return err
 		}
 		return so.AppendExecutionProviderTensorRT(trt)
 	case CoreML:
-		return so.AppendExecutionProviderCoreMLV2(map[string]string{})
+		return so.AppendExecutionProviderCoreMLV2(kv(nil))
 	case DirectML:
 		return so.AppendExecutionProviderDirectML(o.DeviceID)
 	case OpenVINO:
-		return so.AppendExecutionProviderOpenVINO(map[string]string{})
+		return so.AppendExecutionProviderOpenVINO(kv(nil))
 	}
 	return fmt.Errorf("unknown execution provider %q (valid: %s)", o.Provider, joinProviders())
 }

@@ -134,10 +134,12 @@ func TestUnavailableProviderIsAClearError(t *testing.T) {
 		s.Close()
 		t.Skip("this ONNX Runtime library has CUDA; nothing to check")
 	}
-	if !strings.Contains(err.Error(), `execution provider "cuda" is not available`) || !strings.Contains(err.Error(), models.LibraryEnv) {
-		t.Errorf("error = %v", err)
+	for _, want := range []string{"execution provider cuda is not available in the loaded ONNX Runtime", models.LibraryEnv, "--provider auto, webgpu or cpu"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
-	if _, err := models.Open(path, models.WithProvider("tpu", 0)); err == nil || !strings.Contains(err.Error(), "valid: cpu, cuda") {
+	if _, err := models.Open(path, models.WithProvider("tpu", 0)); err == nil || !strings.Contains(err.Error(), "valid: auto, cpu, webgpu, cuda") {
 		t.Errorf("unknown provider error = %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/fksteer/fksteer/models"
@@ -61,4 +62,27 @@ func SharedFile(tb testing.TB, rel string) string {
 		tb.Skipf("shared test data %s is absent (set FKSTEER_SHARED to the folder holding models/ and tokenizers/)", p)
 	}
 	return p
+}
+
+var webgpu struct {
+	once   sync.Once
+	status models.ProviderStatus
+}
+
+// WebGPU skips the test unless the WebGPU execution provider runs here (a Vulkan driver with an
+// adapter Dawn accepts: lavapipe will do). Under CI (CI=true) a missing adapter fails the test
+// instead, since CI installs lavapipe precisely so that these tests run.
+func WebGPU(tb testing.TB) {
+	tb.Helper()
+	Runtime(tb)
+	webgpu.once.Do(func() { webgpu.status = models.CheckProvider(models.WebGPU) })
+	st := webgpu.status
+	if st.Runs {
+		return
+	}
+	msg := "WebGPU does not run here (install a Vulkan driver: scripts/install-vulkan.sh installs Mesa's lavapipe): " + st.Detail
+	if os.Getenv("CI") == "true" {
+		tb.Fatal(msg)
+	}
+	tb.Skip(msg)
 }
