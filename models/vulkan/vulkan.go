@@ -423,4 +423,3 @@ func envOr(key, def string) string {
 	}
 	return def
 }
-
