@@ -43,6 +43,10 @@ type ImageOptions struct {
 	// Antialias filters when shrinking, as PIL does; without it resizing samples bilinearly,
 	// as OpenCV's INTER_LINEAR does (PaddleOCR, most MNIST pipelines).
 	Antialias bool
+	// Bicubic resizes with PIL's bicubic filter (torchvision's InterpolationMode.BICUBIC on a
+	// PIL image, as ImageReward's preprocessing does): antialiased whatever Antialias says,
+	// and clipped to [0, 1] after each pass, as PIL's 8-bit images are.
+	Bicubic bool
 	// NHWC says the model takes [batch, H, W, C]; the default is [batch, C, H, W]. Where a model
 	// declares a channel count of 1 or 3 in exactly one of the two places, that decides.
 	NHWC bool
@@ -304,12 +308,16 @@ func (p *imagePrep) toModelSize(src []float32, h, w int) {
 }
 
 func (p *imagePrep) resize(dst []float32, oh, ow int, src []float32, h, w int) {
-	if p.opts.Antialias {
+	switch {
+	case p.opts.Bicubic:
+		p.tmp = grow(p.tmp, h*ow)
+		resizeFiltered(dst, oh, ow, src, h, w, p.tmp, bicubic)
+	case p.opts.Antialias:
 		p.tmp = grow(p.tmp, h*ow)
 		resizeAntialias(dst, oh, ow, src, h, w, p.tmp)
-		return
+	default:
+		models.ResizePlane(dst, oh, ow, src, h, w)
 	}
-	models.ResizePlane(dst, oh, ow, src, h, w)
 }
 
 // grow returns buf with length n, reallocating only when its capacity is short.

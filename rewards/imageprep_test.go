@@ -124,3 +124,55 @@ func TestParseImageOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestResizeBicubicWeights: halving 1 x 4 pixels with PIL's bicubic filter (a = -0.5, radius
+// 4 source pixels when halving): output 0 is centred at 1.0, so pixels 0..3 (centres 0.5 to
+// 3.5, at distances 0.25, 0.25, 0.75, 1.25 in kernel units) weigh 0.8671875, 0.8671875,
+// 0.2265625 and -0.0703125 before normalising by their sum, 1.890625; output 1 mirrors it.
+// These are the coefficients of PIL's precompute_coeffs for the same sizes.
+func TestResizeBicubicWeights(t *testing.T) {
+	src := []float32{0.1, 0.2, 0.4, 0.8}
+	dst := make([]float32, 2)
+	resizeFiltered(dst, 1, 2, src, 1, 4, make([]float32, 2), bicubic)
+	w := []float64{0.8671875, 0.8671875, 0.2265625, -0.0703125}
+	want := []float64{
+		(w[0]*0.1 + w[1]*0.2 + w[2]*0.4 + w[3]*0.8) / 1.890625,
+		(w[3]*0.1 + w[2]*0.2 + w[1]*0.4 + w[0]*0.8) / 1.890625,
+	}
+	for i := range want {
+		if math.Abs(float64(dst[i])-want[i]) > 1e-6 {
+			t.Errorf("output %d = %g, want %g", i, dst[i], want[i])
+		}
+	}
+	// Same size is the identity (the kernel is 1 at 0 and 0 at ±1, ±2), a constant image
+	// stays constant, and the overshoot of a hard edge is clipped to [0, 1] as PIL's 8-bit
+	// images are: a bilinear resize of the same edge never leaves [0, 1].
+	same := make([]float32, 4)
+	resizeFiltered(same, 2, 2, src, 2, 2, make([]float32, 4), bicubic)
+	flat := slices.Repeat([]float32{0.25}, 7*5)
+	out := make([]float32, 3*11)
+	resizeFiltered(out, 3, 11, flat, 7, 5, make([]float32, 7*11), bicubic)
+	for _, v := range out {
+		if math.Abs(float64(v)-0.25) > 1e-6 {
+			t.Fatalf("constant image resized to %v", out)
+		}
+	}
+	if !slices.Equal(same, src) {
+		t.Errorf("same-size bicubic resize = %v, want %v", same, src)
+	}
+	edge := []float32{0, 0, 0, 1, 1, 1}
+	up := make([]float32, 12)
+	resizeFiltered(up, 1, 12, edge, 1, 6, make([]float32, 12), bicubic)
+	unclipped := bicubic
+	unclipped.clip = false
+	raw := make([]float32, 12)
+	resizeFiltered(raw, 1, 12, edge, 1, 6, make([]float32, 12), unclipped)
+	if slices.Min(raw) >= 0 || slices.Max(raw) <= 1 {
+		t.Fatalf("the edge does not overshoot unclipped (%v): the test proves nothing", raw)
+	}
+	for i, v := range up {
+		if want := min(max(raw[i], 0), 1); v != want {
+			t.Errorf("enlarged edge %d = %g, want %g (clipped)", i, v, want)
+		}
+	}
+}

@@ -2,27 +2,33 @@ package rewards
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
-	"github.com/fksteer/fksteer/tokenizers/clip"
+	"github.com/fksteer/fksteer/tokenizers"
 )
 
 func init() { Register("preference", newPreference) }
 
 // Preference scores how well images match their prompt with an image-text model exported to
 // ONNX: CLIP score, PickScore, HPSv2 (CLIP-shaped: pixel_values and input_ids in, embeddings
-// or logits out) or ImageReward. The raw score is either a model output read per image (mode
-// "logits": logits_per_image's diagonal, or a [batch] / [batch, 1] score) or LogitScale times
-// the cosine similarity of the image and text embeddings (mode "cosine"); the reward is the
-// affine normalisation (raw - Shift) / Scale, e.g. ImageReward's (r - 0.1672) / 1.0333.
+// or logits out) or ImageReward (BLIP-shaped: pixel_values, input_ids and attention_mask in, a
+// [batch, 1] score out). The raw score is either a model output read per image (mode "logits":
+// logits_per_image's diagonal, or a [batch] / [batch, 1] score) or LogitScale times the cosine
+// similarity of the image and text embeddings (mode "cosine"); the reward is the affine
+// normalisation (raw - Shift) / Scale, e.g. ImageReward's (r - 0.1672) / 1.0333.
 //
-// Prompts are tokenized with the CLIP tokenizer and padded to its length; an attention_mask
-// input, if the model has one, gets 1 up to the end-of-text token and 0 after it.
+// Prompts are tokenized with the model's own tokenizer (CLIP's BPE or BERT's WordPiece) and
+// padded to its length; an attention_mask input, if the model has one, gets 1 up to the
+// end token (EOS or [SEP]) and 0 after it.
 type Preference struct {
 	sess       *models.Session
 	image      models.TensorInfo
@@ -59,20 +65,44 @@ type PreferenceOptions struct {
 	LogitScale float64
 	// Shift and Scale normalise: reward = (raw - Shift) / Scale; Scale 0 means 1.
 	Shift, Scale float64
-	// Tokenizer encodes prompts for the text input.
-	Tokenizer *clip.Tokenizer
+	// Tokenizer encodes prompts for the text input, at the length the model reads: a
+	// *clip.Tokenizer, or a *bert.Tokenizer for BLIP's text encoder (ImageReward: 35 ids).
+	Tokenizer tokenizers.Tokenizer
 	// Preprocess is the image preprocessing; zero Mean/Std mean CLIP's, zero Height/Width
 	// (for dynamic sizes) 224, zero Resize the model's size (CLIP's shorter-side resize and
 	// centre crop), and it antialiases.
 	Preprocess ImageOptions
 }
 
-// preferencePresets are the preset= values: the normalisation and scoring of known scorers.
-var preferencePresets = map[string]PreferenceOptions{
-	"imagereward": {Mode: "logits", Shift: 0.16717362830052426, Scale: 1.0333394966054072},
-	"pickscore":   {Mode: "cosine", LogitScale: 100},
-	"hpsv2":       {Mode: "cosine", LogitScale: 1},
-	"clipscore":   {Mode: "cosine", LogitScale: 100},
+// preferencePreset is a preset= value: the scoring, normalisation, preprocessing and text
+// encoding of a known scorer, which the spec's own options override.
+type preferencePreset struct {
+	opts PreferenceOptions
+	// tokenizer is the kind of tokenizer the scorer was trained with; "" accepts either.
+	tokenizer tokenizers.Kind
+	// textLength is the number of ids the text tower reads; 0 keeps the tokenizer's.
+	textLength int
+}
+
+// ImageRewardTextLength is the number of bert-base-uncased ids ImageReward's text encoder reads:
+// its tokenizer pads and truncates every prompt to 35 ([CLS] and [SEP] included).
+const ImageRewardTextLength = 35
+
+// preferencePresets are the preset= values.
+var preferencePresets = map[string]preferencePreset{
+	// ImageReward (Xu et al. 2023), as its ImageReward.score: BERT WordPiece ids padded to 35
+	// with a mask; the image's shorter side resized to 224 with PIL's bicubic filter, centre
+	// crop 224 (the model's size), CLIP's mean and std (the defaults); then ImageReward's own
+	// normalisation (r - mean) / std.
+	"imagereward": {
+		opts: PreferenceOptions{Mode: "logits", Shift: 0.16717362830052426, Scale: 1.0333394966054072,
+			Preprocess: ImageOptions{Antialias: true, Bicubic: true}},
+		tokenizer:  tokenizers.WordPiece,
+		textLength: ImageRewardTextLength,
+	},
+	"pickscore": {opts: PreferenceOptions{Mode: "cosine", LogitScale: 100}},
+	"hpsv2":     {opts: PreferenceOptions{Mode: "cosine", LogitScale: 1}},
+	"clipscore": {opts: PreferenceOptions{Mode: "cosine", LogitScale: 100}},
 }
 
 func newPreference(o *Options, env Env) (Reward, error) {
@@ -80,16 +110,18 @@ func newPreference(o *Options, env Env) (Reward, error) {
 	if path == "" {
 		return nil, fmt.Errorf("reward preference: option model=PATH (an ONNX image-text scorer) is required")
 	}
-	var po PreferenceOptions
-	if name := o.String("preset", ""); name != "" {
+	preset := preferencePreset{opts: PreferenceOptions{Preprocess: ImageOptions{Antialias: true}}}
+	name := o.String("preset", "")
+	if name != "" {
 		p, ok := preferencePresets[name]
 		if !ok {
 			return nil, fmt.Errorf("reward preference: preset=%q is not one of %s", name, presetNames())
 		}
-		po = p
+		preset = p
 	}
+	po := preset.opts
 	var err error
-	if po.Preprocess, err = parseImageOptions(o, ImageOptions{Antialias: true}); err != nil {
+	if po.Preprocess, err = parseImageOptions(o, po.Preprocess); err != nil {
 		return nil, err
 	}
 	po.ImageInput, po.TextInput, po.MaskInput = o.String("image", ""), o.String("text", ""), o.String("mask", "")
@@ -104,12 +136,51 @@ func newPreference(o *Options, env Env) (Reward, error) {
 	if po.Scale, err = o.Float("scale", po.Scale); err != nil {
 		return nil, err
 	}
-	if dir := o.String("tokenizer", ""); dir != "" && po.TextInput != "none" {
-		if po.Tokenizer, err = clip.Load(dir); err != nil {
-			return nil, fmt.Errorf("reward preference: tokenizer: %w", err)
+	dir := o.String("tokenizer", "")
+	textLen, err := o.Int("text-length", preset.textLength)
+	if err != nil {
+		return nil, err
+	}
+	if textLen < 0 || textLen == 1 {
+		return nil, fmt.Errorf("reward preference: text-length=%d: want at least 2 (0 = the tokenizer's own)", textLen)
+	}
+	if po.TextInput != "none" {
+		if dir == "" {
+			if dir, err = tokenizerBeside(path); err != nil {
+				return nil, fmt.Errorf("reward preference: %w", err)
+			}
+		}
+		if dir != "" {
+			tok, kind, err := tokenizers.Load(dir, textLen)
+			if err != nil {
+				return nil, fmt.Errorf("reward preference: %w", err)
+			}
+			if preset.tokenizer != "" && kind != preset.tokenizer {
+				return nil, fmt.Errorf("reward preference: preset=%s reads %s ids, but %s holds a %s tokenizer (ImageReward's is bert-base-uncased's vocab.txt)", name, preset.tokenizer, dir, kind)
+			}
+			po.Tokenizer = tok
 		}
 	}
 	return NewPreference(path, po, env.ModelOptions...)
+}
+
+// tokenizerBeside finds the tokenizer that came with a model when the spec names none: the
+// folder tokenizer/ next to the model file (as in a diffusers-style export, and the layout
+// docs/rewards.md gives for ImageReward), else the model's own folder if it holds tokenizer
+// files (as optimum's exports do). It returns "" when neither does. A tokenizer/ folder that
+// is there but unreadable is an error, not a reason to look elsewhere.
+func tokenizerBeside(model string) (string, error) {
+	dir := filepath.Dir(model)
+	sub := filepath.Join(dir, "tokenizer")
+	if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
+		return sub, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if _, err := tokenizers.Detect(dir); err == nil {
+		return dir, nil
+	}
+	return "", nil
 }
 
 // NewPreference loads the scorer at path.
@@ -177,11 +248,11 @@ func (r *Preference) bind(img ImageOptions) error {
 			return fmt.Errorf("text input %s must be [batch, tokens]", t)
 		}
 		if o.Tokenizer == nil {
-			return fmt.Errorf("the model reads text (%s): give the CLIP tokenizer folder with tokenizer=DIR (vocab.json, merges.txt)", t)
+			return fmt.Errorf("the model reads text (%s) but has no tokenizer: give its tokenizer folder with tokenizer=DIR (vocab.json and merges.txt for CLIP, vocab.txt for BERT), or put it in tokenizer/ beside the model", t)
 		}
 		r.text, r.textLen = t.Name, o.Tokenizer.MaxLength()
 		if t.Dims[1] > 0 && int(t.Dims[1]) != r.textLen {
-			return fmt.Errorf("text input %s takes %d tokens, the tokenizer makes %d", t, t.Dims[1], r.textLen)
+			return fmt.Errorf("text input %s takes %d tokens, the tokenizer makes %d (set text-length=%d)", t, t.Dims[1], r.textLen, t.Dims[1])
 		}
 	}
 	for _, in := range r.sess.Inputs {

@@ -34,17 +34,23 @@ func channelPlane(img []float32, imgC, plane, c, wantC int, scratch []float32) [
 }
 
 // resizeAntialias resamples an h x w plane to oh x ow with a triangle filter that widens by the
-// shrink factor, as PIL's BILINEAR resize does (what CLIP's and DINOv2's processors do, there
-// with a bicubic kernel): shrinking averages every source pixel under the filter instead of
-// sampling four, so fine detail does not alias; enlarging is plain bilinear. tmp must hold
-// h*ow values.
+// shrink factor, as PIL's BILINEAR resize does: shrinking averages every source pixel under the
+// filter instead of sampling four, so fine detail does not alias; enlarging is plain bilinear.
+// tmp must hold h*ow values.
 func resizeAntialias(dst []float32, oh, ow int, src []float32, h, w int, tmp []float32) {
+	resizeFiltered(dst, oh, ow, src, h, w, tmp, triangle)
+}
+
+// resizeFiltered resamples an h x w plane to oh x ow with PIL's separable resampling: rows
+// first into tmp (h*ow values), then columns, each output pixel a normalised sum of the source
+// pixels under filter f, widened by the shrink factor.
+func resizeFiltered(dst []float32, oh, ow int, src []float32, h, w int, tmp []float32, f filter) {
 	if oh == h && ow == w {
 		copy(dst, src[:h*w])
 		return
 	}
-	xs := filterTaps(w, ow)
-	ys := filterTaps(h, oh)
+	xs := filterTaps(w, ow, f)
+	ys := filterTaps(h, oh, f)
 	for y := range h {
 		row := src[y*w : (y+1)*w]
 		for x, t := range xs {
@@ -52,7 +58,7 @@ func resizeAntialias(dst []float32, oh, ow int, src []float32, h, w int, tmp []f
 			for k, wt := range t.weights {
 				s += wt * float64(row[t.first+k])
 			}
-			tmp[y*ow+x] = float32(s)
+			tmp[y*ow+x] = f.out(s)
 		}
 	}
 	for y, t := range ys {
@@ -61,9 +67,49 @@ func resizeAntialias(dst []float32, oh, ow int, src []float32, h, w int, tmp []f
 			for k, wt := range t.weights {
 				s += wt * float64(tmp[(t.first+k)*ow+x])
 			}
-			dst[y*ow+x] = float32(s)
+			dst[y*ow+x] = f.out(s)
 		}
 	}
+}
+
+// filter is one of PIL's resampling filters: a kernel of radius support (in source pixels when
+// enlarging), and whether each pass clips to [0, 1].
+type filter struct {
+	support float64
+	kernel  func(x float64) float64
+	// clip mirrors PIL resizing 8-bit images, whose passes clip to 0..255: a kernel with
+	// negative lobes overshoots at edges, and what CLIP-style models saw was clipped.
+	clip bool
+}
+
+var (
+	// triangle is PIL's BILINEAR filter.
+	triangle = filter{support: 1, kernel: func(x float64) float64 { return max(0, 1-math.Abs(x)) }}
+	// bicubic is PIL's BICUBIC filter (Keys' cubic convolution, a = -0.5), which
+	// torchvision's Resize applies to PIL images with InterpolationMode.BICUBIC: CLIP's and
+	// ImageReward's preprocessing.
+	bicubic = filter{support: 2, kernel: cubic, clip: true}
+)
+
+// cubic is the kernel of PIL's bicubic filter with a = -0.5.
+func cubic(x float64) float64 {
+	const a = -0.5
+	x = math.Abs(x)
+	switch {
+	case x < 1:
+		return ((a+2)*x-(a+3))*x*x + 1
+	case x < 2:
+		return (((x-5)*x+8)*x - 4) * a
+	}
+	return 0
+}
+
+// out finishes one pass's value: clipped to [0, 1] where the filter says so.
+func (f filter) out(s float64) float32 {
+	if f.clip {
+		s = min(max(s, 0), 1)
+	}
+	return float32(s)
 }
 
 // taps are the source pixels first..first+len(weights)-1 that make one output pixel.
@@ -73,11 +119,13 @@ type taps struct {
 }
 
 // filterTaps computes, for each of out output pixels along an axis of in source pixels, the
-// normalised triangle-filter weights of PIL's resampling (half-pixel centres, radius one
-// source pixel when enlarging and in/out source pixels when shrinking).
-func filterTaps(in, out int) []taps {
+// normalised weights of filter f as PIL's precompute_coeffs does: half-pixel centres, and the
+// kernel stretched by in/out when shrinking, so its radius is f.support source pixels when
+// enlarging and f.support*in/out when shrinking.
+func filterTaps(in, out int, f filter) []taps {
 	scale := float64(in) / float64(out)
-	support := max(scale, 1)
+	stretch := max(scale, 1)
+	support := f.support * stretch
 	res := make([]taps, out)
 	for i := range res {
 		center := (float64(i) + 0.5) * scale
@@ -86,11 +134,11 @@ func filterTaps(in, out int) []taps {
 		ws := make([]float64, 0, hi-lo)
 		var sum float64
 		for j := lo; j < hi; j++ {
-			wt := max(0, 1-math.Abs((float64(j)+0.5-center)/support))
+			wt := f.kernel((float64(j) + 0.5 - center) / stretch)
 			ws = append(ws, wt)
 			sum += wt
 		}
-		if sum > 0 {
+		if sum != 0 {
 			for k := range ws {
 				ws[k] /= sum
 			}

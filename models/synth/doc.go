@@ -1,7 +1,8 @@
 // Package synth builds small synthetic ONNX models with the exact layouts and tensor names of
 // real exports that are too large to ship or could not be obtained: a DINOv2-shaped vision
-// backbone, a CLIP-shaped image encoder, a CLIP-shaped image-text scorer, and whole
-// Stable-Diffusion export folders. Tests and benchmarks run fksteer on them to check shapes,
+// backbone, a CLIP-shaped image encoder, a CLIP-shaped image-text scorer, an ImageReward-shaped
+// (BLIP) scorer reading BERT ids and an attention mask, and whole Stable-Diffusion export
+// folders. Tests and benchmarks run fksteer on them to check shapes,
 // names, element types, batching and arithmetic. The weights are random (seeded,
 // deterministic), so scores and images mean nothing; the bytes are deterministic: the same
 // configuration gives the same files.

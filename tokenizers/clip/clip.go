@@ -29,6 +29,7 @@
 package clip
 
 import (
+	"fmt"
 	"iter"
 	"strings"
 	"unicode/utf8"
@@ -80,6 +81,18 @@ type Tokenizer struct {
 
 // MaxLength is the number of ids EncodePadded returns (model_max_length).
 func (t *Tokenizer) MaxLength() int { return t.maxLen }
+
+// WithMaxLength returns a tokenizer that shares t's vocabulary, merges and word cache but
+// encodes to n positions, for a text encoder that reads another length than the folder's
+// model_max_length. n must be at least 2, for BOS and EOS.
+func (t *Tokenizer) WithMaxLength(n int) (*Tokenizer, error) {
+	if n < 2 {
+		return nil, fmt.Errorf("clip: max length %d leaves no room for BOS and EOS", n)
+	}
+	c := *t
+	c.maxLen = n
+	return &c, nil
+}
 
 // PadID is the id EncodePadded pads with: EOS for SD 1.x, "!" (0) for SD 2.x and SDXL's
 // second tokenizer.

@@ -228,3 +228,25 @@ func TestEncodeHugeMaxLength(t *testing.T) {
 		t.Errorf("Encode of two words allocated %d bytes", n)
 	}
 }
+
+func TestWithMaxLength(t *testing.T) {
+	vocab, merges := toyFiles(toyMerges...)
+	tok, err := LoadFiles(strings.NewReader(vocab), strings.NewReader(merges), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := tok.WithMaxLength(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, truncated := short.EncodePadded("cat dog")
+	if want := []int{tok.BOS(), tok.Encode("cat")[1], tok.EOS()}; !slices.Equal(ids, want) || !truncated {
+		t.Errorf("EncodePadded at length 3 = %v, %v; want %v, true", ids, truncated, want)
+	}
+	if tok.MaxLength() != 77 || short.MaxLength() != 3 {
+		t.Errorf("MaxLength = %d (original), %d; want 77, 3", tok.MaxLength(), short.MaxLength())
+	}
+	if _, err := tok.WithMaxLength(1); err == nil {
+		t.Error("WithMaxLength(1) succeeded")
+	}
+}
