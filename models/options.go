@@ -5,6 +5,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -175,7 +176,7 @@ func buildOptions(opts []Option) (Options, error) {
 	if auto {
 		o.Provider = ChooseAuto().Provider
 	}
-	o.ProviderOptions = optionsFor(o.Provider, o.ProviderOptions)
+	o.ProviderOptions = OptionsFor(o.Provider, o.ProviderOptions)
 	if auto && o.Provider == CPU {
 		// Unqualified options were meant for the accelerator auto hoped for; its CPU fallback
 		// must not fail on them.
@@ -186,6 +187,9 @@ func buildOptions(opts []Option) (Options, error) {
 	}
 	return o, nil
 }
+
+// profileSeq numbers profiled sessions, see apply.
+var profileSeq atomic.Int64
 
 // sessionOptions turns Options into ONNX Runtime's. The caller destroys the result.
 func (o Options) sessionOptions() (*ort.SessionOptions, error) {
@@ -221,7 +225,10 @@ func (o Options) apply(so *ort.SessionOptions) error {
 		return fmt.Errorf("set graph optimisation level: %w", err)
 	}
 	if o.ProfilePrefix != "" {
-		if err := so.EnableProfiling(o.ProfilePrefix); err != nil {
+		// ONNX Runtime names the file after the prefix and the time in milliseconds: sessions
+		// closed in the same millisecond would overwrite each other's profile.
+		prefix := fmt.Sprintf("%s-%d", o.ProfilePrefix, profileSeq.Add(1))
+		if err := so.EnableProfiling(prefix); err != nil {
 			return fmt.Errorf("enable profiling: %w", err)
 		}
 	}
@@ -282,6 +289,9 @@ func (o Options) appendProvider(so *ort.SessionOptions) error {
 	case DirectML:
 		return so.AppendExecutionProviderDirectML(o.DeviceID)
 	case OpenVINO:
+		if err := providerLibraryPresent(OpenVINO); err != nil {
+			return err
+		}
 		return so.AppendExecutionProviderOpenVINO(kv(nil))
 	}
 	return fmt.Errorf("unknown execution provider %q (valid: %s)", o.Provider, joinProviders())

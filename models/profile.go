@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,6 +21,12 @@ type NodeStat struct {
 	Provider string        `json:"provider"`
 	Runs     int           `json:"runs"`
 	Time     time.Duration `json:"time_ns"`
+	// Median is the median time of one run: unlike Time/Runs it ignores a first run that
+	// compiled the node's shaders.
+	Median time.Duration `json:"median_ns"`
+	// Bytes sums the node's output sizes over its runs: for a copy, the bytes it moved.
+	Bytes int64 `json:"bytes"`
+	durs  []time.Duration
 }
 
 // Profile is the per-node summary of one or more ONNX Runtime profile files.
@@ -27,15 +34,16 @@ type Profile struct {
 	Nodes []NodeStat `json:"nodes"`
 }
 
-// ReadProfiles reads every profile written under prefix (what [WithProfiling] was given; ONNX
-// Runtime appends _<date>.json) and sums each node's kernel runs and time.
+// ReadProfiles reads every profile written under prefix (what [WithProfiling] was given: each
+// session adds -<n>, ONNX Runtime _<date>.json) and sums each node's kernel runs and time.
+// Nodes of different sessions with the same name are summed together.
 func ReadProfiles(prefix string) (Profile, error) {
-	files, err := filepath.Glob(prefix + "_*.json")
+	files, err := filepath.Glob(prefix + "*.json")
 	if err != nil {
 		return Profile{}, err
 	}
 	if len(files) == 0 {
-		return Profile{}, fmt.Errorf("no ONNX Runtime profile %s_*.json (profiles are written when the session closes)", prefix)
+		return Profile{}, fmt.Errorf("no ONNX Runtime profile %s*.json (profiles are written when the session closes)", prefix)
 	}
 	byName := map[string]*NodeStat{}
 	for _, f := range files {
@@ -48,8 +56,9 @@ func ReadProfiles(prefix string) (Profile, error) {
 			Name string `json:"name"`
 			Dur  int64  `json:"dur"` // microseconds
 			Args struct {
-				Op       string `json:"op_name"`
-				Provider string `json:"provider"`
+				Op         string `json:"op_name"`
+				Provider   string `json:"provider"`
+				OutputSize string `json:"output_size"`
 			} `json:"args"`
 		}
 		if err := json.Unmarshal(b, &events); err != nil {
@@ -65,12 +74,20 @@ func ReadProfiles(prefix string) (Profile, error) {
 				n = &NodeStat{Name: name, Op: e.Args.Op, Provider: e.Args.Provider}
 				byName[name] = n
 			}
+			d := time.Duration(e.Dur) * time.Microsecond
 			n.Runs++
-			n.Time += time.Duration(e.Dur) * time.Microsecond
+			n.Time += d
+			n.durs = append(n.durs, d)
+			if b, err := strconv.ParseInt(e.Args.OutputSize, 10, 64); err == nil {
+				n.Bytes += b
+			}
 		}
 	}
 	var p Profile
 	for _, n := range byName {
+		slices.Sort(n.durs)
+		n.Median = n.durs[len(n.durs)/2]
+		n.durs = nil
 		p.Nodes = append(p.Nodes, *n)
 	}
 	slices.SortFunc(p.Nodes, func(a, b NodeStat) int {

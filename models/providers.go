@@ -26,10 +26,10 @@ var webgpuOptions = []string{
 	"validationMode", "forceCpuNodeNames", "enablePIXCapture", "preserveDevice",
 }
 
-// optionsFor keeps the options that apply to p: unqualified keys, and keys qualified by p's
+// OptionsFor keeps the options that apply to p: unqualified keys, and keys qualified by p's
 // name ("webgpu.preferredLayout") with the qualifier removed. Keys qualified by another
 // provider's name are dropped.
-func optionsFor(p Provider, kv map[string]string) map[string]string {
+func OptionsFor(p Provider, kv map[string]string) map[string]string {
 	if len(kv) == 0 {
 		return nil
 	}
@@ -113,7 +113,11 @@ var errProviderLibrary = errors.New("provider library missing")
 // beside the loaded runtime: ONNX Runtime looks for it there, and its own failure is a logged
 // error line on stderr followed by an opaque status.
 func providerLibraryPresent(p Provider) error {
-	name := map[Provider]string{CUDA: "libonnxruntime_providers_cuda.so", TensorRT: "libonnxruntime_providers_tensorrt.so"}[p]
+	name := map[Provider]string{
+		CUDA:     "libonnxruntime_providers_cuda.so",
+		TensorRT: "libonnxruntime_providers_tensorrt.so",
+		OpenVINO: "libonnxruntime_providers_openvino.so",
+	}[p]
 	if name == "" || LibraryPath() == "" {
 		return nil
 	}
@@ -160,7 +164,7 @@ func CheckProvider(p Provider, opts ...Option) ProviderStatus {
 		st.Detail = "ONNX Runtime is not loaded"
 		return st
 	}
-	if p == CUDA || p == TensorRT {
+	if p == CUDA || p == TensorRT || p == OpenVINO {
 		if err := providerLibraryPresent(p); err != nil {
 			st.Detail = err.Error()
 			return st

@@ -134,3 +134,17 @@ func TestProfileNamesProviders(t *testing.T) {
 		t.Errorf("MatMul ran %d times in the profile, want 1", cpu[0].Runs)
 	}
 }
+
+// TestPinnedRuntimeMatchesInstaller keeps RuntimeVersion and RuntimeSHA256 in step with what
+// scripts/install-ort.sh installs, so `fksteer doctor` recognises the pinned build.
+func TestPinnedRuntimeMatchesInstaller(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "scripts", "install-ort.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ORT_VERSION=" + models.RuntimeVersion + "\n", "ORT_SHA256=" + models.RuntimeSHA256 + "\n"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("scripts/install-ort.sh does not set %q", strings.TrimSpace(want))
+		}
+	}
+}

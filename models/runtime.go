@@ -13,7 +13,11 @@ import (
 
 // RuntimeVersion is the ONNX Runtime release whose C API github.com/yalue/onnxruntime_go was
 // written against; scripts/install-ort.sh installs exactly this build.
-const RuntimeVersion = "1.24.1"
+const RuntimeVersion = "1.31.1"
+
+// RuntimeSHA256 is the sha256 of the Linux x64 libonnxruntime.so.1 of [RuntimeVersion] that
+// scripts/install-ort.sh installs (from npm's onnxruntime-node; a test keeps the two in step).
+const RuntimeSHA256 = "f19a4da48c4c65e0cdccff82354482f657fa91a3455b66174195b94ca55b0e6f"
 
 // LibraryEnv names the environment variable that points at an ONNX Runtime shared library,
 // for example a GPU build.
@@ -104,6 +108,14 @@ func LibraryPath() string {
 	runtime.Lock()
 	defer runtime.Unlock()
 	return runtime.path
+}
+
+// LoadedVersion is the version the loaded ONNX Runtime library reports, or "" before [Init].
+func LoadedVersion() string {
+	if LibraryPath() == "" {
+		return ""
+	}
+	return ort.GetVersion()
 }
 
 // Shutdown destroys the runtime environment. Sessions must be closed first. It exists for

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Installs the official ONNX Runtime CPU build for Linux x64 into fksteer's cache.
+# Installs the official ONNX Runtime build for Linux x64 into fksteer's cache: the CPU and WebGPU
+# execution providers (WebGPU runs on any GPU with a Vulkan driver).
 #
 # The library is taken from the npm package onnxruntime-node, which ships Microsoft's release
 # build; `npm pack` downloads the tarball without running its install scripts. The version is
 # pinned to the C API that github.com/yalue/onnxruntime_go (see go.mod) was written against, and
-# the library is checked against the sha256 below before it is put in place.
+# the library is checked against the sha256 below before it is put in place. 1.31.1, not the
+# 1.24.1 of earlier fksteer: 1.24.1's WebGPU provider crashes (SIGBUS in Run) on the built-in
+# glyphs model and 1.30.0's crashes creating its session (and the SD text encoders'); 1.31.1
+# runs every model of the conformance suite (models/conformance_test.go).
 #
 # Usage: scripts/install-ort.sh [DEST_DIR]
 #   DEST_DIR defaults to ${FKSTEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fksteer}/onnxruntime/$ORT_VERSION
 set -euo pipefail
 
-ORT_VERSION=1.24.1
-ORT_SHA256=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+ORT_VERSION=1.31.1
+ORT_SHA256=f19a4da48c4c65e0cdccff82354482f657fa91a3455b66174195b94ca55b0e6f
 LIB=libonnxruntime.so.1
 
 cache=${FKSTEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fksteer}

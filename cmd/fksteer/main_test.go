@@ -13,6 +13,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models"
 )
 
 func TestMain(m *testing.M) {
@@ -43,7 +44,7 @@ func findUserRuntime() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(base, "fksteer", "onnxruntime", "1.24.1", "libonnxruntime.so.1")
+	p := filepath.Join(base, "fksteer", "onnxruntime", models.RuntimeVersion, "libonnxruntime.so.1")
 	_, err = os.Stat(p)
 	return p, err
 }
