@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -326,6 +327,21 @@ func parseOne(spec string, env Env) (Reward, error) {
 			}
 			opts.values[k] = append(opts.values[k], strings.TrimSpace(v))
 		}
+	}
+	if v, ok := opts.values["provider"]; ok {
+		// Every reward takes provider=NAME: its models run there instead of where the
+		// denoiser runs (a small classifier is often faster on the CPU than across a bus).
+		opts.seen["provider"] = true
+		p, err := models.ParseProvider(v[len(v)-1])
+		if err != nil || p == models.Auto {
+			return nil, fmt.Errorf("reward %s: option provider=%s: want cpu, webgpu, cuda, ... (auto is for the whole run, not one reward)", name, v[len(v)-1])
+		}
+		env.ModelOptions = append(slices.Clone(env.ModelOptions), models.WithProvider(string(p), 0), func(o *models.Options) error {
+			if p == models.CPU {
+				o.ProviderOptions = nil // the run's options are for its accelerator
+			}
+			return nil
+		})
 	}
 	r, err := ctor(opts, env)
 	if err != nil {

@@ -1,16 +1,23 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fksteer/fksteer/bench"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pipelines/sd"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -18,8 +25,126 @@ import (
 
 func (a *app) benchCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Reproduce fksteer's measurements"}
-	cmd.AddCommand(a.benchSteerCommand())
+	cmd.AddCommand(a.benchSteerCommand(), a.benchProvidersCommand())
 	return cmd
+}
+
+// benchProvidersCommand times the denoiser on each execution provider (docs/gpu.md).
+func (a *app) benchProvidersCommand() *cobra.Command {
+	var providers, modelNames, ks, manifest string
+	var steps, sdSize int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "providers",
+		Short: "Denoiser time per step on each execution provider: glyphs, the MNIST DiT, synthetic SD 1.5",
+		Long: `Times each model at each K on each execution provider, in one process, and prints a markdown
+table: rows per denoiser call, denoiser ms per step and the speed-up over the CPU provider,
+wall ms per step, host<->device copies per step (from ONNX Runtime's profile), the share of
+wall time outside ONNX Runtime, and the graph nodes that fell back to the CPU. The synthetic
+Stable Diffusion 1.5 export has SD 1.5's real latent size and guidance (2K rows per call) but
+small layers (with 4 convolutions of ballast), so it measures the path, not a real UNet.
+scripts/gpu-check.sh runs it on a machine with a GPU.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := models.Init(a.v.GetString("ort-lib")); err != nil {
+				return err
+			}
+			var provs []models.Provider
+			for _, name := range strings.Split(providers, ",") {
+				p, err := models.ParseProvider(name)
+				if err != nil || p == models.Auto {
+					return usageError{fmt.Errorf("--providers: %q is not an execution provider (cpu, webgpu, cuda, ...)", name)}
+				}
+				provs = append(provs, p)
+			}
+			kList, err := parseInts(ks)
+			if err != nil || slices.Contains(kList, 0) {
+				return usageError{fmt.Errorf("--ks: want positive particle counts, got %q", ks)}
+			}
+			if steps < 1 {
+				return usageError{fmt.Errorf("--steps must be at least 1")}
+			}
+			tmp, err := os.MkdirTemp("", "fksteer-bench-providers-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			var ms []bench.ProviderModel
+			for _, name := range strings.Split(modelNames, ",") {
+				m, err := providerBenchModel(strings.TrimSpace(name), manifest, sdSize, tmp)
+				if err != nil {
+					return err
+				}
+				ms = append(ms, m)
+			}
+			// The benchmark sets the provider of every session itself.
+			opts := []models.Option{models.WithThreads(a.v.GetInt("threads"), 0)}
+			if kv, err := providerOptions(a.v.Get("provider-option")); err == nil && len(kv) > 0 {
+				opts = append(opts, models.WithProviderOptions(kv))
+			}
+			rows, err := bench.RunProviders(cmd.Context(), bench.ProvidersConfig{
+				Providers: provs, Models: ms, Ks: kList, Steps: steps, Options: opts, TempDir: tmp,
+				Progress: func(line string) { fmt.Fprintln(a.stderr, line) },
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			fmt.Fprintf(a.stdout, "ONNX Runtime %s (%s); %d steps per run after 2 warm-up steps; %d cores\n\n", models.LoadedVersion(), models.LibraryPath(), steps, goruntime.NumCPU())
+			bench.WriteProvidersTable(a.stdout, rows)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&providers, "providers", "cpu,webgpu", "execution providers to compare")
+	fl.StringVar(&modelNames, "models", "glyphs,mnist-dit-rf,sd15", "models: glyphs, mnist-dit-rf, sd15 (synthetic, at --sd-size)")
+	fl.StringVar(&ks, "ks", "1,4,16", "particle counts")
+	fl.IntVar(&steps, "steps", 10, "timed steps per run")
+	fl.StringVar(&manifest, "mnist-manifest", filepath.Join("examples", "mnist-dit-rf.yaml"), "the MNIST DiT manifest")
+	fl.IntVar(&sdSize, "sd-size", 512, "synthetic SD 1.5 image size in pixels (a multiple of 8)")
+	fl.BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	return cmd
+}
+
+// providerBenchModel opens the named benchmark model's pipeline.
+func providerBenchModel(name, manifest string, sdSize int, tmp string) (bench.ProviderModel, error) {
+	switch name {
+	case "glyphs":
+		cache, err := models.CacheDir()
+		if err != nil {
+			return bench.ProviderModel{}, err
+		}
+		return bench.ProviderModel{Name: name, Base: sampler.Config{Prompt: `"A"`, Rule: sampler.DDIMRule, Eta: 1},
+			// x [3,32,32], t and the log-prior over 968 images in; x0 [3,32,32] out.
+			IO:   func(rows int) (int, int) { return rows * (3*32*32 + 1 + 968), rows * 3 * 32 * 32 },
+			Open: func(opts ...models.Option) (pipelines.Pipeline, error) { return pipelines.OpenGlyphs(cache, opts...) }}, nil
+	case "mnist-dit-rf":
+		return bench.ProviderModel{Name: name, Base: sampler.Config{Prompt: "3", Guidance: 2, Rule: sampler.Euler},
+			// zt [1,32,32], t and the class (an int64: two float32s' worth) in; v [1,32,32] out.
+			IO: func(rows int) (int, int) { return rows * (32*32 + 3), rows * 32 * 32 },
+			Open: func(opts ...models.Option) (pipelines.Pipeline, error) {
+				return pipelines.OpenManifest(manifest, opts...)
+			}}, nil
+	case "sd15":
+		if sdSize <= 0 || sdSize%8 != 0 {
+			return bench.ProviderModel{}, usageError{fmt.Errorf("--sd-size %d is not a positive multiple of 8", sdSize)}
+		}
+		dir := filepath.Join(tmp, "sd15")
+		if err := synth.WriteSD(dir, synth.SD15, synth.SDOptions{SampleSize: sdSize / 8, Convs: 4}); err != nil {
+			return bench.ProviderModel{}, err
+		}
+		latent := (sdSize / 8) * (sdSize / 8) * 4
+		return bench.ProviderModel{Name: fmt.Sprintf("sd15-synthetic-%d", sdSize), Base: sampler.Config{Prompt: "a red apple", Guidance: 7.5, Rule: sampler.DDIMRule, Eta: 1},
+			// latents, the timestep and 77 text states of the synthetic encoder's width 32 in
+			// (a real SD 1.5 sends 77x768); the noise prediction out.
+			IO:   func(rows int) (int, int) { return rows*(latent+77*32) + 1, rows * latent },
+			Open: func(opts ...models.Option) (pipelines.Pipeline, error) { return sd.Open(dir, sd.Options{}, opts...) }}, nil
+	}
+	return bench.ProviderModel{}, usageError{fmt.Errorf("--models: unknown model %q (glyphs, mnist-dit-rf, sd15)", name)}
 }
 
 // benchSteerFlags are the steering benchmark's own settings; they are not configuration keys.

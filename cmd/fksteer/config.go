@@ -99,6 +99,8 @@ func convert(raw, def any) (any, error) {
 		str, isStr = n.String(), true
 	}
 	switch def.(type) {
+	case []string:
+		return stringList(raw)
 	case string:
 		switch raw.(type) {
 		case string, json.Number, int, int64, uint64, float64, bool:
@@ -174,6 +176,39 @@ func convert(raw, def any) (any, error) {
 		return nil, fmt.Errorf("%v is not a number", raw)
 	}
 	return nil, fmt.Errorf("unsupported setting type %T", def)
+}
+
+// stringList reads a list setting: a YAML list of strings, or one string (a flag or an
+// environment variable) whose comma-separated items are the elements.
+func stringList(raw any) ([]string, error) {
+	var items []string
+	switch x := raw.(type) {
+	case nil:
+		return []string{}, nil
+	case string:
+		items = []string{x}
+	case []string:
+		items = x
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("list item %v is not a string", e)
+			}
+			items = append(items, s)
+		}
+	default:
+		return nil, fmt.Errorf("%v is not a list of strings", raw)
+	}
+	out := []string{}
+	for _, it := range items {
+		for _, part := range strings.Split(it, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out, nil
 }
 
 // shownSetting is one row of `config show --json`.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -105,7 +106,7 @@ func (a *app) rootCommand() *cobra.Command {
 	addFlags(root.PersistentFlags(), globalSettings)
 	root.AddCommand(a.generateCommand(), a.benchCommand(), a.batchCommand(), a.configCommand(), a.modelsCommand())
 	root.AddCommand(a.exportCommand())
-	root.AddCommand(a.scoreCommand(), a.tokenizeCommand())
+	root.AddCommand(a.scoreCommand(), a.tokenizeCommand(), a.doctorCommand())
 	return root
 }
 
@@ -119,14 +120,54 @@ func (a *app) setupLogging() error {
 }
 
 // initRuntime loads ONNX Runtime and returns the session options the configuration asks for.
+// With --provider auto the provider is chosen here, once, and the choice logged with its reason.
 func (a *app) initRuntime() ([]models.Option, error) {
 	if err := models.Init(a.v.GetString("ort-lib")); err != nil {
 		return nil, err
 	}
+	p, err := models.ParseProvider(a.v.GetString("provider"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	kv, err := providerOptions(a.v.Get("provider-option"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if p == models.Auto {
+		c := models.ChooseAuto()
+		a.log.Info("execution provider", "provider", c.Provider, "by", "auto", "reason", c.Reason)
+		p = c.Provider
+		// Unqualified options were meant for an accelerator; auto's CPU fallback keeps only
+		// options qualified for the CPU (none exist), so it cannot fail on them.
+		if p == models.CPU {
+			kv = nil
+		}
+	}
+	if err := models.CheckProviderOptions(p, models.OptionsFor(p, kv)); err != nil {
+		return nil, usageError{err}
+	}
 	return []models.Option{
-		models.WithProvider(a.v.GetString("provider"), a.v.GetInt("device")),
+		models.WithProvider(string(p), a.v.GetInt("device")),
+		models.WithProviderOptions(kv),
 		models.WithThreads(a.v.GetInt("threads"), 0),
 	}, nil
+}
+
+// providerOptions parses the provider-option list (key=value items) into a map.
+func providerOptions(raw any) (map[string]string, error) {
+	items, err := stringList(raw)
+	if err != nil {
+		return nil, fmt.Errorf("provider-option: %w", err)
+	}
+	kv := map[string]string{}
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			return nil, fmt.Errorf("provider-option %q is not key=value (e.g. --provider-option preferredLayout=NHWC)", it)
+		}
+		kv[k] = strings.TrimSpace(v)
+	}
+	return kv, nil
 }
 
 func fileExists(path string) bool {

@@ -19,7 +19,7 @@ import (
 // is declared in this file and nowhere else.
 type setting struct {
 	key   string
-	def   any // typed default: string, int, float64, bool or uint64
+	def   any // typed default: string, int, float64, bool, uint64 or []string (a repeatable flag)
 	usage string
 	// modelDefault marks keys whose absence means "the model's recommended value"; they have no
 	// viper default, so viper.IsSet tells whether the user chose one.
@@ -39,8 +39,9 @@ type settingGroup struct {
 // globalSettings apply to every command.
 var globalSettings = []setting{
 	{key: "ort-lib", def: "", usage: "ONNX Runtime shared library (default: $FKSTEER_ORT_LIB, then the cache, then system paths)"},
-	{key: "provider", def: "cpu", usage: "execution provider: cpu, cuda, tensorrt, coreml, directml, openvino"},
-	{key: "device", def: 0, usage: "GPU device id for GPU execution providers"},
+	{key: "provider", def: "auto", usage: "execution provider: auto (the fastest that runs here: cuda or tensorrt, else webgpu on a hardware GPU, else cpu), cpu, webgpu, cuda, tensorrt, coreml, directml, openvino"},
+	{key: "provider-option", def: []string{}, usage: "execution provider option key=value, repeatable or comma-separated (webgpu: preferredLayout=NHWC, enableGraphCapture=1, ...; cuda: ONNX Runtime's CUDA options); qualify a key with a provider (webgpu.preferredLayout=NHWC) to apply it only there"},
+	{key: "device", def: 0, usage: "GPU device id for the cuda and tensorrt providers"},
 	{key: "threads", def: 0, usage: "ONNX Runtime intra-op threads (0 = its choice)"},
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn, error"},
 }
@@ -183,6 +184,8 @@ func addFlags(fs *pflag.FlagSet, settings []setting) {
 			fs.Float64(s.key, d, s.usage)
 		case bool:
 			fs.Bool(s.key, d, s.usage)
+		case []string:
+			fs.StringArray(s.key, d, s.usage)
 		default:
 			panic(fmt.Sprintf("setting %s: unsupported default type %T", s.key, s.def))
 		}
