@@ -246,7 +246,7 @@ func (c *Call) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("run model %s: %w", c.s.Path, err)
+		return fmt.Errorf("run model %s%s: %w", c.s.Path, c.s.onProvider(), err)
 	}
 	for i, sl := range c.outs {
 		if sl.value == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/glyphs"
 	"github.com/fksteer/fksteer/models/vulkan"
 )
 
@@ -146,5 +147,29 @@ func TestPinnedRuntimeMatchesInstaller(t *testing.T) {
 		if !strings.Contains(string(script), want) {
 			t.Errorf("scripts/install-ort.sh does not set %q", strings.TrimSpace(want))
 		}
+	}
+}
+
+// TestModelTheProviderRefusesNamesTheFix: WebGPU's graph capture needs every node on the GPU,
+// and the glyphs model computes in float64, which WebGPU leaves to the CPU. The error must name
+// the provider and the way back to the CPU, not call the file invalid.
+func TestModelTheProviderRefusesNamesTheFix(t *testing.T) {
+	testenv.WebGPU(t)
+	path, err := glyphs.EnsureModel(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := models.Open(path, models.WithProvider("webgpu", 0), models.WithProviderOptions(map[string]string{"enableGraphCapture": "1"}))
+	if err == nil {
+		s.Close()
+		t.Fatal("graph capture accepted a model with nodes on the CPU")
+	}
+	for _, want := range []string{"on execution provider webgpu", "--provider cpu", "provider=cpu"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "not a valid ONNX model") {
+		t.Errorf("error %q blames the file", err)
 	}
 }

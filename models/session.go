@@ -86,7 +86,18 @@ type Session struct {
 	Path    string
 	Inputs  []TensorInfo
 	Outputs []TensorInfo
-	sess    *ort.DynamicAdvancedSession
+	// Provider is the execution provider the session runs on (never Auto).
+	Provider Provider
+	sess     *ort.DynamicAdvancedSession
+}
+
+// onProvider names the fix for a model that an accelerator cannot compile or run: its own
+// kernels may lack an operator or a data type the CPU has.
+func (s *Session) onProvider() string {
+	if s.Provider == "" || s.Provider == CPU {
+		return ""
+	}
+	return fmt.Sprintf(" on execution provider %s (if the model runs on the CPU, it is the provider's: use --provider cpu, or provider=cpu in the reward spec for a reward's model)", s.Provider)
 }
 
 // Open loads the ONNX model at path. [Init] must have succeeded first. A missing file or a file
@@ -126,10 +137,15 @@ func open(path string, data []byte, opts []Option) (*Session, error) {
 	} else {
 		ins, outs, err = ort.GetInputOutputInfoWithONNXData(data)
 	}
+	s := &Session{Path: path, Inputs: infos(ins), Outputs: infos(outs), Provider: o.Provider}
 	if err != nil {
+		// Reading the metadata builds a session with the provider's options, so an accelerator
+		// that refuses the model fails here, not only on a bad file.
+		if hint := s.onProvider(); hint != "" {
+			return nil, fmt.Errorf("load model %s%s: %w", path, hint, err)
+		}
 		return nil, fmt.Errorf("load model %s: not a valid ONNX model (or one this ONNX Runtime %s cannot read): %w", path, RuntimeVersion, err)
 	}
-	s := &Session{Path: path, Inputs: infos(ins), Outputs: infos(outs)}
 	inNames, outNames := names(s.Inputs), names(s.Outputs)
 	if data == nil {
 		s.sess, err = ort.NewDynamicAdvancedSession(path, inNames, outNames, so)
@@ -137,7 +153,7 @@ func open(path string, data []byte, opts []Option) (*Session, error) {
 		s.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", path, err)
+		return nil, fmt.Errorf("load model %s%s: %w", path, s.onProvider(), err)
 	}
 	return s, nil
 }
