@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/fksteer
 PROMPT  ?= the letters "fk"
 
-.PHONY: all ort build demo test vet bench clean
+.PHONY: all ort build demo test vet bench gpu-check clean
 
 all: build
 
@@ -28,9 +28,16 @@ vet:
 # verbosely, so the distances they measure are in the log.
 STATISTICAL := TestUnsteered|TestFKIsExact|TestAdaptiveFK|TestMNISTConditional
 
-test: ort vet
+# The WebGPU tests (models' conformance suite, the generate comparisons, the GPU check) run where
+# a Vulkan adapter exists; CI installs Mesa's software one first (scripts/install-vulkan.sh).
+test: ort vet build
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -v -timeout 30m -run '$(STATISTICAL)' ./sampler/
+	FKSTEER=$(BIN) scripts/gpu-check.sh --quick
+
+# The GPU measurements of docs/gpu.md, on a machine with a GPU.
+gpu-check: ort build
+	FKSTEER=$(BIN) scripts/gpu-check.sh
 
 bench: ort
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fksteer/fksteer/bench"
+	"github.com/fksteer/fksteer/internal/atomicfile"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/particles"
@@ -31,7 +32,7 @@ func (a *app) benchCommand() *cobra.Command {
 
 // benchProvidersCommand times the denoiser on each execution provider (docs/gpu.md).
 func (a *app) benchProvidersCommand() *cobra.Command {
-	var providers, modelNames, ks, manifest string
+	var providers, modelNames, ks, manifest, jsonFile string
 	var steps, sdSize int
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -89,14 +90,26 @@ scripts/gpu-check.sh runs it on a machine with a GPU.`,
 			if err != nil {
 				return err
 			}
+			if jsonFile != "" {
+				data, err := json.MarshalIndent(rows, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := atomicfile.Write(jsonFile, append(data, '\n'), 0o644); err != nil {
+					return err
+				}
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				if err := enc.Encode(rows); err != nil {
+					return err
+				}
+				return failedRows(rows)
 			}
 			fmt.Fprintf(a.stdout, "ONNX Runtime %s (%s); %d steps per run after 2 warm-up steps; %d cores\n\n", models.LoadedVersion(), models.LibraryPath(), steps, goruntime.NumCPU())
 			bench.WriteProvidersTable(a.stdout, rows)
-			return nil
+			return failedRows(rows)
 		},
 	}
 	fl := cmd.Flags()
@@ -107,7 +120,23 @@ scripts/gpu-check.sh runs it on a machine with a GPU.`,
 	fl.StringVar(&manifest, "mnist-manifest", filepath.Join("examples", "mnist-dit-rf.yaml"), "the MNIST DiT manifest")
 	fl.IntVar(&sdSize, "sd-size", 512, "synthetic SD 1.5 image size in pixels (a multiple of 8)")
 	fl.BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	fl.StringVar(&jsonFile, "json-file", "", "also write the rows as JSON to this file")
 	return cmd
+}
+
+// failedRows turns rows whose provider failed into the command's error, after the table shows
+// them, so a script notices.
+func failedRows(rows []bench.ProviderRow) error {
+	var failed []string
+	for _, r := range rows {
+		if r.Err != "" {
+			failed = append(failed, fmt.Sprintf("%s on %s at K=%d", r.Model, r.Provider, r.K))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("bench providers: %d of %d measurements failed (%s); the table gives each error", len(failed), len(rows), strings.Join(failed, ", "))
 }
 
 // providerBenchModel opens the named benchmark model's pipeline.
