@@ -3,6 +3,7 @@ package rewards
 import (
 	"math"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -25,9 +26,10 @@ func near(a, b quad, tol float64) bool {
 }
 
 // TestDBBoxesAxisAligned works one box out by hand. The region is pixels x 10..49, y 20..29:
-// its minimum-area rectangle (through the pixel centres) is 39 x 9 with centre (29.5, 24.5).
-// Unclip distance d = area*1.5/perimeter = 351*1.5/96 = 5.484375, so the box grows to
-// 49.96875 x 19.96875: x 4.515625..54.484375, y 14.515625..34.484375, rounded to 5, 54, 15, 34.
+// its minimum-area rectangle (through the pixel centres) is 39 x 9 with corners (10, 20) and
+// (49, 29). Unclip distance d = area*1.5/perimeter = 351*1.5/96 = 5.484375; pyclipper moves
+// each side out by d and rounds to whole pixels: x 4.52 -> 5 and 54.48 -> 54, y 14.52 -> 15 and
+// 34.48 -> 34 (the rounded corners stay inside that rectangle).
 func TestDBBoxesAxisAligned(t *testing.T) {
 	const h, w = 64, 96
 	prob := make([]float32, h*w)
@@ -37,11 +39,30 @@ func TestDBBoxesAxisAligned(t *testing.T) {
 	if len(boxes) != 1 || !near(boxes[0], want, 0) {
 		t.Fatalf("boxes %v, want [%v]", boxes, want)
 	}
-	// The same map computed for an image twice the size: coordinates double before rounding.
+	// The same map computed for an image twice the size: PaddleOCR scales the unclipped box's
+	// whole-pixel corners (5 -> 10, 54 -> 108, 15 -> 30, 34 -> 68).
 	boxes = dbBoxes(prob, h, w, 2*h, 2*w, DefaultDBParams)
-	want = quad{{9, 29}, {109, 29}, {109, 69}, {9, 69}}
+	want = quad{{10, 30}, {108, 30}, {108, 68}, {10, 68}}
 	if len(boxes) != 1 || !near(boxes[0], want, 0) {
 		t.Fatalf("scaled boxes %v, want [%v]", boxes, want)
+	}
+}
+
+// TestDBBoxesHole: cv2.findContours(RETR_LIST) also returns the contour of a hole, and
+// PaddleOCR scores it like any other region. A 3 x 3 hole at x 40..42, y 28..30 in a region of
+// probability 1 has the contour of the 12 region pixels 4-adjacent to it, whose smallest
+// rectangle is x 39..43, y 27..31 (4 x 4); the rectangle's 25 pixels hold 16 of probability
+// 1 (score 0.64 >= 0.6); unclipped by d = 16*1.5/16 = 1.5 and rounded half away from zero,
+// it becomes x 38..45, y 26..33.
+func TestDBBoxesHole(t *testing.T) {
+	const h, w = 64, 96
+	prob := make([]float32, h*w)
+	fillRect(prob, w, 10, 10, 80, 50, 1)
+	fillRect(prob, w, 40, 28, 42, 30, 0)
+	boxes := dbBoxes(prob, h, w, h, w, DefaultDBParams)
+	want := quad{{38, 26}, {45, 26}, {45, 33}, {38, 33}}
+	if len(boxes) != 2 || !near(boxes[1], want, 0) {
+		t.Fatalf("boxes %v, want the region's and the hole's %v", boxes, want)
 	}
 }
 
@@ -108,21 +129,75 @@ func TestSortBoxes(t *testing.T) {
 	}
 }
 
+// TestMinAreaRect checks cv2.minAreaRect's rectangle on point sets whose answers OpenCV 4.6
+// gave (as corner sets; OpenCV may name the same rectangle by either pair of sides).
 func TestMinAreaRect(t *testing.T) {
-	// A rectangle 30 x 10 turned by 30 degrees: the hull of its corners gives it back.
-	ang := math.Pi / 6
-	u, v := point{math.Cos(ang), math.Sin(ang)}, point{-math.Sin(ang), math.Cos(ang)}
-	c := point{50, 40}
-	var pts []point
-	for _, s := range [][2]float64{{-15, -5}, {15, -5}, {15, 5}, {-15, 5}, {0, 0}, {3, 2}} {
-		pts = append(pts, c.add(u.scale(s[0])).add(v.scale(s[1])))
+	for _, tc := range []struct {
+		pts  []point
+		want [4]point
+		side float32
+	}{
+		// A contour of a 5 x 4 block of pixels: ((2, 1.5), (3, 4), 90) in OpenCV's terms.
+		{[]point{{0, 0}, {0, 3}, {4, 3}, {4, 0}}, [4]point{{0, 0}, {4, 0}, {4, 3}, {0, 3}}, 3},
+		// Seven points of a tilted blob: ((30.32946, 29.285477), (57.15828, 39.15118), 3.5035315).
+		{[]point{{58, 45}, {32, 49}, {4, 40}, {3, 8}, {52, 11}, {30, 30}}, [4]point{{3, 8}, {60.051453, 11.492947}, {57.65892, 50.570953}, {0.60746765, 47.078007}}, 39.15118},
+	} {
+		r := minAreaRect(tc.pts)
+		got := r.points()
+		for _, w := range tc.want {
+			ok := false
+			for _, g := range got {
+				ok = ok || math.Abs(g.x-w.x) < 1e-3 && math.Abs(g.y-w.y) < 1e-3
+			}
+			if !ok {
+				t.Errorf("minAreaRect(%v) corners %v, want %v", tc.pts, got, tc.want)
+				break
+			}
+		}
+		if math.Abs(float64(r.shortSide()-tc.side)) > 1e-4 {
+			t.Errorf("minAreaRect(%v) short side %g, want %g", tc.pts, r.shortSide(), tc.side)
+		}
 	}
-	r := minAreaRect(convexHull(pts))
-	if math.Abs(4*r.hu*r.hv-300) > 1e-9 || math.Abs(r.shortSide()-10) > 1e-9 || r.c.dist(c) > 1e-9 {
-		t.Errorf("rect %+v: area %g, short side %g; want 300 and 10 around %v", r, 4*r.hu*r.hv, r.shortSide(), c)
+}
+
+// TestOffsetRound compares the unclip offset with pyclipper's (PyclipperOffset, JT_ROUND,
+// ET_CLOSEDPOLYGON) on a box with fractional corners, which pyclipper truncates first: the
+// box becomes (0, 0)-(10, 5), and its offset by 2 is the polygon below (up to collinear
+// points, which Clipper's final union drops and no hull needs).
+func TestOffsetRound(t *testing.T) {
+	box := []point{{0.7, 0.7}, {10.7, 0.7}, {10.7, 5.7}, {0.7, 5.7}}
+	got := convexHull(offsetRound(box, 2))
+	want := convexHull([]point{{12, -1}, {12, 5}, {11, 7}, {0, 7}, {-2, 6}, {-2, 0}, {-1, -2}, {10, -2}})
+	if !slices.Equal(got, want) {
+		t.Errorf("offset hull %v, want %v", got, want)
 	}
-	if r := minAreaRect(convexHull([]point{{1, 1}, {5, 1}, {3, 1}})); r.shortSide() != 0 {
-		t.Errorf("collinear points: short side %g, want 0", r.shortSide())
+}
+
+// TestFillConvexMask: the pixels cv2.fillPoly paints for a tilted box, as OpenCV 4.6 paints
+// them (outline included).
+func TestFillConvexMask(t *testing.T) {
+	m := fillConvexMask([4][2]int{{0, 3}, {6, 0}, {8, 4}, {2, 7}}, 8, 9)
+	want := []string{
+		"000000100",
+		"000011100",
+		"001111110",
+		"111111110",
+		"111111111",
+		"011111110",
+		"011111000",
+		"001100000",
+	}
+	for y, row := range want {
+		got := make([]byte, len(row))
+		for x := range got {
+			got[x] = '0'
+			if m[y*9+x] {
+				got[x] = '1'
+			}
+		}
+		if string(got) != row {
+			t.Errorf("row %d: %s, want %s", y, got, row)
+		}
 	}
 }
 
@@ -171,18 +246,6 @@ func TestCTCGreedy(t *testing.T) {
 	got := ctcGreedy(probs, len(steps), 4, chars)
 	if got.text != "aa b" || math.Abs(got.score-(0.8+0.7+0.9+0.5)/4) > 1e-6 {
 		t.Errorf("decoded %+v, want \"aa b\" with score %g", got, (0.8+0.7+0.9+0.5)/4)
-	}
-}
-
-// TestNewCropTurnsTallBoxes: a box at least 1.5 times taller than wide is read turned a quarter
-// counter-clockwise, as np.rot90 turns PaddleOCR's crop.
-func TestNewCropTurnsTallBoxes(t *testing.T) {
-	c := newCrop(0, quad{{0, 0}, {10, 0}, {10, 40}, {0, 40}})
-	if c.w != 40 || c.h != 10 || c.q[0] != (point{10, 0}) {
-		t.Errorf("crop %+v: want 40 x 10 starting at the top-right corner", c)
-	}
-	if c := newCrop(0, quad{{0, 0}, {40, 0}, {40, 10}, {0, 10}}); c.w != 40 || c.h != 10 || c.q[0] != (point{0, 0}) {
-		t.Errorf("wide crop %+v changed", c)
 	}
 }
 

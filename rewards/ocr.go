@@ -21,11 +21,13 @@ const (
 )
 
 // OCR rewards images for showing the text a prompt quotes, as Flow-GRPO's OCR reward does:
-// PaddleOCR reads each image (DB text detection, then CRNN recognition of every box), and the
-// text read is compared with the prompt's first double-quoted text by [OCRReward]. The
-// detection and recognition run in Go around the two ONNX models: all images go through the
-// detector in one batch, and all text boxes of all images through the recogniser in as few
-// batches as their widths allow.
+// PaddleOCR reads each image (DB text detection, then CRNN recognition of every box), the lines
+// read are joined with no separator, and the result is compared with the prompt's first
+// double-quoted text by [OCRReward]. The detection and recognition run in Go around the two
+// ONNX models and reproduce PaddleOCR's inference (TextSystem) exactly: the same 8-bit resizes
+// and crops, the same box geometry, the same recogniser batches, so the lines read are
+// PaddleOCR's. All images go through the detector in one batch, and the recogniser's rows of
+// equal width share Runs across images.
 type OCR struct {
 	o   OCROptions
 	mu  sync.Mutex
@@ -50,7 +52,9 @@ type OCROptions struct {
 	// DB is the detector's post-processing.
 	DB DBParams
 	// MinScore drops lines whose mean character probability is lower (PaddleOCR's
-	// drop_score).
+	// drop_score, 0.5). It is the reward's box-confidence threshold: Flow-GRPO joins every line
+	// PaddleOCR returns that has a confidence above 0, and PaddleOCR has already dropped those
+	// below drop_score, so the default reproduces Flow-GRPO; 0 keeps every line read.
 	MinScore float64
 	// Target, when set, is the text to look for; otherwise each prompt's quoted text is.
 	Target string
@@ -123,6 +127,8 @@ func NewOCR(o OCROptions, opts ...models.Option) (*OCR, error) {
 		return nil, fmt.Errorf("reward ocr: det-limit and max-candidates must be positive, det-batch 0 or positive")
 	case o.DB.UnclipRatio <= 0:
 		return nil, fmt.Errorf("reward ocr: unclip must be positive")
+	case !(o.MinScore >= 0 && o.MinScore <= 1):
+		return nil, fmt.Errorf("reward ocr: min-score=%g is not a probability between 0 and 1", o.MinScore)
 	}
 	r := &OCR{o: o}
 	var err error
@@ -148,43 +154,59 @@ type TextLine struct {
 }
 
 // Read returns the lines of text in every image, top to bottom and left to right, dropping
-// lines read with a mean character probability below MinScore.
+// lines read with a mean character probability below MinScore. It follows PaddleOCR's
+// TextSystem step for step: each image is taken to 8 bits, detected, each box cut out by
+// get_rotate_crop_image and read by the recogniser in PaddleOCR's batches.
 func (r *OCR) Read(ctx context.Context, imgs models.Images) ([][]TextLine, error) {
 	if err := imgs.Validate(); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var crops []crop
+	pix := make([]bgr8, imgs.N)
+	for i := range pix {
+		pix[i] = toBGR8(imgs, i)
+	}
+	var crops []bgr8
+	var from []int
+	var boxes []quad
 	if r.det == nil {
-		for i := range imgs.N {
-			crops = append(crops, wholeImage(i, imgs.H, imgs.W))
+		// PaddleOCR's recognition-only path reads the image as it is.
+		crops, boxes = pix, make([]quad, imgs.N)
+		for i := range pix {
+			from = append(from, i)
+			boxes[i] = quad{pt(0, 0), pt(imgs.W, 0), pt(imgs.W, imgs.H), pt(0, imgs.H)}
 		}
 	} else {
-		boxes, err := r.det.detect(ctx, imgs)
+		found, err := r.det.detect(ctx, pix)
 		if err != nil {
 			return nil, fmt.Errorf("reward ocr: detect: %w", err)
 		}
-		for i, bs := range boxes {
+		for i, bs := range found {
 			for _, b := range bs {
-				crops = append(crops, newCrop(i, b))
+				c, ok := rotateCrop(pix[i], b)
+				if !ok {
+					continue
+				}
+				crops, from, boxes = append(crops, c), append(from, i), append(boxes, b)
 			}
 		}
 	}
-	read, err := r.rec.read(ctx, imgs, crops)
+	read, err := r.rec.read(ctx, crops, from)
 	if err != nil {
 		return nil, fmt.Errorf("reward ocr: recognise: %w", err)
 	}
 	lines := make([][]TextLine, imgs.N)
-	for k, c := range crops {
+	for k, b := range boxes {
+		// TextSystem keeps lines scored at least drop_score; an empty line scores 0.
 		if read[k].text == "" || read[k].score < r.o.MinScore {
 			continue
 		}
 		l := TextLine{Text: read[k].text, Score: read[k].score}
-		for j, p := range c.box {
+		for j, p := range b {
 			l.Box[j] = [2]float64{p.x, p.y}
 		}
-		lines[c.img] = append(lines[c.img], l)
+		lines[from[k]] = append(lines[from[k]], l)
 	}
 	return lines, nil
 }

@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fksteer/fksteer/models"
 )
 
-// Text detection as PaddleOCR's TextDetector does it for DB models: the image is resized so its
-// sides are multiples of 32 (DetResizeForTest), fed in BGR order normalised with ImageNet's mean
-// and std (indexed in that BGR order, as PaddleOCR's NormalizeImage applies them to OpenCV's
-// BGR arrays), and the probability map is post-processed into boxes (dbpost.go).
+// Text detection as PaddleOCR's TextDetector does it for DB models: the 8-bit BGR image is
+// resized (cv2.resize, INTER_LINEAR) so its sides are multiples of 32 (DetResizeForTest),
+// normalised in float32 as (v/255 - mean) / std with ImageNet's mean and std indexed in BGR
+// order (PaddleOCR's NormalizeImage applies the RGB-ordered constants to OpenCV's BGR arrays),
+// and the probability map is post-processed into boxes (dbpost.go).
 
 // detector runs a DB text detector.
 type detector struct {
@@ -20,7 +22,7 @@ type detector struct {
 	output string
 	o      OCROptions
 	calls  *callCache
-	preps  map[[2]int]*imagePrep // by input size: images of one size share one
+	plane  []uint8 // scratch: one resized plane
 }
 
 func newDetector(path string, o OCROptions, opts []models.Option) (*detector, error) {
@@ -28,8 +30,11 @@ func newDetector(path string, o OCROptions, opts []models.Option) (*detector, er
 	if err != nil {
 		return nil, err
 	}
-	d := &detector{sess: sess, o: o, calls: newCallCache(sess), preps: map[[2]int]*imagePrep{}}
+	d := &detector{sess: sess, o: o, calls: newCallCache(sess)}
 	d.input, err = pickTensor(sess.Inputs, "", "input", "det", func(t models.TensorInfo) bool { return len(t.Dims) == 4 && t.Type.IsFloat() })
+	if err == nil && d.input.Dims[1] > 0 && d.input.Dims[1] != 3 {
+		err = fmt.Errorf("input %s is not [batch, 3, height, width]", d.input)
+	}
 	var out models.TensorInfo
 	if err == nil {
 		out, err = pickTensor(sess.Outputs, "", "output", "det", func(t models.TensorInfo) bool { return len(t.Dims) == 4 })
@@ -57,28 +62,27 @@ func detSize(h, w, limit int, limitType string) (int, int) {
 	return round32(int(float64(h) * ratio)), round32(int(float64(w) * ratio))
 }
 
-// detect finds the text boxes of every image, running the detector on as many images per
-// Run as DetBatch allows (all by default).
-func (d *detector) detect(ctx context.Context, imgs models.Images) ([][]quad, error) {
-	rh, rw := detSize(imgs.H, imgs.W, d.o.DetLimit, d.o.DetLimitType)
-	prep := d.preps[[2]int{rh, rw}]
-	if prep == nil {
-		var err error
-		prep, err = newImagePrep(d.input, ImageOptions{Height: rh, Width: rw, Mean: ImageNetMean, Std: ImageNetStd, BGR: true})
-		if err != nil {
-			return nil, err
-		}
-		d.preps[[2]int{rh, rw}] = prep
+// detect finds the text boxes of every image (all of one size), running the detector on as
+// many images per Run as DetBatch allows (all by default).
+func (d *detector) detect(ctx context.Context, imgs []bgr8) ([][]quad, error) {
+	if len(imgs) == 0 {
+		return nil, nil
 	}
-	step := imgs.N
+	h, w := imgs[0].h, imgs[0].w
+	rh, rw := detSize(h, w, d.o.DetLimit, d.o.DetLimitType)
+	if d.input.Dims[2] > 0 && int(d.input.Dims[2]) != rh || d.input.Dims[3] > 0 && int(d.input.Dims[3]) != rw {
+		return nil, fmt.Errorf("detector input %s cannot take the %dx%d image PaddleOCR's resizing makes of %dx%d", d.input, rh, rw, h, w)
+	}
+	step := len(imgs)
 	if d.o.DetBatch > 0 {
 		step = min(step, d.o.DetBatch)
 	}
 	step = batchLimit(d.input, step)
-	boxes := make([][]quad, imgs.N)
-	for lo := 0; lo < imgs.N; lo += step {
-		k := min(step, imgs.N-lo)
-		call, err := d.calls.get(models.Shapes{d.input.Name: prep.shape(k)})
+	boxes := make([][]quad, len(imgs))
+	d.plane = slices.Grow(d.plane[:0], rh*rw)[:rh*rw]
+	for lo := 0; lo < len(imgs); lo += step {
+		k := min(step, len(imgs)-lo)
+		call, err := d.calls.get(models.Shapes{d.input.Name: {int64(k), 3, int64(rh), int64(rw)}})
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +90,16 @@ func (d *detector) detect(ctx context.Context, imgs models.Images) ([][]quad, er
 		if err != nil {
 			return nil, err
 		}
-		prep.fill(in, models.Images{N: k, C: imgs.C, H: imgs.H, W: imgs.W, Pix: imgs.Pix[lo*imgs.Len() : (lo+k)*imgs.Len()]})
+		for i := range k {
+			for c := range 3 {
+				resizeLinear8(d.plane, rh, rw, imgs[lo+i].plane(c), h, w)
+				mean, std := float32(ImageNetMean[c]), float32(ImageNetStd[c])
+				dst := in[(i*3+c)*rh*rw:][:rh*rw]
+				for j, v := range d.plane {
+					dst[j] = (float32(v)*float32(1.0/255) - mean) / std
+				}
+			}
+		}
 		if err := call.Run(ctx); err != nil {
 			return nil, err
 		}
@@ -99,7 +112,7 @@ func (d *detector) detect(ctx context.Context, imgs models.Images) ([][]quad, er
 		}
 		mh, mw := int(shape[2]), int(shape[3])
 		for i := range k {
-			boxes[lo+i] = dbBoxes(prob[i*mh*mw:(i+1)*mh*mw], mh, mw, imgs.H, imgs.W, d.o.DB)
+			boxes[lo+i] = dbBoxes(prob[i*mh*mw:(i+1)*mh*mw], mh, mw, h, w, d.o.DB)
 		}
 	}
 	return boxes, nil

@@ -12,18 +12,28 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-// Text-line recognition as PaddleOCR's TextRecognizer does it for CRNN models: every crop is
-// resized to height 32 keeping its aspect ratio, fed in BGR order as (v - 0.5) / 0.5, padded
-// with zeros on the right to its batch's width (at least 320), and the [N, T, classes] output is
-// decoded greedily (CTC: best class per step, repeats merged, blanks dropped).
+// Text-line recognition as PaddleOCR's TextRecognizer does it for CRNN models (resize_norm_img):
+// the crops of one image are sorted by aspect ratio and read in batches of 6; every crop is
+// resized (cv2.resize, INTER_LINEAR, 8-bit) to height 32 and width ceil(32*w/h), at most its
+// batch's width int(32*max(10, widest ratio in the batch)); fed in BGR order as
+// (v/255 - 0.5)/0.5 and padded with zeros on the right to the batch's width; and the
+// [N, T, classes] output is decoded greedily (CTC: best class per step, repeats merged, blanks
+// dropped).
+//
+// The recogniser is sensitive to the scale of the text it is given: the English v2.0 CRNN reads
+// the italic "MovieShots" of the test image en_rec.jpg correctly from the whole 30-row image but
+// as "MouteShots", "MouieShots" or "MouzeShots" from every detected crop of the line (18 to 28
+// rows, where the text fills more of the 32-row input). PaddleOCR reads the same from the same
+// crops; matching its crop and resize exactly is what makes fksteer read what it reads, right
+// or wrong.
 
 const (
 	recHeight   = 32 // the recogniser's input height
 	recMinWidth = 320
-	// recMaxWidthGrowth bounds the padding within a batch: crops join a batch while their width
-	// is at most this times the width of the batch's narrowest (batches are made from crops
-	// sorted by width), so a few long lines do not make every short one pay for their width.
-	recMaxWidthGrowth = 1.5
+	// recBatch is PaddleOCR's rec_batch_num: the crops that share a padded width. The padding
+	// is not neutral (the recurrent layers read it), so the batches are PaddleOCR's own, made
+	// per image; rows of equal width from different images then share one Run.
+	recBatch = 6
 	// recMaxBatch bounds the crops of one Run.
 	recMaxBatch = 64
 )
@@ -83,35 +93,6 @@ func newRecognizer(path, dict string, opts []models.Option) (*recognizer, error)
 	return r, nil
 }
 
-// crop is a text region to read: a quadrilateral of image img (top-left, top-right,
-// bottom-right, bottom-left of the text as read, in pixel coordinates), the size of the upright
-// crop it makes, and the box as detected.
-type crop struct {
-	img  int
-	q    quad
-	w, h int
-	box  quad
-}
-
-// newCrop makes the crop PaddleOCR's get_rotate_crop_image makes of box: as wide as its longer
-// horizontal side and as tall as its longer vertical side, turned a quarter counter-clockwise
-// when it is at least 1.5 times taller than wide (a vertical line of text).
-func newCrop(img int, box quad) crop {
-	c := crop{img: img, q: box, w: int(box.width()), h: int(box.height()), box: box}
-	if c.w > 0 && float64(c.h)/float64(c.w) >= 1.5 {
-		c.q, c.w, c.h = box.rotated(), c.h, c.w
-	}
-	return c
-}
-
-// wholeImage is the crop of an entire h x w image.
-func wholeImage(img, h, w int) crop {
-	q := quad{pt(0, 0), pt(w, 0), pt(w, h), pt(0, h)}
-	return crop{img: img, q: q, w: w, h: h, box: q}
-}
-
-func (c crop) ratio() float64 { return float64(c.w) / float64(c.h) }
-
 // textLine is what the recogniser read in one crop: the text and the mean probability of its
 // characters.
 type textLine struct {
@@ -119,23 +100,62 @@ type textLine struct {
 	score float64
 }
 
-// read recognises every crop (of images in imgs) in batches of similar width.
-func (r *recognizer) read(ctx context.Context, imgs models.Images, crops []crop) ([]textLine, error) {
-	out := make([]textLine, len(crops))
-	order := make([]int, 0, len(crops))
+// recRow is one crop placed in the recogniser's input: the crop, the width it is resized to
+// and the padded width of its PaddleOCR batch.
+type recRow struct {
+	crop      bgr8
+	w, padded int
+	out       int // index in the result
+}
+
+// recRows plans the recogniser's rows for crops[i] (each belonging to image img[i]) as
+// TextRecognizer does per image: by ascending aspect ratio, in batches of recBatch, each padded
+// to its widest crop (and to at least 320).
+func recRows(crops []bgr8, img []int) []recRow {
+	byImage := map[int][]int{}
+	var images []int
 	for i, c := range crops {
-		if c.w > 0 && c.h > 0 {
-			order = append(order, i)
+		if c.w == 0 || c.h == 0 {
+			continue
+		}
+		if _, ok := byImage[img[i]]; !ok {
+			images = append(images, img[i])
+		}
+		byImage[img[i]] = append(byImage[img[i]], i)
+	}
+	ratio := func(i int) float64 { return float64(crops[i].w) / float64(crops[i].h) }
+	var rows []recRow
+	for _, im := range images {
+		idx := byImage[im]
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ratio(a), ratio(b)) })
+		for lo := 0; lo < len(idx); lo += recBatch {
+			batch := idx[lo:min(lo+recBatch, len(idx))]
+			widest := float64(recMinWidth) / recHeight
+			for _, i := range batch {
+				widest = max(widest, ratio(i))
+			}
+			padded := int(recHeight * widest)
+			for _, i := range batch {
+				rows = append(rows, recRow{crop: crops[i], w: min(int(math.Ceil(recHeight*ratio(i))), padded), padded: padded, out: i})
+			}
 		}
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(crops[a].ratio(), crops[b].ratio()) })
-	for lo := 0; lo < len(order); {
-		first := recWidth(crops[order[lo]].ratio())
+	return rows
+}
+
+// read recognises every crop; img[i] is the image crops[i] was cut from. Rows of equal padded
+// width share a Run, whichever image they come from: a row's output does not depend on the
+// other rows of its Run, so batching across images changes no reading.
+func (r *recognizer) read(ctx context.Context, crops []bgr8, img []int) ([]textLine, error) {
+	out := make([]textLine, len(crops))
+	rows := recRows(crops, img)
+	slices.SortStableFunc(rows, func(a, b recRow) int { return cmp.Compare(a.padded, b.padded) })
+	for lo := 0; lo < len(rows); {
 		hi := lo + 1
-		for hi < len(order) && hi-lo < recMaxBatch && float64(recWidth(crops[order[hi]].ratio())) <= recMaxWidthGrowth*float64(first) {
+		for hi < len(rows) && hi-lo < recMaxBatch && rows[hi].padded == rows[lo].padded {
 			hi++
 		}
-		if err := r.readBatch(ctx, imgs, crops, order[lo:hi], out); err != nil {
+		if err := r.readBatch(ctx, rows[lo:hi], out); err != nil {
 			return nil, err
 		}
 		lo = hi
@@ -143,18 +163,10 @@ func (r *recognizer) read(ctx context.Context, imgs models.Images, crops []crop)
 	return out, nil
 }
 
-// recWidth is the padded width of a batch whose widest crop has aspect ratio ratio: PaddleOCR's
-// imgW = int(32 * max(320/32, ratio)).
-func recWidth(ratio float64) int { return int(recHeight * max(float64(recMinWidth)/recHeight, ratio)) }
-
-// readBatch recognises crops[idx...] in one Run and writes their lines into out.
-func (r *recognizer) readBatch(ctx context.Context, imgs models.Images, crops []crop, idx []int, out []textLine) error {
-	maxRatio := 0.0
-	for _, i := range idx {
-		maxRatio = max(maxRatio, crops[i].ratio())
-	}
-	pw := recWidth(maxRatio)
-	call, err := r.calls.get(models.Shapes{r.input: {int64(len(idx)), 3, recHeight, int64(pw)}})
+// readBatch recognises rows of one padded width in one Run and writes their lines into out.
+func (r *recognizer) readBatch(ctx context.Context, rows []recRow, out []textLine) error {
+	pw := rows[0].padded
+	call, err := r.calls.get(models.Shapes{r.input: {int64(len(rows)), 3, recHeight, int64(pw)}})
 	if err != nil {
 		return err
 	}
@@ -163,12 +175,20 @@ func (r *recognizer) readBatch(ctx context.Context, imgs models.Images, crops []
 		return err
 	}
 	size := 3 * recHeight * pw
-	for k, i := range idx {
-		c := crops[i]
-		tw := min(int(math.Ceil(recHeight*c.ratio())), pw)
+	resized := make([]uint8, recHeight*pw)
+	for k, row := range rows {
 		dst := in[k*size : (k+1)*size]
 		clear(dst) // padding: 0, mid-grey after normalisation, as PaddleOCR pads
-		sampleCrop(dst, pw, tw, imgs.At(c.img), imgs.C, imgs.H, imgs.W, c)
+		for c := range 3 {
+			resizeLinear8(resized, recHeight, row.w, row.crop.plane(c), row.crop.h, row.crop.w)
+			plane := dst[c*recHeight*pw:]
+			for y := range recHeight {
+				for x, v := range resized[y*row.w : (y+1)*row.w] {
+					// numpy's float32 steps: v / 255, then - 0.5, then / 0.5.
+					plane[y*pw+x] = (float32(v)/255 - 0.5) / 0.5
+				}
+			}
+		}
 	}
 	if err := call.Run(ctx); err != nil {
 		return err
@@ -177,44 +197,15 @@ func (r *recognizer) readBatch(ctx context.Context, imgs models.Images, crops []
 	if err != nil {
 		return err
 	}
-	if len(shape) != 3 || int(shape[0]) != len(idx) || int(shape[2]) != len(r.chars) {
-		return fmt.Errorf("recogniser output %s has shape %v; want [%d, steps, %d]", r.output, shape, len(idx), len(r.chars))
+	if len(shape) != 3 || int(shape[0]) != len(rows) || int(shape[2]) != len(r.chars) {
+		return fmt.Errorf("recogniser output %s has shape %v; want [%d, steps, %d]", r.output, shape, len(rows), len(r.chars))
 	}
 	steps, classes := int(shape[1]), int(shape[2])
-	for k, i := range idx {
-		out[i] = ctcGreedy(probs[k*steps*classes:(k+1)*steps*classes], steps, classes, r.chars)
+	for k, row := range rows {
+		out[row.out] = ctcGreedy(probs[k*steps*classes:(k+1)*steps*classes], steps, classes, r.chars)
 	}
 	return nil
 }
-
-// sampleCrop writes crop c of an image (ic channels of ih x iw, in [0, 1]) resized to
-// 32 x tw into the first tw columns of dst, three BGR planes of 32 x pw, as (v - 0.5) / 0.5.
-// Each output pixel maps to crop coordinates as OpenCV's INTER_LINEAR resize does (half-pixel
-// centres, clamped at the edges) and from there through the crop's quadrilateral to the image,
-// which is sampled bilinearly with its edge pixels repeated (BORDER_REPLICATE).
-func sampleCrop(dst []float32, pw, tw int, img []float32, ic, ih, iw int, c crop) {
-	plane := ih * iw
-	sx, sy := float64(c.w)/float64(tw), float64(c.h)/float64(recHeight)
-	for y := range recHeight {
-		cy := min(max((float64(y)+0.5)*sy-0.5, 0), float64(c.h-1))
-		for x := range tw {
-			cx := min(max((float64(x)+0.5)*sx-0.5, 0), float64(c.w-1))
-			p := c.q.at(cx/float64(c.w), cy/float64(c.h))
-			x0, y0 := math.Floor(p.x), math.Floor(p.y)
-			fx, fy := p.x-x0, p.y-y0
-			xa, xb := clampInt(int(x0), iw), clampInt(int(x0)+1, iw)
-			ya, yb := clampInt(int(y0), ih), clampInt(int(y0)+1, ih)
-			for ch := range 3 {
-				src := img[min(2-ch, ic-1)*plane:] // BGR: model channel 0 is blue
-				v := (float64(src[ya*iw+xa])*(1-fx)+float64(src[ya*iw+xb])*fx)*(1-fy) +
-					(float64(src[yb*iw+xa])*(1-fx)+float64(src[yb*iw+xb])*fx)*fy
-				dst[(ch*recHeight+y)*pw+x] = float32((v - 0.5) / 0.5)
-			}
-		}
-	}
-}
-
-func clampInt(v, n int) int { return min(max(v, 0), n-1) }
 
 // ctcGreedy decodes one [steps, classes] row of probabilities: the most probable class per
 // step, consecutive repeats merged, blanks (class 0) dropped. The score is the mean
