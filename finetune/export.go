@@ -132,6 +132,8 @@ func (o *Options) Validate() error {
 	if rule == "" {
 		rule = sampler.Euler
 	}
+	// The noise level flow-sde uses when none is set, so that what is logged is what is drawn.
+	o.Sampler.Eta = rule.Eta(o.Sampler.Eta)
 	if !rule.Stochastic(o.Sampler.Eta) {
 		return fmt.Errorf("mode %s trains on the log-probability of every denoising step, but sampler %s with eta %g is deterministic, so its steps have no density: use a stochastic sampler (--sampler ddim --eta 1, or ddpm, flow-sde, euler-a with eta > 0)", m, rule, o.Sampler.Eta)
 	}
@@ -194,14 +196,27 @@ func (o *Options) config(i int) sampler.Config {
 	return cfg
 }
 
-func (o *Options) settings(info pipelines.Info) settings {
+// settings returns the settings of an export with p. The scheduler's levels are those of the
+// grid the sampler will walk, so that dataset.json names the same family as every manifest row.
+func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
 	cfg := o.config(0)
+	// The sampler's own checks, before the grid is asked for: a bad step count or strength gets
+	// its usual message, and the walked part of the grid below is in range.
+	if err := cfg.Validate(); err != nil {
+		return settings{}, err
+	}
+	levels, err := p.Schedule(cfg.Steps)
+	if err != nil {
+		return settings{}, err
+	}
+	// An image-to-image run walks only the end of the grid (sampler.Run).
+	levels = levels[max(0, len(levels)-cfg.StepsWalked()-1):]
+	info := p.Info()
 	s := settings{
 		Mode: o.Mode, Model: info.Name, ModelHash: info.Hash, Samples: o.Samples,
-		Scheduler: schedulerOf(cfg, info, nil), Seed: o.Sampler.Seed, Class: o.Sampler.CondOpts.Class,
+		Scheduler: schedulerOf(cfg, info, levels), Seed: o.Sampler.Seed, Class: o.Sampler.CondOpts.Class,
 		Half: o.Half, GlobalStd: o.GlobalStd,
 	}
-	s.Scheduler.Levels = ""
 	if o.Mode.Pairs() {
 		s.Pairs, s.TieTolerance = o.Pairs, o.TieTolerance
 	}
@@ -209,7 +224,7 @@ func (o *Options) settings(info pipelines.Info) settings {
 	if o.Features != nil {
 		s.Features = o.Features.Name()
 	}
-	return s
+	return s, nil
 }
 
 // Export samples every prompt with p as opts say, records the trajectories and writes the
@@ -224,9 +239,13 @@ func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	set, err := opts.settings(p)
+	if err != nil {
+		return nil, err
+	}
 	w, err := OpenWriter(opts.Out, WriterOptions{
 		Mode: opts.Mode, Half: opts.Half, ShardSize: opts.ShardSize, Pairs: opts.Pairs,
-		TieTolerance: opts.TieTolerance, GlobalStd: opts.GlobalStd, Settings: opts.settings(p.Info()),
+		TieTolerance: opts.TieTolerance, GlobalStd: opts.GlobalStd, Settings: set,
 	})
 	if err != nil {
 		return nil, err

@@ -50,6 +50,64 @@ func checkLogProbs(t *testing.T, d *finetune.Dataset) {
 	}
 }
 
+// checkSettingsLevels checks that dataset.json names the family of levels every manifest row
+// names, and that it is want.
+func checkSettingsLevels(t *testing.T, d *finetune.Dataset, want string) {
+	t.Helper()
+	var s struct {
+		Scheduler finetune.Scheduler `json:"scheduler"`
+	}
+	if err := d.Settings(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Scheduler.Levels != want {
+		t.Errorf("dataset.json settings.scheduler.levels %q, want %q", s.Scheduler.Levels, want)
+	}
+	for _, r := range d.Rows {
+		if r.Scheduler.Levels != s.Scheduler.Levels {
+			t.Errorf("%s: levels %q, dataset.json %q", r.ID, r.Scheduler.Levels, s.Scheduler.Levels)
+		}
+	}
+}
+
+// TestExportFlowSDELogProbsOnEveryStep exports with flow-sde and no eta, as Flow-GRPO samples:
+// the noise level is Flow-GRPO's default 0.7 (recorded as such in the manifest and dataset.json),
+// and every step, the last included, has a positive std and a finite log-probability that a
+// trainer recomputes exactly from the exported tensors.
+func TestExportFlowSDELogProbsOnEveryStep(t *testing.T) {
+	p := openGlyphs(t)
+	out := filepath.Join(t.TempDir(), "ds")
+	o := glyphOptions(t, finetune.GRPO, out, `a red "A"`)
+	o.Sampler.Rule, o.Sampler.Eta = sampler.FlowSDERule, 0
+	export(t, p, o)
+	d := openDataset(t, out)
+	checkLogProbs(t, d)
+	checkSettingsLevels(t, d, "flow")
+	var s struct {
+		Scheduler finetune.Scheduler `json:"scheduler"`
+	}
+	if err := d.Settings(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Scheduler.Sampler != sampler.FlowSDERule || s.Scheduler.Eta != sampler.DefaultFlowSDENoise {
+		t.Errorf("dataset.json scheduler %+v: want flow-sde with eta 0.7", s.Scheduler)
+	}
+	for _, r := range d.Rows {
+		if r.Scheduler.Sampler != sampler.FlowSDERule || r.Scheduler.Eta != sampler.DefaultFlowSDENoise {
+			t.Errorf("%s: scheduler %+v, want flow-sde with eta 0.7", r.ID, r.Scheduler)
+		}
+		tr, err := d.Trajectory(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s, lp := range tr.LogProbs {
+			if !(tr.Stds[s] > 0) || math.IsNaN(float64(lp)) || math.IsInf(float64(lp), 0) {
+				t.Errorf("%s step %d of %d: std %v log-prob %v, want a draw with a finite log-probability", r.ID, s, len(tr.LogProbs), tr.Stds[s], lp)
+			}
+		}
+	}
+}
+
 // TestExportGRPO exports three prompts in groups of four into shards that roll over, and checks
 // what a GRPO trainer relies on: every sample once, trajectories identical to a direct recorded
 // run, exact log-probabilities, advantages (r - group mean)/(group std + 1e-4) with mean 0 in
@@ -78,6 +136,7 @@ func TestExportGRPO(t *testing.T) {
 		}
 	}
 	checkLogProbs(t, d)
+	checkSettingsLevels(t, d, "flow")
 
 	// Group 1 is prompt 1 seeded with Seed+1: a direct recorded run gives the same trajectories.
 	cfg := o.Sampler

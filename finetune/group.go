@@ -111,9 +111,11 @@ type FKSettings struct {
 	Resampler    string  `json:"resampler"`
 }
 
+// schedulerOf describes how cfg samples with a model of this info on these levels. It records
+// the eta the steps used (a flow-sde run with eta 0 draws with sampler.DefaultFlowSDENoise).
 func schedulerOf(cfg sampler.Config, info pipelines.Info, levels []schedule.Level) Scheduler {
 	s := Scheduler{
-		Sampler: cfg.Rule, Eta: cfg.Eta, Steps: cfg.Steps, Guidance: cfg.Guidance,
+		Sampler: cfg.Rule, Eta: cfg.Rule.Eta(cfg.Eta), Steps: cfg.Steps, Guidance: cfg.Guidance,
 		Levels: levelKind(levels), Prediction: info.Prediction, Method: cfg.Method,
 		Particles: cfg.Particles, SharedStart: cfg.SharedStart, SharedPrefix: cfg.SharedPrefix,
 	}

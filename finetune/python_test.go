@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/sampler"
 )
 
 // expectedTensor is what check_dataset.py compares bit for bit with a shard: a tensor's dtype,
@@ -64,12 +65,20 @@ func TestPythonReadsDataset(t *testing.T) {
 	for _, tc := range []struct {
 		mode finetune.Mode
 		half bool
-	}{{finetune.GRPO, false}, {finetune.D3PO, true}} {
-		t.Run(string(tc.mode), func(t *testing.T) {
+		rule sampler.Rule // "": glyphOptions' ddim
+	}{{finetune.GRPO, false, ""}, {finetune.D3PO, true, ""}, {finetune.GRPO, false, sampler.FlowSDERule}} {
+		name := string(tc.mode)
+		if tc.rule != "" {
+			name += "-" + string(tc.rule)
+		}
+		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "ds")
 			o := glyphOptions(t, tc.mode, out, `"A" on navy`, `a yellow "7"`)
 			o.Samples = 3
 			o.Half = tc.half
+			if tc.rule != "" {
+				o.Sampler.Rule, o.Sampler.Eta = tc.rule, 0 // Flow-GRPO's noise level: every step drawn
+			}
 			export(t, p, o)
 			d := openDataset(t, out)
 

@@ -25,8 +25,15 @@ const (
 	DDPMRule Rule = "ddpm"
 	// EulerARule is k-diffusion's Euler-ancestral step with the run's eta.
 	EulerARule Rule = "euler-a"
-	// FlowSDERule is Flow-GRPO's SDE step for rectified flows; eta is its noise level a.
+	// FlowSDERule is Flow-GRPO's SDE step for rectified flows on every step, the last (onto
+	// t' = 0) included, as Flow-GRPO samples: its final images keep a little noise and every
+	// step has a log-probability. Eta is the noise level a; 0 means DefaultFlowSDENoise.
 	FlowSDERule Rule = "flow-sde"
+	// FlowSDECleanRule is FlowSDERule except at a step onto clean data (t' = 0), which lands on
+	// the prediction x0 (std 0, no log-probability): clean final images, for users who want
+	// them more than Flow-GRPO's exact sampler, whose last step a trainer could use. Eta as
+	// FlowSDERule.
+	FlowSDECleanRule Rule = "flow-sde-clean"
 	// DPMpp2MRule is DPM-Solver++(2M), diffusers' default multistep ODE solver for Stable
 	// Diffusion; deterministic, eta is ignored. Each particle's previous x0 prediction travels
 	// with it in the population.
@@ -36,7 +43,12 @@ const (
 	LCMRule Rule = "lcm"
 )
 
-var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule, DPMpp2MRule, LCMRule}
+var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule, FlowSDECleanRule, DPMpp2MRule, LCMRule}
+
+// DefaultFlowSDENoise is Flow-GRPO's default noise level a (sde_step_with_logprob's
+// noise_level), which the flow-sde rules use when eta is 0, so that they run on models that
+// recommend no eta. A flow-sde step with a = 0 would be the Euler step, which Euler names.
+const DefaultFlowSDENoise = 0.7
 
 // ParseRule turns a sampler name into a Rule.
 func ParseRule(s string) (Rule, error) { return parseName("sampler", s, rules) }
@@ -53,6 +65,16 @@ func parseName[T ~string](what, s string, valid []T) (T, error) {
 	return "", fmt.Errorf("unknown %s %q (valid: %s)", what, s, strings.Join(names, ", "))
 }
 
+// Eta returns the eta that steps of rule r take when eta is configured: eta itself, except that
+// the flow-sde rules read 0 (unset) as DefaultFlowSDENoise. [Config.Validate] stores it in
+// Config.Eta, so what a run records is what it used.
+func (r Rule) Eta(eta float64) float64 {
+	if (r == FlowSDERule || r == FlowSDECleanRule) && eta == 0 {
+		return DefaultFlowSDENoise
+	}
+	return eta
+}
+
 // Stochastic reports whether the rule draws fresh noise with this eta. FK steering needs it:
 // a deterministic sampler gives resampled copies nothing to diverge with.
 func (r Rule) Stochastic(eta float64) bool {
@@ -62,7 +84,7 @@ func (r Rule) Stochastic(eta float64) bool {
 	case DDPMRule, LCMRule:
 		return true
 	}
-	return eta > 0
+	return r.Eta(eta) > 0
 }
 
 // step writes the mean of one step for a whole batch and returns its standard deviation.
@@ -81,6 +103,12 @@ func (r Rule) step(mean, x, x0, eps, prevX0 []float32, prev *schedule.Level, fro
 	case EulerARule:
 		return EulerAncestral(mean, x0, eps, from, to, eta)
 	case FlowSDERule:
+		return FlowSDE(mean, x, x0, eps, from, to, eta)
+	case FlowSDECleanRule:
+		if to.Clean() {
+			// The Euler step onto t' = 0, x - t v, is the prediction x0 itself.
+			return DDIM(mean, x0, eps, from, to, 0)
+		}
 		return FlowSDE(mean, x, x0, eps, from, to, eta)
 	}
 	return DDIM(mean, x0, eps, from, to, 0)
@@ -130,9 +158,11 @@ type Config struct {
 	CondOpts pipelines.CondOptions
 	// Steps is the number of steps of the pipeline's schedule, p.Schedule(Steps). A run walks all
 	// of them, or with Init the last StepsWalked() of them.
-	Steps      int
-	Guidance   float64
-	Rule       Rule
+	Steps    int
+	Guidance float64
+	Rule     Rule
+	// Eta is the noise of ddim and euler-a, and the noise level a of the flow-sde rules, where 0
+	// means DefaultFlowSDENoise (Validate fills it in); the other rules ignore it.
 	Eta        float64
 	Seed       uint64
 	Images     int
@@ -180,9 +210,9 @@ func (c Config) StepsWalked() int {
 	return min(int(float64(c.Steps)*c.Strength), c.Steps)
 }
 
-// Validate fills defaults for unset fields (sampler, method, selection, resampler) and reports
-// the first setting that cannot work, naming the fix. Run calls it; callers that prepare many
-// configurations (batch items) call it up front.
+// Validate fills defaults for unset fields (sampler, the flow-sde noise level, method,
+// selection, resampler) and reports the first setting that cannot work, naming the fix. Run
+// calls it; callers that prepare many configurations (batch items) call it up front.
 func (c *Config) Validate() error {
 	if c.Steps <= 0 {
 		return fmt.Errorf("steps must be positive (got %d)", c.Steps)
@@ -196,6 +226,7 @@ func (c *Config) Validate() error {
 	if c.Rule == "" {
 		c.Rule = Euler
 	}
+	c.Eta = c.Rule.Eta(c.Eta)
 	if c.Method == "" {
 		c.Method = Base
 	}

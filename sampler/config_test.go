@@ -19,7 +19,7 @@ func TestParseNames(t *testing.T) {
 	if r, err := ParseRule("lcm"); err != nil || r != LCMRule {
 		t.Errorf("ParseRule(lcm) = %v, %v", r, err)
 	}
-	if _, err := ParseRule("heun"); err == nil || !strings.Contains(err.Error(), "valid: euler, ddim, ddpm, euler-a, flow-sde, dpm++2m, lcm") {
+	if _, err := ParseRule("heun"); err == nil || !strings.Contains(err.Error(), "valid: euler, ddim, ddpm, euler-a, flow-sde, flow-sde-clean, dpm++2m, lcm") {
 		t.Errorf("ParseRule(heun) error = %v", err)
 	}
 	if m, err := ParseMethod("bon"); err != nil || m != BestOfN {
@@ -93,5 +93,28 @@ func TestStepsWalked(t *testing.T) {
 	}
 	if got := (Config{Steps: 10, Strength: 0.5}).StepsWalked(); got != 10 {
 		t.Errorf("without Init: %d steps walked, want all 10", got)
+	}
+}
+
+// The flow-sde rules read an unset eta (0) as Flow-GRPO's default noise level, so that they run
+// on models that recommend no eta (the MNIST DiT); a set eta, and every other rule's, is kept.
+func TestValidateFillsTheFlowSDENoiseLevel(t *testing.T) {
+	for _, c := range []struct {
+		rule      Rule
+		eta, want float64
+	}{
+		{FlowSDERule, 0, 0.7}, {FlowSDECleanRule, 0, 0.7}, {FlowSDERule, 0.3, 0.3}, {FlowSDECleanRule, 1.2, 1.2},
+		{DDIMRule, 0, 0}, {EulerARule, 0, 0}, {Euler, 0, 0},
+	} {
+		cfg := Config{Steps: 4, Images: 1, Particles: 1, Rule: c.rule, Eta: c.eta}
+		if err := cfg.Validate(); err != nil || cfg.Eta != c.want {
+			t.Errorf("%s eta %v: validated eta %v (%v), want %v", c.rule, c.eta, cfg.Eta, err, c.want)
+		}
+		if got, want := c.rule.Stochastic(c.eta), c.want > 0; got != want {
+			t.Errorf("%s eta %v: Stochastic %v, want %v", c.rule, c.eta, got, want)
+		}
+	}
+	if DefaultFlowSDENoise != 0.7 {
+		t.Errorf("DefaultFlowSDENoise = %v, want Flow-GRPO's noise_level 0.7", DefaultFlowSDENoise)
 	}
 }

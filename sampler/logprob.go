@@ -14,11 +14,11 @@ var logSqrt2Pi = 0.5 * math.Log(2*math.Pi)
 // trainers that want another convention recompute it from the exported mean, std and x. The sum
 // runs in float64.
 //
-// A step with std <= 0 (DDIM with eta 0, or any step onto clean data) has no density. LogProb
-// returns NaN for it, and for empty x, rather than -Inf or a panic: NaN cannot pass for a very
-// unlikely sample in a weight or a ratio, and it shows up in any statistic it reaches. Callers
-// should not ask. x and mean must have equal lengths; LogProb panics otherwise. It does not
-// allocate.
+// A step with std <= 0 (DDIM with eta 0, or a step onto clean data by any rule but flow-sde) has
+// no density. LogProb returns NaN for it, and for empty x, rather than -Inf or a panic: NaN
+// cannot pass for a very unlikely sample in a weight or a ratio, and it shows up in any
+// statistic it reaches. Callers should not ask. x and mean must have equal lengths; LogProb
+// panics otherwise. It does not allocate.
 func LogProb(x, mean []float32, std float64) float64 {
 	mustMatch(mean, x)
 	if !(std > 0) || len(x) == 0 {

@@ -24,7 +24,8 @@ type Trajectories struct {
 	Stds  []float64
 	// LogProbs[s*Rows+r] is log N(x_{s+1}; mean, std^2 I) of that step averaged over the Dim
 	// elements (DDPO's convention, see LogProb), in float32; NaN where std is 0 (a deterministic
-	// step has no density: euler, DDIM with eta 0, dpm++2m, any step onto clean data).
+	// step has no density: euler, DDIM with eta 0, dpm++2m, a step onto clean data by any rule
+	// but flow-sde, which draws that step too).
 	LogProbs []float32
 	// Lineage[i*Steps+s] is the row whose step s belongs to the trajectory of final row i.
 	Lineage []int

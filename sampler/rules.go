@@ -168,19 +168,15 @@ func ancestralSplit(sigma, next, eta float64) (down, up float64) {
 // second point sigmas[1] in place of t in 1-t there, and that point is where the first step
 // goes, so FlowSDE uses 1-t': on Flow-GRPO's own grids the two agree exactly.
 //
-// When to is clean (t' = 0) FlowSDE writes mean = x0 and returns 0, as DDIM does. Flow-GRPO
-// takes an SDE step onto t' = 0 as well, which leaves noise of standard deviation
-// sigma_t sqrt(t) in its final sample; here the last step lands on the prediction, so the image
-// a reward scores is clean.
+// The last step, onto t' = 0, is an SDE step like the others, as Flow-GRPO's sampler takes it:
+// dt = -t, mean = x0 - (sigma_t^2/2) eps and std = sigma_t sqrt(t) = a t/sqrt(1-t) (0.0609 on
+// the unshifted 12-step grid with a = 0.7), so the final sample keeps a little noise and the
+// step has a log-probability. The rule FlowSDECleanRule lands that step on x0 instead.
 //
 // from.Sigma must be positive. mean, x, x0 and eps must have equal lengths; FlowSDE panics
 // otherwise. It does not allocate.
 func FlowSDE(mean, x, x0, eps []float32, from, to schedule.Level, a float64) (std float64) {
 	mustMatch(mean, x, x0, eps)
-	if to.Clean() {
-		copy(mean, x0)
-		return 0
-	}
 	// 1. The SDE's noise scale at t, with Flow-GRPO's stand-in for 1-t at t = 1.
 	t, next := from.Sigma, to.Sigma
 	den := 1 - t

@@ -222,13 +222,8 @@ func TestFlowSDEMatchesFlowGRPO(t *testing.T) {
 			x0[j] = float32(float64(x[j]) - sigma*float64(v[j]))
 			eps[j] = float32(float64(x[j]) + (1-sigma)*float64(v[j]))
 		}
+		// Every step, the last (prev = 0) included: Flow-GRPO's sampler draws it too.
 		std := FlowSDE(mean, x, x0, eps, sigmas[i], sigmas[i+1], a)
-		if prev == 0 {
-			if std != 0 || mean[0] != x0[0] {
-				t.Errorf("last step: std %v mean %v, want 0 and x0 = %v", std, mean[0], x0[0])
-			}
-			continue
-		}
 		dt := prev - sigma
 		den := sigma
 		if sigma == 1 {
@@ -252,6 +247,8 @@ func TestFlowSDEMatchesFlowGRPO(t *testing.T) {
 	}
 }
 
+// TestStepsOntoCleanData: every rule but flow-sde lands on the prediction at t' = 0 (flow-sde
+// draws that step as Flow-GRPO does; see TestFlowSDEMatchesFlowGRPO).
 func TestStepsOntoCleanData(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	x, x0, eps, mean := randSlice(r, 32), randSlice(r, 32), randSlice(r, 32), make([]float32, 32)
@@ -263,7 +260,7 @@ func TestStepsOntoCleanData(t *testing.T) {
 		"ddim":            func() float64 { return DDIM(mean, x0, eps, from, clean, 1) },
 		"ddpm":            func() float64 { return DDPM(mean, x, x0, from, clean) },
 		"euler-ancestral": func() float64 { return EulerAncestral(mean, x0, eps, from, clean, 1) },
-		"flow-sde":        func() float64 { return FlowSDE(mean, x, x0, eps, from, clean, 0.7) },
+		"flow-sde-clean":  func() float64 { return FlowSDECleanRule.step(mean, x, x0, eps, nil, nil, from, clean, 0.7) },
 		"dpm++2m":         func() float64 { return DPMSolver2M(mean, x, x0, nil, nil, from, clean) },
 		"dpm++2m with m1": func() float64 { return DPMSolver2M(mean, x, x0, prevX0, &prev, from, clean) },
 		"lcm":             func() float64 { return LCM(mean, x0, clean) },
