@@ -269,6 +269,8 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 	if err := probe.Validate(); err != nil {
 		return cfg, usageError{err}
 	}
+	// The noise level the run uses (flow-sde: 0.7 when unset), so outputs record it.
+	cfg.Eta = probe.Eta
 	return cfg, nil
 }
 
