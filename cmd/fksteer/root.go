@@ -122,6 +122,7 @@ func (a *app) setupLogging() error {
 // initRuntime loads ONNX Runtime and returns the session options the configuration asks for.
 // With --provider auto the provider is chosen here, once, and the choice logged with its reason.
 func (a *app) initRuntime() ([]models.Option, error) {
+	a.log.Debug("loading ONNX Runtime")
 	if err := models.Init(a.v.GetString("ort-lib")); err != nil {
 		return nil, err
 	}
