@@ -27,12 +27,15 @@ vet:
 # -race, whose instrumentation slows their Go loops ~10x; the second pass runs them without it,
 # verbosely, so the distances they measure are in the log.
 STATISTICAL := TestUnsteered|TestFKIsExact|TestAdaptiveFK|TestMNISTConditional
+# The suites that run the CLI as child processes skip under -race too (cmd/fksteer/race_on_test.go).
+CHILDREN := TestBadInputs|TestSignalsStopEveryCommand
 
 # The WebGPU tests (models' conformance suite, the generate comparisons, the GPU check) run where
 # a Vulkan adapter exists; CI installs Mesa's software one first (scripts/install-vulkan.sh).
 test: ort vet build
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -v -timeout 30m -run '$(STATISTICAL)' ./sampler/
+	$(GO) test -timeout 30m -run '$(CHILDREN)' ./cmd/fksteer/
 	FKSTEER=$(BIN) scripts/gpu-check.sh --quick
 
 # The GPU measurements of docs/gpu.md, on a machine with a GPU.
