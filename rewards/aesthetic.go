@@ -10,7 +10,9 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-func init() { Register("aesthetic", newAesthetic) }
+func init() {
+	Register("aesthetic", newAesthetic, append([]string{"encoder", "head", "input", "embedding", "head-input", "head-output", "normalize"}, imageOptionKeys...)...)
+}
 
 // DefaultAestheticHead is the LAION aesthetic predictor's file under the model folder, where
 // `fksteer models pull laion-aesthetic-vitb32` puts it.

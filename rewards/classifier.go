@@ -13,7 +13,9 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-func init() { Register("classifier", newClassifier) }
+func init() {
+	Register("classifier", newClassifier, append([]string{"model", "labels", "target", "score", "input", "output"}, imageOptionKeys...)...)
+}
 
 // ScoreKind is what a classifier reward returns for the target class.
 type ScoreKind string
@@ -33,12 +35,13 @@ const (
 // grey by BT.601 luma), then v' = (v - mean)/std with mean and std 0.5, mapping [0, 1] to
 // [-1, 1] as MNIST models trained on (x/255-0.5)/0.5 expect.
 type Classifier struct {
-	sess   *models.Session
-	input  string
-	output string
-	target int // -1: read from each prompt
-	labels []string
-	kind   ScoreKind
+	sess    *models.Session
+	input   string
+	output  string
+	target  int // -1: read from each prompt
+	classes int // from the model's output shape; 0 where it is dynamic
+	labels  []string
+	kind    ScoreKind
 
 	mu    sync.Mutex
 	prep  *imagePrep
@@ -73,6 +76,11 @@ func newClassifier(o *Options, env Env) (Reward, error) {
 	if err != nil {
 		return nil, err
 	}
+	if env.ImageHeight > 0 && env.ImageWidth > 0 {
+		if err := checkCrop(img.Crop, env.ImageHeight, env.ImageWidth); err != nil {
+			return nil, err
+		}
+	}
 	kind := ScoreKind(o.String("score", string(LogProb)))
 	if kind != LogProb && kind != Prob && kind != Logit {
 		return nil, fmt.Errorf("reward classifier: score=%q is not logprob, prob or logit", kind)
@@ -83,10 +91,14 @@ func newClassifier(o *Options, env Env) (Reward, error) {
 	}, env.ModelOptions...)
 }
 
-// classIndex reads a class given as a number or, with labels, as a label.
+// classIndex reads a class given as a number or, with labels, as a label; -1 means "from the
+// prompt".
 func classIndex(s string, labels []string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		return max(n, -1), nil // -1: from the prompt
+		if n < -1 {
+			return 0, fmt.Errorf("class numbers start at 0 (-1, or no target, reads the class from the prompt)")
+		}
+		return n, nil
 	}
 	for i, l := range labels {
 		if strings.EqualFold(l, s) {
@@ -144,6 +156,11 @@ func NewClassifier(path string, o ClassifierOptions, opts ...models.Option) (*Cl
 		sess.Close()
 		return nil, fmt.Errorf("reward classifier %s: %w", path, err)
 	}
+	// A target the model cannot score fails now, not on the first image.
+	if r.classes > 0 && r.target >= r.classes {
+		sess.Close()
+		return nil, fmt.Errorf("reward classifier: target=%d, but %s has %d classes: target must be 0 to %d", r.target, path, r.classes, r.classes-1)
+	}
 	return r, nil
 }
 
@@ -161,6 +178,18 @@ func (r *Classifier) bind(input, output string, img ImageOptions) error {
 		return err
 	}
 	r.input, r.output = in.Name, out.Name
+	if n := len(out.Dims); n > 0 && out.Dims[n-1] > 0 {
+		r.classes = int(out.Dims[n-1])
+	}
+	return nil
+}
+
+// checkCrop refuses a centre crop larger than h x w images: it would crop nothing, silently,
+// and the model would see a different part of the image than the spec says.
+func checkCrop(crop, h, w int) error {
+	if crop > min(h, w) {
+		return fmt.Errorf("reward classifier: crop=%d is larger than the %dx%d images: crop must be 1 to %d (0: no crop)", crop, w, h, min(h, w))
+	}
 	return nil
 }
 
@@ -176,6 +205,9 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 	if err != nil {
 		return err
 	}
+	if err := checkCrop(r.prep.opts.Crop, imgs.H, imgs.W); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	logits, classes, err := r.logits(ctx, imgs)
@@ -183,7 +215,7 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 		return err
 	}
 	if target >= classes {
-		return fmt.Errorf("reward classifier: target class %d, but the model has %d classes", target, classes)
+		return fmt.Errorf("reward classifier: target class %d, but the model has %d classes: the class must be 0 to %d", target, classes, classes-1)
 	}
 	for i := range imgs.N {
 		dst[i] = classScore(logits[i*classes:(i+1)*classes], target, r.kind)
@@ -243,6 +275,9 @@ func (r *Classifier) TopClass(ctx context.Context, imgs models.Images, dst []int
 	}
 	if len(dst) != imgs.N {
 		return fmt.Errorf("classify %d images into %d slots", imgs.N, len(dst))
+	}
+	if err := checkCrop(r.prep.opts.Crop, imgs.H, imgs.W); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -10,7 +10,7 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-func init() { Register("color", newColor) }
+func init() { Register("color", newColor, "target") }
 
 // Color rewards images whose mean colour is close to a target: 1 - d/sqrt(3), where d is the
 // Euclidean distance between the image's mean RGB and the target, both in [0, 1]. It is 1 for an

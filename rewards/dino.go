@@ -13,7 +13,9 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-func init() { Register("dino", newDINO) }
+func init() {
+	Register("dino", newDINO, append([]string{"model", "ref", "input", "output", "reduce", "registers", "patch"}, imageOptionKeys...)...)
+}
 
 // DINO rewards images that look like reference images (the image-as-reward idea of Adv-GRPO):
 // the cosine similarity between the class-token embedding of the image and of each reference,

@@ -60,6 +60,10 @@ var normPresets = map[string][2][]float64{
 	"none":     {{0}, {1}},
 }
 
+// imageOptionKeys are the keys parseImageOptions reads, for the Register calls of the rewards
+// that take image options.
+var imageOptionKeys = []string{"size", "crop", "resize", "norm", "mean", "std", "order", "antialias", "layout"}
+
 // parseImageOptions reads the image options of a spec on top of def: size=N or HxW, crop=N,
 // resize=N, norm=imagenet|clip|half|none, mean=a/b/c, std=a/b/c, order=rgb|bgr,
 // antialias=true|false, layout=nchw|nhwc.

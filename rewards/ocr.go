@@ -11,7 +11,9 @@ import (
 	"github.com/fksteer/fksteer/models"
 )
 
-func init() { Register("ocr", newOCR) }
+func init() {
+	Register("ocr", newOCR, "rec", "dict", "detect", "det", "det-limit-type", "det-limit", "det-batch", "max-candidates", "thresh", "box-thresh", "unclip", "min-score", "target")
+}
 
 // The PaddleOCR English models' files under the model folder (see [DefaultModelDir]).
 const (
@@ -78,23 +80,14 @@ func DefaultOCROptions(modelDir string) OCROptions {
 
 func newOCR(o *Options, env Env) (Reward, error) {
 	oo := DefaultOCROptions(env.ModelDir)
-	var err error
-	if oo.Recognizer, err = env.modelFile(o, "rec", DefaultOCRRecognizer); err != nil {
-		return nil, err
-	}
-	if oo.Dict, err = env.modelFile(o, "dict", DefaultOCRDict); err != nil {
-		return nil, err
-	}
+	// Values are checked before model files are looked up, so a bad value is reported as
+	// itself even where the default models are missing.
 	detect, err := o.Bool("detect", true)
 	if err != nil {
 		return nil, err
 	}
 	oo.NoDetect = !detect
-	if detect {
-		if oo.Detector, err = env.modelFile(o, "det", DefaultOCRDetector); err != nil {
-			return nil, err
-		}
-	} else if o.Has("det") {
+	if !detect && o.Has("det") {
 		return nil, fmt.Errorf("reward ocr: det= names a detector, but detect=false turns detection off")
 	}
 	oo.DetLimitType = o.String("det-limit-type", oo.DetLimitType)
@@ -115,6 +108,17 @@ func newOCR(o *Options, env Env) (Reward, error) {
 		}
 	}
 	oo.Target = o.String("target", "")
+	if oo.Recognizer, err = env.modelFile(o, "rec", DefaultOCRRecognizer); err != nil {
+		return nil, err
+	}
+	if oo.Dict, err = env.modelFile(o, "dict", DefaultOCRDict); err != nil {
+		return nil, err
+	}
+	if detect {
+		if oo.Detector, err = env.modelFile(o, "det", DefaultOCRDetector); err != nil {
+			return nil, err
+		}
+	}
 	return NewOCR(oo, env.ModelOptions...)
 }
 

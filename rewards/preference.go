@@ -16,7 +16,9 @@ import (
 	"github.com/fksteer/fksteer/tokenizers"
 )
 
-func init() { Register("preference", newPreference) }
+func init() {
+	Register("preference", newPreference, append([]string{"model", "preset", "image", "text", "mask", "output", "image-embeds", "text-embeds", "score", "logit-scale", "shift", "scale", "tokenizer", "text-length"}, imageOptionKeys...)...)
+}
 
 // Preference scores how well images match their prompt with an image-text model exported to
 // ONNX: CLIP score, PickScore, HPSv2 (CLIP-shaped: pixel_values and input_ids in, embeddings

@@ -14,6 +14,8 @@ package rewards
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
@@ -92,25 +94,44 @@ type Env struct {
 	// ModelDir is the folder where rewards look for the model files an option does not name
 	// (such as the OCR reward's PaddleOCR models); empty means [DefaultModelDir].
 	ModelDir string
+	// ImageHeight and ImageWidth are the size of the images the reward will score, where the
+	// caller knows it (0: unknown, or images of several sizes). Rewards check their options
+	// against it when they are built (the classifier's crop=), so a spec that cannot fit the
+	// images fails before any work; where it is unknown they check on each Score.
+	ImageHeight, ImageWidth int
 }
 
-// Options are a reward spec's key=value pairs. Constructors read them through the typed getters,
-// and Parse rejects any key no getter asked for, naming the closest valid one, and any key given
-// more than once that was not read with [Options.Strings].
+// Options are a reward spec's key=value pairs. Constructors read them through the typed getters.
+// Parse rejects a key the reward does not declare (see [Register]) before the constructor runs,
+// naming the closest valid one, so that a constructor's own error (a missing or invalid option)
+// always reaches the user as itself; and it rejects any key given more than once that was not
+// read with [Options.Strings].
 type Options struct {
 	reward string
 	values map[string][]string
 	seen   map[string]bool
 	multi  map[string]bool
+	// keys are the reward's declared keys (nil: not declared, see Register); undeclared
+	// records a key a getter read that is not among them.
+	keys       map[string]bool
+	undeclared string
 }
 
 func newOptions(reward string) *Options {
 	return &Options{reward: reward, values: map[string][]string{}, seen: map[string]bool{}, multi: map[string]bool{}}
 }
 
+// read marks key as read by the constructor.
+func (o *Options) read(key string) {
+	o.seen[key] = true
+	if o.keys != nil && !o.keys[key] && o.undeclared == "" {
+		o.undeclared = key
+	}
+}
+
 // String returns option key as a string, or def when absent.
 func (o *Options) String(key, def string) string {
-	o.seen[key] = true
+	o.read(key)
 	if v := o.values[key]; len(v) > 0 {
 		return v[len(v)-1]
 	}
@@ -120,7 +141,7 @@ func (o *Options) String(key, def string) string {
 // Strings returns every value of a key that may be repeated (`ref=a.png,ref=b.png`), in order;
 // nil when absent.
 func (o *Options) Strings(key string) []string {
-	o.seen[key] = true
+	o.read(key)
 	o.multi[key] = true
 	return o.values[key]
 }
@@ -167,45 +188,83 @@ func (o *Options) Bool(key string, def bool) (bool, error) {
 
 // Has reports whether the spec set key.
 func (o *Options) Has(key string) bool {
-	o.seen[key] = true
+	o.read(key)
 	_, ok := o.values[key]
 	return ok
 }
 
-func (o *Options) unused() error {
-	var valid, unknown []string
-	for k := range o.seen {
-		valid = append(valid, k)
+// unknown returns an error for the first key (in sorted order) that the spec sets and that is
+// neither declared nor read, naming the closest valid key.
+func (o *Options) unknown() error {
+	valid := map[string]bool{}
+	for k := range o.keys {
+		valid[k] = true
 	}
-	for k, v := range o.values {
-		if !o.seen[k] {
+	for k := range o.seen {
+		valid[k] = true
+	}
+	var unknown []string
+	for k := range o.values {
+		if !valid[k] {
 			unknown = append(unknown, k)
-		} else if len(v) > 1 && !o.multi[k] {
-			return fmt.Errorf("reward %s: option %s is given %d times; it takes one value", o.reward, k, len(v))
 		}
 	}
 	if len(unknown) == 0 {
 		return nil
 	}
-	sort.Strings(unknown)
-	sort.Strings(valid)
-	if s := keys.Closest(unknown[0], valid); s != "" {
+	slices.Sort(unknown)
+	names := slices.Sorted(maps.Keys(valid))
+	if s := keys.Closest(unknown[0], names); s != "" {
 		return fmt.Errorf("reward %s: unknown option %q (did you mean %q?)", o.reward, unknown[0], s)
 	}
-	return fmt.Errorf("reward %s: unknown option %q (valid: %s)", o.reward, unknown[0], strings.Join(valid, ", "))
+	if len(names) == 0 {
+		return fmt.Errorf("reward %s: unknown option %q (it takes no options)", o.reward, unknown[0])
+	}
+	return fmt.Errorf("reward %s: unknown option %q (valid: %s)", o.reward, unknown[0], strings.Join(names, ", "))
+}
+
+// repeated returns an error for a key given more than once that the constructor did not read
+// as a list ([Options.Strings]).
+func (o *Options) repeated() error {
+	for _, k := range slices.Sorted(maps.Keys(o.values)) {
+		if v := o.values[k]; len(v) > 1 && !o.multi[k] {
+			return fmt.Errorf("reward %s: option %s is given %d times; it takes one value", o.reward, k, len(v))
+		}
+	}
+	return nil
 }
 
 // Constructor builds a reward from its options.
 type Constructor func(opts *Options, env Env) (Reward, error)
 
-var registry = map[string]Constructor{}
+// registered is a constructor and the option keys it reads.
+type registered struct {
+	ctor Constructor
+	keys map[string]bool // nil: not declared
+}
+
+var registry = map[string]registered{}
 
 // Register makes a reward constructible by name. It is called from init functions.
-func Register(name string, c Constructor) {
+//
+// keys lists every option key the constructor may read ("provider" is implied: Parse handles
+// it). With keys declared, Parse refuses any other key before calling the constructor, so a
+// typo is reported as such even where the constructor would have stopped earlier on a missing
+// option, and a constructor's error is never mistaken for a typo; a constructor that reads an
+// undeclared key is a bug that Parse reports. Without keys, the keys are those the
+// constructor reads, which Parse can check only once it has succeeded.
+func Register(name string, c Constructor, keys ...string) {
 	if _, dup := registry[name]; dup {
 		panic("rewards: duplicate registration of " + name)
 	}
-	registry[name] = c
+	r := registered{ctor: c}
+	if len(keys) > 0 {
+		r.keys = map[string]bool{"provider": true}
+		for _, k := range keys {
+			r.keys[k] = true
+		}
+	}
+	registry[name] = r
 }
 
 // Names lists the registered rewards.
@@ -230,30 +289,35 @@ func Names() []string {
 // On error nothing stays open.
 func Parse(spec string, env Env) (Reward, error) {
 	terms := splitTerms(spec)
-	if len(terms) == 1 {
-		if _, rest, weighted := cutWeight(terms[0]); !weighted {
+	// Every weight is read before any reward is built, so a bad weight costs no model load.
+	weights := make([]float64, len(terms))
+	rests := make([]string, len(terms))
+	for i, t := range terms {
+		w, rest, weighted, err := cutWeight(t)
+		if err != nil {
+			return nil, err
+		}
+		if len(terms) == 1 && !weighted {
 			return parseOne(rest, env)
 		}
+		if !weighted {
+			w = 1
+		}
+		weights[i], rests[i] = w, rest
 	}
 	parts := make([]Reward, 0, len(terms))
-	weights := make([]float64, 0, len(terms))
 	fail := func(err error) (Reward, error) {
 		for _, p := range parts {
 			p.Close()
 		}
 		return nil, err
 	}
-	for _, t := range terms {
-		w, rest, weighted := cutWeight(t)
-		if !weighted {
-			w = 1
-		}
+	for _, rest := range rests {
 		r, err := parseOne(rest, env)
 		if err != nil {
 			return fail(err)
 		}
 		parts = append(parts, r)
-		weights = append(weights, w)
 	}
 	c, err := NewComposite(parts, weights)
 	if err != nil {
@@ -262,13 +326,19 @@ func Parse(spec string, env Env) (Reward, error) {
 	return c, nil
 }
 
-const weightPattern = `[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`
+// weightPattern matches what is written as a weight: a decimal number, or NaN and infinities
+// (which ParseFloat reads, and which are refused with a message rather than taken for part of
+// a reward name).
+const weightPattern = `[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))`
 
 var (
 	// termStart matches the start of a term: an optional weight, then a reward name followed by
 	// its options, another term or the end.
-	termStart = regexp.MustCompile(`^\s*(` + weightPattern + `\s*\*)?\s*([A-Za-z][\w-]*)\s*(?::|\+|$)`)
-	weighted  = regexp.MustCompile(`^\s*(` + weightPattern + `)\s*\*\s*(.*)$`)
+	termStart    = regexp.MustCompile(`^\s*(` + weightPattern + `\s*\*)?\s*([A-Za-z][\w-]*)\s*(?::|\+|$)`)
+	weightedTerm = regexp.MustCompile(`^\s*(` + weightPattern + `)\s*\*\s*(.*)$`)
+	// mantissa matches the start of a weight written with an exponent up to its "e": the "+"
+	// of "1e+3*ocr" belongs to the number, not between terms.
+	mantissa = regexp.MustCompile(`^\s*[-+]?(?:\d+\.?\d*|\.\d+)[eE]$`)
 )
 
 // splitTerms cuts a spec at every "+" that starts a term: one with a weight, or one naming a
@@ -277,11 +347,11 @@ func splitTerms(spec string) []string {
 	var terms []string
 	start := 0
 	for i := 0; i < len(spec); i++ {
-		if spec[i] != '+' {
+		if spec[i] != '+' || i+1 < len(spec) && spec[i+1] >= '0' && spec[i+1] <= '9' && mantissa.MatchString(spec[start:i]) {
 			continue
 		}
 		m := termStart.FindStringSubmatch(spec[i+1:])
-		if m == nil || m[1] == "" && registry[m[2]] == nil {
+		if m == nil || m[1] == "" && registry[m[2]].ctor == nil {
 			continue
 		}
 		terms = append(terms, spec[start:i])
@@ -290,27 +360,34 @@ func splitTerms(spec string) []string {
 	return append(terms, spec[start:])
 }
 
-// cutWeight splits "0.7*ocr:..." into 0.7 and "ocr:...".
-func cutWeight(term string) (w float64, rest string, ok bool) {
-	m := weighted.FindStringSubmatch(term)
+// cutWeight splits "0.7*ocr:..." into 0.7 and "ocr:..."; weighted is false for a term without
+// a weight. A weight that is not a finite number (nan, inf, 1e999) is an error.
+func cutWeight(term string) (w float64, rest string, weighted bool, err error) {
+	m := weightedTerm.FindStringSubmatch(term)
 	if m == nil {
-		return 0, term, false
+		return 0, term, false, nil
 	}
-	w, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, term, false
+	w, err = strconv.ParseFloat(m[1], 64)
+	if err != nil || math.IsNaN(w) || math.IsInf(w, 0) {
+		return 0, term, false, fmt.Errorf("reward weight %q in %q is not a finite number: write weights as numbers such as 0.7 or -1 (0.7*ocr+0.3*color:target=#ffffff)", m[1], strings.TrimSpace(term))
 	}
-	return w, m[2], true
+	return w, m[2], true, nil
 }
 
-// parseOne builds a single reward from `name` or `name:key=value,key=value`.
+// parseOne builds a single reward from `name` or `name:key=value,key=value`. Its errors, in
+// order: an unknown reward, an option that is not key=value, a key the reward does not declare
+// (naming the closest valid one), a bad provider=, then the constructor's own error about a
+// missing or invalid option, then an option given twice.
 func parseOne(spec string, env Env) (Reward, error) {
 	name, rest, _ := strings.Cut(strings.TrimSpace(spec), ":")
 	name = strings.TrimSpace(name)
-	ctor, ok := registry[name]
+	reg, ok := registry[name]
 	if !ok {
 		// An unknown name after a "+" is not split off as a term; name it alone.
 		name = name[strings.LastIndex(name, "+")+1:]
+		if w, r, ok := strings.Cut(name, "*"); ok && registry[strings.TrimSpace(r)].ctor != nil {
+			return nil, fmt.Errorf("reward weight %q in %q is not a number: write weights as numbers such as 0.7 or -1 (0.7*ocr+0.3*color:target=#ffffff)", strings.TrimSpace(w), name)
+		}
 		hint := ""
 		if s := keys.Closest(name, Names()); s != "" {
 			hint = fmt.Sprintf("did you mean %q? ", s)
@@ -318,6 +395,7 @@ func parseOne(spec string, env Env) (Reward, error) {
 		return nil, fmt.Errorf("unknown reward %q (%svalid: %s; combine rewards as 0.7*a+0.3*b)", name, hint, strings.Join(Names(), ", "))
 	}
 	opts := newOptions(name)
+	opts.keys = reg.keys
 	if strings.TrimSpace(rest) != "" {
 		for _, kv := range strings.Split(rest, ",") {
 			k, v, ok := strings.Cut(kv, "=")
@@ -326,6 +404,14 @@ func parseOne(spec string, env Env) (Reward, error) {
 				return nil, fmt.Errorf("reward %s: option %q is not key=value", name, kv)
 			}
 			opts.values[k] = append(opts.values[k], strings.TrimSpace(v))
+		}
+	}
+	// With declared keys a typo is found before the constructor runs, whatever the
+	// constructor would have stopped on first; the constructor's errors then speak for
+	// themselves.
+	if reg.keys != nil {
+		if err := opts.unknown(); err != nil {
+			return nil, err
 		}
 	}
 	if v, ok := opts.values["provider"]; ok {
@@ -343,15 +429,21 @@ func parseOne(spec string, env Env) (Reward, error) {
 			return nil
 		})
 	}
-	r, err := ctor(opts, env)
-	if err != nil {
-		// A misspelt key usually explains a missing-option error: name the typo instead.
-		if uerr := opts.unused(); uerr != nil {
-			return nil, uerr
+	r, err := reg.ctor(opts, env)
+	if opts.undeclared != "" {
+		if err == nil {
+			r.Close()
 		}
+		return nil, fmt.Errorf("reward %s reads option %q, which its Register call does not declare (a bug in fksteer: please report it)", name, opts.undeclared)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := opts.unused(); err != nil {
+	err = opts.unknown()
+	if err == nil {
+		err = opts.repeated()
+	}
+	if err != nil {
 		r.Close()
 		return nil, err
 	}

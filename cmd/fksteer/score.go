@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
+	"strings"
+	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/fksteer/fksteer/models"
@@ -16,11 +22,16 @@ func (a *app) scoreCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "score --reward SPEC [--prompt TEXT] IMAGE...",
 		Short: "Score image files with a reward and print every part of every score",
-		Long: `Scores PNG, JPEG or WebP files with a reward spec, as steering would score a particle, and prints
-one JSON object per image, in argument order: the total score and each part (name, weight, score;
-for OCR also the text read). Images of one size are scored together in one batch. A score that
-is NaN or infinite prints as null. The reward key of the config file applies when --reward is not
-given. docs/rewards.md lists every reward and option.`,
+		Long: `Scores image files (PNG, JPEG, WebP, GIF, BMP, TIFF) with a reward spec, as steering would score a
+particle, and prints one JSON object per image, in argument order: the total score and each part
+(name, weight, score; for OCR also the text read). Files are read, scored and printed a batch at
+a time (images of one size in one reward call), so any number of files fits in memory. A score
+that is NaN or infinite prints as null. The reward key of the config file applies when --reward
+is not given. docs/rewards.md lists every reward and option.
+
+A file that cannot be read or scored (missing, not an image, truncated, larger than
+--max-image-pixels) gets one warning line on stderr naming it, and the others are still scored;
+score then exits with code 1 after a last line that counts them.`,
 		Example: `  fksteer score --reward ocr --prompt 'a sign that says "open"' sign.png
   fksteer score --reward 'dino:model=dinov2.onnx,ref=cat.png' a.png b.png
   fksteer score --reward '0.7*classifier:model=mnist-8.onnx,target=3,crop=28+0.3*color:target=#ffffff' *.png`,
@@ -32,7 +43,7 @@ given. docs/rewards.md lists every reward and option.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error { return a.score(cmd, args) },
 	}
-	addFlags(cmd.Flags(), append(pick(samplingSettings, "reward"), pick(generateSettings, "prompt")...))
+	addFlags(cmd.Flags(), append(append(pick(samplingSettings, "reward"), pick(generateSettings, "prompt")...), pick(batchSettings, "progress")...))
 	return cmd
 }
 
@@ -62,54 +73,225 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 	return json.Marshal(float64(f))
 }
 
+// Score streams: images are loaded, scored and printed a bounded batch at a time, so memory does
+// not grow with the number of files, and the first lines appear before the last file is read.
+const (
+	// scoreBatchImages bounds the images scored together (one reward call per size).
+	scoreBatchImages = 16
+	// scoreBatchPixels bounds the pixels loaded at once (16 Mi pixels: 192 MiB as float32 RGB);
+	// a single larger image is scored alone.
+	scoreBatchPixels = 16 << 20
+)
+
 func (a *app) score(cmd *cobra.Command, paths []string) error {
 	spec := a.v.GetString("reward")
 	if spec == "" {
 		return usageError{errors.New("score needs a reward: --reward SPEC (see docs/rewards.md)")}
 	}
-	imgs := make([]models.Images, len(paths))
-	for i, p := range paths {
-		var err error
-		if imgs[i], err = rewards.LoadImage(p); err != nil {
-			return err
-		}
+	mode := a.v.GetString("progress")
+	switch mode {
+	case "auto", "bar", "log", "off":
+	default:
+		return usageError{fmt.Errorf("progress %q is not auto, bar, log or off", mode)}
 	}
+	maxPixels := a.v.GetInt64("max-image-pixels")
+	if maxPixels < 0 {
+		return usageError{fmt.Errorf("max-image-pixels %d is negative: want a pixel count (0 = no limit)", maxPixels)}
+	}
+	rewards.MaxImagePixels = maxPixels
 	opts, err := a.initRuntime()
 	if err != nil {
 		return err
 	}
 	r, err := rewards.Parse(spec, rewards.Env{ModelOptions: opts})
 	if err != nil {
-		return err
+		var tooMany *rewards.TooManyPixelsError
+		if errors.As(err, &tooMany) {
+			return err // a reference image, as a scored image would be: exit 1
+		}
+		return usageError{err} // the spec is wrong: retrying cannot help
 	}
 	defer r.Close()
-	prompt := a.v.GetString("prompt")
-	out := make([]scoredImage, len(paths))
-	for _, group := range sameSize(imgs) {
-		batch := stack(imgs, group)
-		scores, parts, err := rewards.Explain(cmd.Context(), r, batch, prompt)
+	s := &scorer{a: a, r: r, prompt: a.v.GetString("prompt"), enc: json.NewEncoder(a.stdout),
+		progress: newScoreProgress(mode, a.stderr, a.log, len(paths))}
+	s.enc.SetEscapeHTML(false)
+	defer s.progress.finish()
+	ctx := cmd.Context()
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		img, err := rewards.LoadImage(p)
 		if err != nil {
-			return fmt.Errorf("reward %s: %w", r.Name(), err)
+			s.fail(p, err)
+			continue
+		}
+		s.paths = append(s.paths, p)
+		s.imgs = append(s.imgs, img)
+		s.pixels += img.H * img.W
+		if len(s.imgs) >= scoreBatchImages || s.pixels >= scoreBatchPixels {
+			if err := s.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	switch {
+	case s.failed == len(paths):
+		return fmt.Errorf("no image was scored: %s", s.first)
+	case s.failed > 0:
+		return fmt.Errorf("%d of %d images were not scored (first: %s); the scores of the other %d are printed",
+			s.failed, len(paths), s.first, len(paths)-s.failed)
+	}
+	return nil
+}
+
+// scorer holds the batch of loaded images that score has not printed yet, and what failed.
+type scorer struct {
+	a        *app
+	r        rewards.Reward
+	prompt   string
+	enc      *json.Encoder
+	progress *scoreProgress
+
+	paths  []string
+	imgs   []models.Images
+	pixels int
+
+	failed int
+	first  string // the first failure's message
+}
+
+// fail reports an image that could not be scored: one warning line on stderr naming the file,
+// as batch reports a failed item (the run's one "fksteer:" line is the summary at the end).
+func (s *scorer) fail(path string, err error) {
+	msg := err.Error()
+	if !strings.Contains(msg, path) {
+		msg = path + ": " + msg
+	}
+	if s.failed == 0 {
+		s.first = msg
+	}
+	s.failed++
+	s.progress.clear()
+	s.a.log.Warn("image not scored", "image", path, "err", msg)
+	s.progress.add(1)
+}
+
+// flush scores the pending images, one reward call per size, and prints their lines in
+// argument order. A reward error fails the images of that call only; cancellation stops.
+func (s *scorer) flush(ctx context.Context) error {
+	if len(s.imgs) == 0 {
+		return nil
+	}
+	out := make([]*scoredImage, len(s.imgs))
+	errs := make([]error, len(s.imgs))
+	for _, group := range sameSize(s.imgs) {
+		scores, parts, err := rewards.Explain(ctx, s.r, stack(s.imgs, group), s.prompt)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if !strings.HasPrefix(err.Error(), "reward ") { // name the reward, once
+				err = fmt.Errorf("reward %s: %w", s.r.Name(), err)
+			}
+			for _, i := range group {
+				errs[i] = err
+			}
+			continue
 		}
 		for j, i := range group {
-			out[i] = scoredImage{Image: paths[i], Score: jsonFloat(scores[j])}
+			o := &scoredImage{Image: s.paths[i], Score: jsonFloat(scores[j])}
 			for _, p := range parts[j] {
 				sp := scoredPart{Name: p.Name, Weight: p.Weight, Score: jsonFloat(p.Score)}
 				if p.HasText {
 					sp.Text = &p.Text
 				}
-				out[i].Parts = append(out[i].Parts, sp)
+				o.Parts = append(o.Parts, sp)
 			}
+			out[i] = o
 		}
 	}
-	enc := json.NewEncoder(a.stdout)
-	enc.SetEscapeHTML(false)
-	for _, o := range out {
-		if err := enc.Encode(o); err != nil {
+	for i, o := range out {
+		if o == nil {
+			s.fail(s.paths[i], errs[i])
+			continue
+		}
+		s.progress.clear()
+		if err := s.enc.Encode(o); err != nil {
 			return err
 		}
+		s.progress.add(1)
 	}
+	clear(s.imgs) // drop the pixels before the next batch loads
+	s.paths, s.imgs, s.pixels = s.paths[:0], s.imgs[:0], 0
 	return nil
+}
+
+// scoreProgress shows how far score is, as batch's progress does: a bar with rate and ETA on
+// a terminal (auto) or when asked (bar), a log line about every tenth of the files (log), or
+// nothing (off, and auto off a terminal, as generate does: score's output is usually piped,
+// and a few images take no time worth reporting). The bar goes to stderr and is cleared before
+// every line, so stdout's JSON lines and stderr's warnings stay whole.
+type scoreProgress struct {
+	bar         *progressbar.ProgressBar
+	log         *slog.Logger
+	start       time.Time
+	total, done int
+	every       int
+}
+
+func newScoreProgress(mode string, w io.Writer, log *slog.Logger, total int) *scoreProgress {
+	p := &scoreProgress{start: time.Now(), total: total, every: max(1, total/10)}
+	switch {
+	case mode == "bar" || mode == "auto" && isTerminal(w):
+		p.bar = progressbar.NewOptions(total,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("score"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("images"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+		)
+	case mode == "log":
+		p.log = log
+	}
+	return p
+}
+
+// clear removes the bar before a line is written to the terminal; it is redrawn by add.
+func (p *scoreProgress) clear() {
+	if p.bar != nil {
+		p.bar.Clear()
+	}
+}
+
+func (p *scoreProgress) add(n int) {
+	p.done += n
+	switch {
+	case p.bar != nil:
+		p.bar.Add(n)
+	case p.log != nil && (p.done%p.every == 0 || p.done == p.total):
+		elapsed := time.Since(p.start)
+		rate := float64(p.done) / elapsed.Seconds()
+		eta := "?"
+		if rate > 0 {
+			eta = time.Duration(float64(p.total-p.done) / rate * float64(time.Second)).Round(time.Second).String()
+		}
+		p.log.Info("progress", "scored", fmt.Sprintf("%d/%d", p.done, p.total), "rate", fmt.Sprintf("%.2f images/s", rate), "eta", eta)
+	}
+}
+
+func (p *scoreProgress) finish() {
+	if p.bar != nil {
+		p.bar.Exit()
+	}
 }
 
 // sameSize groups the indices of images by channels and size, in order of first appearance,

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/draw"
@@ -153,8 +159,204 @@ func TestScoreUsageErrors(t *testing.T) {
 	wantError(t, code, stderr, exitUsage, "image")
 	code, _, stderr = cli(t, "", "score", img)
 	wantError(t, code, stderr, exitUsage, "--reward")
+	// A bad spec is bad usage (README: exit 2): rerunning the same command cannot help.
 	code, _, stderr = cli(t, "", "score", "--reward", "colour:target=#000000", img)
-	wantError(t, code, stderr, exitError, `did you mean "color"`)
+	wantError(t, code, stderr, exitUsage, `did you mean "color"`)
+	code, _, stderr = cli(t, "", "score", "--reward", "color:target=#000000", "--progress", "fancy", img)
+	wantError(t, code, stderr, exitUsage, `progress "fancy"`)
+	code, _, stderr = cli(t, "", "score", "--reward", "color:target=#000000", "--max-image-pixels", "-1", img)
+	wantError(t, code, stderr, exitUsage, "max-image-pixels -1")
 	code, _, stderr = cli(t, "", "score", "--reward", "color:target=#000000", filepath.Join(dir, "missing.png"))
 	wantError(t, code, stderr, exitError, "missing.png")
+}
+
+// hookWriter is a stdout that runs hook once, at its first write.
+type hookWriter struct {
+	bytes.Buffer
+	hook func()
+}
+
+func (w *hookWriter) Write(p []byte) (int, error) {
+	if w.hook != nil {
+		w.hook()
+		w.hook = nil
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestScoreStreams: score prints the first batch before it reads the files after it, so memory
+// does not grow with the number of files. The 17th file does not exist until the first line is
+// written; scoring all 17 therefore proves that the first 16 were printed before the 17th was
+// opened. (Before, score decoded every file first and failed on the missing one, printing
+// nothing.)
+func TestScoreStreams(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i := range scoreBatchImages {
+		paths = append(paths, writePNG(t, dir, fmt.Sprintf("%02d.png", i), solid(3, 3, color.Gray{uint8(i * 16)})))
+	}
+	late := filepath.Join(dir, "late.png")
+	paths = append(paths, late)
+	stdout := &hookWriter{hook: func() { writePNG(t, dir, "late.png", solid(3, 3, color.White)) }}
+	var stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"score", "--provider", "cpu", "--reward", "color:target=#ffffff"}, paths...), stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != len(paths) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(paths), stdout.String())
+	}
+	for i, l := range lines {
+		var got scoredImage
+		if err := json.Unmarshal([]byte(l), &got); err != nil {
+			t.Fatal(err)
+		}
+		// Grey g against white: 1 - sqrt(3)(1-g)/sqrt(3) = g.
+		want := float64(i*16) / 255
+		if i == scoreBatchImages {
+			want = 1
+		}
+		if got.Image != paths[i] || math.Abs(float64(got.Score)-want) > 1e-6 {
+			t.Errorf("line %d: %s; want %s with score %g", i, l, paths[i], want)
+		}
+	}
+}
+
+// TestScoreReportsBadFilesAndScoresTheRest: a missing file, a text file, a truncated PNG and an
+// image bomb (a 20000x20000 header in under 100 bytes) are each reported on one stderr warning
+// line naming the file, every other image is scored and printed in argument order, and the exit
+// code is 1 with one "fksteer:" line, the last, that counts the failures. (Before, the first bad file stopped
+// score with nothing printed, and the bomb decoded to 1.6 GB.)
+func TestScoreReportsBadFilesAndScoresTheRest(t *testing.T) {
+	dir := t.TempDir()
+	white := writePNG(t, dir, "white.png", solid(4, 4, color.White))
+	black := writePNG(t, dir, "black.png", solid(2, 6, color.Black))
+	text := filepath.Join(dir, "notes.png")
+	bomb := filepath.Join(dir, "bomb.png")
+	truncated := filepath.Join(dir, "truncated.png")
+	var full bytes.Buffer
+	png.Encode(&full, solid(8, 8, color.White))
+	for path, data := range map[string][]byte{
+		text:      []byte("not an image\n"),
+		bomb:      pngHeader(20000, 20000),
+		truncated: full.Bytes()[:full.Len()/2],
+	} {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing.png")
+	code, stdout, stderr := cli(t, "", "score", "--provider", "cpu", "--reward", "color:target=#ffffff",
+		white, text, bomb, black, truncated, missing)
+	wantError(t, code, stderr, exitError, "4 of 6 images were not scored", "the scores of the other 2 are printed")
+	if n := strings.Count("\n"+stderr, "\nfksteer: "); n != 1 {
+		t.Errorf("stderr has %d \"fksteer: \" lines, want the summary alone:\n%s", n, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"image":"`+white+`","score":1,`) || !strings.Contains(lines[1], `"image":"`+black+`","score":0,`) {
+		t.Errorf("stdout:\n%s\nwant white.png (1) then black.png (0)", stdout)
+	}
+	var notScored []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, `level=WARN msg="image not scored"`) {
+			notScored = append(notScored, l)
+		}
+	}
+	wants := [][]string{
+		{text, "unknown format"},
+		{bomb, "20000x20000 = 400 megapixels is over the limit of 50 megapixels", "--max-image-pixels 400000000"},
+		{truncated},
+		{missing, "no such file"},
+	}
+	if len(notScored) != len(wants) {
+		t.Fatalf("stderr has %d 'image not scored' warnings, want %d:\n%s", len(notScored), len(wants), stderr)
+	}
+	for i, w := range wants {
+		for _, s := range w {
+			if !strings.Contains(notScored[i], s) {
+				t.Errorf("stderr line %q does not mention %q", notScored[i], s)
+			}
+		}
+	}
+
+	// --max-image-pixels moves the limit: the 2x6 image passes 12 pixels, the 4x4 one does not.
+	code, stdout, stderr = cli(t, "", "score", "--provider", "cpu", "--reward", "color:target=#ffffff", "--max-image-pixels", "12", white, black)
+	wantError(t, code, stderr, exitError, "1 of 2 images were not scored", "white.png: 4x4 = 16 pixels is over the limit of 12 pixels")
+	if !strings.Contains(stdout, `"image":"`+black+`","score":0,`) {
+		t.Errorf("stdout %q; want black.png's line", stdout)
+	}
+}
+
+// pngHeader returns a PNG of under 100 bytes whose header claims w x h RGB pixels, with a few
+// bytes of compressed data: an image bomb for any decoder that trusts the header.
+func pngHeader(w, h uint32) []byte {
+	var buf bytes.Buffer
+	buf.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, body []byte) {
+		buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body))))
+		buf.WriteString(typ)
+		buf.Write(body)
+		buf.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(append([]byte(typ), body...))))
+	}
+	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, w), h)
+	chunk("IHDR", append(ihdr, 8, 2, 0, 0, 0)) // 8-bit RGB
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write(make([]byte, 64))
+	zw.Close()
+	chunk("IDAT", z.Bytes())
+	chunk("IEND", nil)
+	return buf.Bytes()
+}
+
+// TestScoreProgress: score shows its progress as batch does: a bar (on a terminal, or with
+// --progress bar) counting images, log lines with --progress log, nothing with --progress off
+// or, as for generate, with auto off a terminal. Before, score had no --progress and showed
+// nothing.
+func TestScoreProgress(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i := range 3 {
+		paths = append(paths, writePNG(t, dir, fmt.Sprintf("%d.png", i), solid(2, 2, color.White)))
+	}
+	args := func(mode string) []string {
+		return append([]string{"score", "--provider", "cpu", "--reward", "color:target=#ffffff", "--progress", mode}, paths...)
+	}
+	code, stdout, stderr := cli(t, "", args("bar")...)
+	if code != exitOK || !strings.Contains(stderr, "score 100%") || !strings.Contains(stderr, "(3/3") {
+		t.Errorf("--progress bar: exit %d, stderr %q; want a full bar counting 3/3", code, stderr)
+	}
+	if n := strings.Count(stdout, "\n"); n != 3 || strings.Contains(stdout, "100%") {
+		t.Errorf("--progress bar: stdout %q; want 3 JSON lines and no bar", stdout)
+	}
+	code, _, stderr = cli(t, "", args("log")...)
+	if code != exitOK || !strings.Contains(stderr, "msg=progress scored=3/3") {
+		t.Errorf("--progress log: exit %d, stderr %q; want a log line with scored=3/3", code, stderr)
+	}
+	for _, mode := range []string{"off", "auto"} {
+		code, _, stderr = cli(t, "", args(mode)...)
+		if code != exitOK || strings.Contains(stderr, "progress") || strings.Contains(stderr, "3/3") {
+			t.Errorf("--progress %s (stderr is not a terminal): exit %d, stderr %q; want no progress", mode, code, stderr)
+		}
+	}
+}
+
+// TestScoreRewardErrorsPerSize: a reward that cannot score images of one size (a classifier
+// whose crop is larger than them) fails those images only, each named once with the reward's
+// message, and the images of another size are scored.
+func TestScoreRewardErrorsPerSize(t *testing.T) {
+	testenv.Runtime(t)
+	model := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
+	dir := t.TempDir()
+	small := writePNG(t, dir, "small.png", solid(20, 20, color.Black))
+	big := writePNG(t, dir, "big.png", solid(40, 40, color.Black))
+	code, stdout, stderr := cli(t, "", "score", "--provider", "cpu", "--reward", "classifier:model="+model+",target=3,crop=28", small, big)
+	wantError(t, code, stderr, exitError, "1 of 2 images were not scored", "small.png: reward classifier: crop=28 is larger than the 20x20 images: crop must be 1 to 20 (0: no crop)")
+	if strings.Contains(stderr, "reward classifier: reward classifier") {
+		t.Errorf("doubled prefix:\n%s", stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); len(lines) != 1 || !strings.Contains(lines[0], `"image":"`+big+`"`) {
+		t.Errorf("stdout %q; want big.png's line alone", stdout)
+	}
 }
