@@ -113,7 +113,7 @@ func (c *Composite) Explain(ctx context.Context, imgs models.Images, prompt stri
 			err = c.parts[j].Score(ctx, imgs, prompt, c.scores[j])
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.names[j], err)
+			return NameError(c.names[j], err)
 		}
 		return nil
 	})
@@ -153,4 +153,15 @@ func (c *Composite) Close() error {
 		errs = append(errs, p.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// NameError prefixes a reward's error with "reward NAME: ", unless the reward named itself
+// already (the classifier's errors begin "reward classifier: "), so that a message never reads
+// "reward classifier: reward classifier: ...". Callers that report a reward's failure use it
+// (a composite for its parts, the sampler for the run's reward).
+func NameError(name string, err error) error {
+	if strings.HasPrefix(err.Error(), "reward "+name+":") {
+		return err
+	}
+	return fmt.Errorf("reward %s: %w", name, err)
 }
