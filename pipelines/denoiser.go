@@ -101,6 +101,9 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 	if d.info.Defaults.Steps == 0 {
 		d.info.Defaults.Steps = 50
 	}
+	if d.info.Conditioning == ClassCond {
+		d.info.Classes, d.info.NullClass = m.Conditioning.Classes, *m.Conditioning.NullClass
+	}
 	if err := d.checkTensors(); err != nil {
 		return nil, err
 	}

@@ -104,23 +104,33 @@ func LoadManifest(path string) (*Manifest, error) {
 	return m, nil
 }
 
+// ManifestError reports a manifest whose contents are wrong: not YAML, an unknown key, a value
+// out of range. Fixing the file is the only cure, so front ends report it as bad usage (the CLI
+// exits with code 2), as they do a bad config file.
+type ManifestError struct{ Err error }
+
+func (e *ManifestError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *ManifestError) Unwrap() error { return e.Err }
+
 // ParseManifest decodes and validates manifest YAML; relative model paths are taken from the
-// current folder.
+// current folder. Its errors are [*ManifestError]s.
 func ParseManifest(data []byte) (*Manifest, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("not valid YAML: %w", err)
+		return nil, &ManifestError{fmt.Errorf("not valid YAML: %w", err)}
 	}
 	if err := keys.Check(doc, reflect.TypeOf(Manifest{})); err != nil {
-		return nil, err
+		return nil, &ManifestError{err}
 	}
 	var m Manifest
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("not a valid manifest: %w", err)
+		return nil, &ManifestError{fmt.Errorf("not a valid manifest: %w", err)}
 	}
 	if err := m.validate(); err != nil {
-		return nil, err
+		return nil, &ManifestError{err}
 	}
 	return &m, nil
 }
@@ -179,6 +189,12 @@ func (m *Manifest) validate() error {
 		need(m.Inputs.Cond != "", "class conditioning needs `inputs.cond`")
 		need(len(m.Conditioning.Classes) > 0, "class conditioning needs `conditioning.classes` (class names in id order)")
 		need(m.Conditioning.NullClass != nil, "class conditioning needs `conditioning.null_class` (the unconditional class id)")
+		// A null class outside the model's ids would reach ONNX Runtime as an out-of-range
+		// embedding index, whose error names neither the key nor the fix. The null class is one
+		// of the named classes or the id after the last.
+		if n, null := int64(len(m.Conditioning.Classes)), m.Conditioning.NullClass; null != nil && n > 0 && (*null < 0 || *null > n) {
+			problems = append(problems, fmt.Sprintf("`conditioning.null_class` %d is not a class id of this model: use 0..%d (%d, the id after the %d named classes, is the usual unconditional class)", *null, n, n, n))
+		}
 	case VectorCond:
 		need(m.Inputs.Cond != "", "text conditioning needs `inputs.cond`")
 		need(m.Conditioning.Encoder == "glyph-tags", "text conditioning needs `conditioning.encoder`; the encoder available to manifests is glyph-tags (Stable Diffusion folders bring their own text encoder)")

@@ -53,6 +53,10 @@ type Info struct {
 	ImageChannels, ImageHeight, ImageWidth int
 	Prediction                             Prediction
 	Conditioning                           CondKind
+	// Classes names a class-conditional model's classes in id order, and NullClass is its
+	// unconditional class id; front ends check a class override against them before sampling.
+	Classes   []string
+	NullClass int64
 	// Negative reports whether Condition applies CondOptions.Negative.
 	Negative bool
 	Defaults Defaults

@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/fksteer/fksteer/models"
@@ -210,18 +211,51 @@ func (c Config) StepsWalked() int {
 	return min(int(float64(c.Steps)*c.Strength), c.Steps)
 }
 
+// ConfigError reports a Config that cannot run: a setting out of its valid range or settings
+// that contradict each other. It is a mistake in what the caller asked for, not a failure of the
+// model or the machine, so retrying cannot help; front ends report it as bad usage (the CLI exits
+// with code 2). Its message names the setting, its valid range and the flag that sets it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// invalid returns a *ConfigError with a formatted message.
+func invalid(format string, args ...any) error {
+	return &ConfigError{fmt.Errorf(format, args...)}
+}
+
+// finite reports whether x is neither NaN nor infinite.
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
 // Validate fills defaults for unset fields (sampler, the flow-sde noise level, method,
 // selection, resampler) and reports the first setting that cannot work, naming the fix. Run
-// calls it; callers that prepare many configurations (batch items) call it up front.
+// calls it; callers that prepare many configurations (batch items) call it up front. Every
+// error it returns is a [*ConfigError].
 func (c *Config) Validate() error {
 	if c.Steps <= 0 {
-		return fmt.Errorf("steps must be positive (got %d)", c.Steps)
+		return invalid("steps must be positive (got %d)", c.Steps)
 	}
 	if c.Images <= 0 {
-		return fmt.Errorf("number of images must be positive (got %d)", c.Images)
+		return invalid("number of images must be positive (got %d)", c.Images)
 	}
 	if c.Particles <= 0 {
-		return fmt.Errorf("number of particles must be positive (got %d)", c.Particles)
+		return invalid("number of particles must be positive (got %d)", c.Particles)
+	}
+	// Image g uses seed Seed+g: a seed so large that this wraps around would silently repeat
+	// the images of seed 0, 1, ...
+	if last := uint64(c.Images - 1); c.Seed > math.MaxUint64-last {
+		return invalid("seed %d with %d images wraps around (image i uses seed+i): the largest usable seed is %d (--seed)", c.Seed, c.Images, uint64(math.MaxUint64)-last)
+	}
+	// NaN and infinite settings would reach the model and come back as NaN outputs, which read
+	// like a broken model; negative noise is not a noise level.
+	if !finite(c.Eta) || c.Eta < 0 {
+		return invalid("eta %g is not a noise level: it must be a finite number >= 0 (--eta; 0 = deterministic, 1 = DDPM-like)", c.Eta)
+	}
+	if !finite(c.Guidance) {
+		return invalid("guidance %g is not a finite number (--guidance; values <= 1 turn guidance off)", c.Guidance)
 	}
 	if c.Rule == "" {
 		c.Rule = Euler
@@ -240,39 +274,97 @@ func (c *Config) Validate() error {
 		c.Resampler = particles.Systematic
 	}
 	if c.Method != Base && c.Reward == nil {
-		return fmt.Errorf("method %s needs a reward (--reward)", c.Method)
+		return invalid("method %s needs a reward (--reward)", c.Method)
 	}
 	if c.Method == FK {
 		if !c.Rule.Stochastic(c.Eta) {
-			return fmt.Errorf("FK steering needs a stochastic sampler: %s with eta %g draws no noise, so resampled copies would stay identical (use --sampler ddim --eta 1)", c.Rule, c.Eta)
+			return invalid("FK steering needs a stochastic sampler: %s with eta %g draws no noise, so resampled copies would stay identical (use --sampler ddim --eta 1)", c.Rule, c.Eta)
 		}
-		if err := c.Resampling.Validate(); err != nil {
+		if err := c.validateResampling(); err != nil {
 			return err
+		}
+		if !finite(c.Lambda.Value) {
+			return invalid("lambda %g is not a finite number (--lambda)", c.Lambda.Value)
 		}
 		if err := c.Lambda.Validate(); err != nil {
-			return err
+			return &ConfigError{err}
 		}
 	}
 	if c.Init != nil {
 		if !(c.Strength > 0 && c.Strength <= 1) {
-			return fmt.Errorf("an initial image needs a strength in (0, 1] (--strength, got %g)", c.Strength)
+			return invalid("an initial image needs a strength in (0, 1] (--strength, got %g)", c.Strength)
 		}
 		if c.StepsWalked() == 0 {
-			return fmt.Errorf("strength %g of %d steps walks no step (int(steps*strength) = 0): raise --strength or --steps", c.Strength, c.Steps)
+			return invalid("strength %g of %d steps walks no step (int(steps*strength) = 0): raise --strength or --steps", c.Strength, c.Steps)
 		}
 	} else if c.Strength != 0 {
-		return fmt.Errorf("strength %g (--strength) applies only to a run from an initial image", c.Strength)
+		return invalid("strength %g (--strength) applies only to a run from an initial image", c.Strength)
 	}
 	if n := c.StepsWalked(); c.SharedPrefix < 0 || c.SharedPrefix >= n {
-		return fmt.Errorf("shared prefix %d must be between 0 and the steps walked minus 1 (%d)", c.SharedPrefix, n-1)
+		return invalid("shared prefix %d must be between 0 and the steps walked minus 1 (%d)", c.SharedPrefix, n-1)
 	}
 	if c.SharedPrefix > 0 && c.Method == FK {
-		return fmt.Errorf("a shared trajectory prefix cannot be combined with FK resampling")
+		return invalid("a shared trajectory prefix cannot be combined with FK resampling")
 	}
 	if c.Select == SelectSample && c.Method != FK {
-		return fmt.Errorf("selection by weight needs --method fk")
+		return invalid("selection by weight needs --method fk")
 	}
 	return nil
+}
+
+// validateResampling checks the FK schedule against the run's steps, naming the flags. Steps are
+// 0-based, so the last is Steps-1. An image-to-image run walks only the last StepsWalked() of
+// them; its schedule counts those, and evaluations past its last step do not happen
+// (potentials.Schedule), so the bound is the whole schedule's, which default schedules scaled
+// to --steps always meet.
+func (c *Config) validateResampling() error {
+	s, last := c.Resampling, c.Steps-1
+	switch {
+	case s.Every <= 0:
+		return invalid("resampling interval %d must be at least 1 step (--resample-every)", s.Every)
+	case s.Start < 0 || s.Start > last:
+		return invalid("first resampling step %d is outside the run's steps 0..%d (--resample-start; steps count from 0)", s.Start, last)
+	case s.End < s.Start || s.End > last:
+		return invalid("last resampling step %d must lie between the first, %d, and the run's last step, %d (--resample-end; steps count from 0)", s.End, s.Start, last)
+	case !(s.ESSThreshold >= 0 && s.ESSThreshold <= 1):
+		return invalid("ESS threshold %g must be a fraction of the particles in [0, 1] (--ess-threshold; 0 resamples at every evaluation)", s.ESSThreshold)
+	}
+	if err := s.Validate(); err != nil {
+		return &ConfigError{err}
+	}
+	return nil
+}
+
+// ValidateFor is [Config.Validate] followed by the checks that need the model: a class override
+// (CondOpts.Class) must be one of a class-conditional model's classes or its null class, and
+// an initial state must have the model's size. Run calls it before any model call.
+func (c *Config) ValidateFor(info pipelines.Info) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if cl := c.CondOpts.Class; cl != nil {
+		if info.Conditioning != pipelines.ClassCond {
+			return invalid("class %d (--class) applies only to class-conditional models; %s is conditioned on %s: say what to draw in the prompt", *cl, info.Name, condName(info.Conditioning))
+		}
+		if n := int64(len(info.Classes)); (*cl < 0 || *cl >= n) && *cl != info.NullClass {
+			return invalid("class %d (--class) is not one of %s's classes: 0..%d, or %d for an unconditional sample", *cl, info.Name, n-1, info.NullClass)
+		}
+	}
+	if c.Init != nil && len(c.Init) != info.Len() {
+		return invalid("initial state of %d values for model %s, whose states have %d (%dx%dx%d)", len(c.Init), info.Name, info.Len(), info.Channels, info.Height, info.Width)
+	}
+	return nil
+}
+
+// condName says in words what a model is conditioned on.
+func condName(k pipelines.CondKind) string {
+	switch k {
+	case pipelines.VectorCond:
+		return "text"
+	case pipelines.Unconditioned:
+		return "nothing (it is unconditional)"
+	}
+	return string(k)
 }
 
 // Output is one returned sample.

@@ -1,10 +1,12 @@
 package sampler
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
 
+	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -45,7 +47,19 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{"dpm++2m FK", func(c *Config) { c.Rule = DPMpp2MRule }, "FK steering needs a stochastic sampler: dpm++2m"},
 		{"ddim without eta", func(c *Config) { c.Eta = 0 }, "FK steering needs a stochastic sampler"},
 		{"no reward", func(c *Config) { c.Reward = nil }, "needs a reward"},
-		{"bad schedule", func(c *Config) { c.Resampling.Every = 0 }, "every = 0"},
+		{"bad schedule", func(c *Config) { c.Resampling.Every = 0 }, "resampling interval 0 must be at least 1 step (--resample-every)"},
+		{"negative interval", func(c *Config) { c.Resampling.Every = -1 }, "resampling interval -1 must be at least 1 step (--resample-every)"},
+		{"end past the steps", func(c *Config) { c.Resampling.End = 999 }, "last resampling step 999 must lie between the first, 2, and the run's last step, 9 (--resample-end"},
+		{"start past the steps", func(c *Config) { c.Resampling.Start, c.Resampling.End = 10, 10 }, "first resampling step 10 is outside the run's steps 0..9 (--resample-start"},
+		{"end before start", func(c *Config) { c.Resampling.End = 1 }, "last resampling step 1 must lie between the first, 2,"},
+		{"NaN ESS threshold", func(c *Config) { c.Resampling.ESSThreshold = math.NaN() }, "ESS threshold NaN must be a fraction of the particles in [0, 1] (--ess-threshold"},
+		{"NaN lambda", func(c *Config) { c.Lambda.Value = math.NaN() }, "lambda NaN is not a finite number (--lambda)"},
+		{"negative eta", func(c *Config) { c.Eta = -1 }, "eta -1 is not a noise level: it must be a finite number >= 0 (--eta"},
+		{"NaN eta", func(c *Config) { c.Eta = math.NaN() }, "eta NaN is not a noise level"},
+		{"infinite eta", func(c *Config) { c.Eta = math.Inf(1) }, "eta +Inf is not a noise level"},
+		{"NaN guidance", func(c *Config) { c.Guidance = math.NaN() }, "guidance NaN is not a finite number (--guidance"},
+		{"infinite guidance", func(c *Config) { c.Guidance = math.Inf(1) }, "guidance +Inf is not a finite number (--guidance"},
+		{"seed wraps", func(c *Config) { c.Seed, c.Images = math.MaxUint64, 3 }, "seed 18446744073709551615 with 3 images wraps around (image i uses seed+i): the largest usable seed is 18446744073709551613 (--seed)"},
 		{"prefix with FK", func(c *Config) { c.SharedPrefix = 3 }, "cannot be combined with FK"},
 		{"sample without FK", func(c *Config) { c.Method, c.Select = BestOfN, SelectSample }, "needs --method fk"},
 		{"init without strength", func(c *Config) { c.Init = []float32{0} }, "--strength"},
@@ -59,9 +73,21 @@ func TestValidateNamesTheProblem(t *testing.T) {
 	} {
 		cfg := fk
 		c.change(&cfg)
-		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", c.name, err, c.want)
 		}
+		// Front ends tell a bad configuration from a failed run by type (the CLI exits with 2).
+		var ce *ConfigError
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("%s: error %T is not a *ConfigError", c.name, err)
+		}
+	}
+	// The largest seed that does not wrap, and a schedule that ends on the last step, are valid.
+	edge := fk
+	edge.Seed, edge.Images, edge.Resampling.End = math.MaxUint64-2, 3, 9
+	if err := edge.Validate(); err != nil {
+		t.Errorf("seed MaxUint64-2 with 3 images, resampling to the last step: %v", err)
 	}
 	if err := fk.Validate(); err != nil {
 		t.Errorf("valid FK config rejected: %v", err)
@@ -116,5 +142,45 @@ func TestValidateFillsTheFlowSDENoiseLevel(t *testing.T) {
 	}
 	if DefaultFlowSDENoise != 0.7 {
 		t.Errorf("DefaultFlowSDENoise = %v, want Flow-GRPO's noise_level 0.7", DefaultFlowSDENoise)
+	}
+}
+
+// TestValidateForChecksTheClass: a class override must be one of a class-conditional model's
+// classes or its null class, and is refused for models conditioned on anything else, before the
+// run reaches the model.
+func TestValidateForChecksTheClass(t *testing.T) {
+	mnist := pipelines.Info{Name: "mnist-dit-rf", Channels: 1, Height: 2, Width: 2, Conditioning: pipelines.ClassCond,
+		Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, NullClass: 10}
+	glyphs := pipelines.Info{Name: "glyphs", Channels: 3, Height: 2, Width: 2, Conditioning: pipelines.VectorCond}
+	class := func(c int64) Config {
+		return Config{Steps: 4, Images: 1, Particles: 1, CondOpts: pipelines.CondOptions{Class: &c}}
+	}
+	for _, c := range []struct {
+		info  pipelines.Info
+		class int64
+		want  string
+	}{
+		{mnist, 99, "class 99 (--class) is not one of mnist-dit-rf's classes: 0..9, or 10 for an unconditional sample"},
+		{mnist, 11, "class 11 (--class) is not one of mnist-dit-rf's classes"},
+		{mnist, -2, "class -2 (--class) is not one of mnist-dit-rf's classes"},
+		{glyphs, 99, "class 99 (--class) applies only to class-conditional models; glyphs is conditioned on text"},
+		{glyphs, 0, "applies only to class-conditional models"},
+	} {
+		cfg := class(c.class)
+		err := cfg.ValidateFor(c.info)
+		var ce *ConfigError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ce) {
+			t.Errorf("%s class %d: error %v, want a *ConfigError mentioning %q", c.info.Name, c.class, err, c.want)
+		}
+	}
+	for _, ok := range []int64{0, 9, 10} {
+		cfg := class(ok)
+		if err := cfg.ValidateFor(mnist); err != nil {
+			t.Errorf("class %d refused: %v", ok, err)
+		}
+	}
+	img := Config{Steps: 4, Images: 1, Particles: 1, Init: make([]float32, 5), Strength: 1}
+	if err := img.ValidateFor(mnist); err == nil || !strings.Contains(err.Error(), "initial state of 5 values") {
+		t.Errorf("wrong-sized initial state: %v", err)
 	}
 }

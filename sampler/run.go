@@ -29,19 +29,16 @@ import (
 // Preview decoder; the final rewards and images always use Decode.
 func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error) {
 	start := time.Now()
-	if err := cfg.Validate(); err != nil {
+	info := p.Info()
+	if err := cfg.ValidateFor(info); err != nil {
 		return nil, err
 	}
-	info := p.Info()
 	levels, err := p.Schedule(cfg.Steps)
 	if err != nil {
 		return nil, err
 	}
 	if len(levels) != cfg.Steps+1 {
 		return nil, fmt.Errorf("pipeline %s returned %d levels for %d steps, want %d", info.Name, len(levels), cfg.Steps, cfg.Steps+1)
-	}
-	if cfg.Init != nil && len(cfg.Init) != info.Len() {
-		return nil, fmt.Errorf("initial state of %d values for model %s, whose states have %d (%dx%dx%d)", len(cfg.Init), info.Name, info.Len(), info.Channels, info.Height, info.Width)
 	}
 	// An image-to-image run walks only the end of the schedule (diffusers' get_timesteps).
 	levels = levels[cfg.Steps-cfg.StepsWalked():]
@@ -296,7 +293,7 @@ func (r *run) score(ctx context.Context, states []float32, preview bool, parts [
 	r.rewardTime += time.Since(start)
 	r.rewardCalls++
 	if err != nil {
-		return fmt.Errorf("reward %s: %w", r.cfg.Reward.Name(), err)
+		return rewards.NameError(r.cfg.Reward.Name(), err)
 	}
 	for g := range r.groups {
 		finite := false
