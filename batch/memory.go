@@ -7,6 +7,11 @@ import (
 	"strings"
 )
 
+// AvailableMemory is the memory this process may still use, in bytes, and whether it could be
+// read: the figure batch bounds its workers by ([AutoWorkers]), for callers that check a run's
+// size against it before starting.
+func AvailableMemory() (avail uint64, ok bool) { return availableMemory() }
+
 // availableMemory is the memory this process may still use, in bytes: the smaller of the
 // container's remaining allowance (cgroup v2 memory.max - memory.current, or cgroup v1's
 // limit - usage) and the machine's MemAvailable. ok is false where neither can be read (not

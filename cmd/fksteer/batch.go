@@ -121,8 +121,14 @@ func (a *app) batch(cmd *cobra.Command) error {
 	}
 	workers := a.v.GetInt("workers")
 	why := "--workers"
+	// What one worker holds, from the whole-batch settings (an item that overrides them is
+	// checked when it is prepared): no worker starts whose run cannot fit.
+	est := estimateRun(p.Info(), base, a.v.GetInt("num-images"), a.v.GetBool("contact-sheet"))
+	if err := checkMemory(est, workers, "--particles or --num-images"); err != nil {
+		return err
+	}
 	if workers <= 0 {
-		workers, why = batch.AutoWorkers(perWorkerBytes(p.Info(), base, a.v.GetInt("num-images"), a.v.GetBool("contact-sheet")))
+		workers, why = batch.AutoWorkers(est.bytes)
 	}
 	// Concurrent runs share the model's session, and ONNX Runtime gives each run as many
 	// threads as there are cores: with several workers that oversubscribes the cores (measured on
@@ -146,15 +152,22 @@ func (a *app) batch(cmd *cobra.Command) error {
 	a.log.Info("batch", "items", len(items), "shard", shard.String(), "out", out, "model", p.Info().Name,
 		"workers", workers, "bound", why, "threads_per_worker", threads, "steps", base.Steps, "method", base.Method, "particles", base.Particles)
 
+	// An item that runs out of memory stops the batch: the items after it, made with the same
+	// settings, would too, and a rerun cannot help.
+	jobCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	job := &batch.Job{
 		Dir: out, Items: items, Shard: shard, Workers: workers,
-		Prepare:     a.itemPreparer(p, opts),
+		Prepare:     a.itemPreparer(p, opts, stop),
 		Overwrite:   a.v.GetBool("overwrite"),
 		MaxFailures: a.v.GetInt("max-failures"),
 		Progress:    newProgress(mode, a.stderr, a.log),
 		Log:         a.log,
 	}
-	sum, err := job.Run(ctx)
+	sum, err := job.Run(jobCtx)
+	if cause := context.Cause(jobCtx); isAllocFailure(cause) {
+		err = cause
+	}
 	if sum != nil {
 		if perr := a.printBatchSummary(out, sum); perr != nil && err == nil {
 			err = perr
@@ -182,24 +195,10 @@ func (a *app) shard() (batch.Shard, error) {
 	return sh, nil
 }
 
-// perWorkerBytes estimates the memory one worker needs: the run's state buffers (x, x0, eps,
-// mean, noise and decoded images for every row), a margin for the model's activations, and the
-// recorded x0 images of a contact sheet. It is a heuristic that keeps a large model from being
-// run on more workers than memory holds; --workers overrides it.
-func perWorkerBytes(info pipelines.Info, cfg sampler.Config, images int, sheets bool) uint64 {
-	rows := uint64(max(1, images) * max(1, cfg.Particles))
-	state := uint64(info.Len())
-	img := uint64(info.ImageChannels * info.ImageHeight * info.ImageWidth)
-	b := rows * (6*state + 2*img) * 4 * 4 // x4: the model's activations and copies
-	if sheets {
-		b += rows * img * 4 * uint64(max(1, cfg.Steps))
-	}
-	return b + 64<<20
-}
-
 // itemPreparer builds each item's task: its settings (the configuration with the item's
-// overrides), seed and fingerprint, and the function that samples it and encodes its files.
-func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batch.Item) (batch.Task, error) {
+// overrides), seed and fingerprint, and the function that samples it and encodes its files. An
+// item whose model runs out of memory calls stop with the error, to stop the batch.
+func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option, stop context.CancelCauseFunc) func(batch.Item) (batch.Task, error) {
 	info := p.Info()
 	baseSeed := a.v.GetUint64("seed")
 	sheets := a.v.GetBool("contact-sheet")
@@ -217,6 +216,9 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batc
 		cfg.Images = ov.GetInt("num-images")
 		if cfg.Images <= 0 {
 			return batch.Task{}, usageError{fmt.Errorf("num-images must be positive (got %d)", cfg.Images)}
+		}
+		if err := checkMemory(estimateRun(info, cfg, cfg.Images, sheets), 1, "the item's particles or num-images"); err != nil {
+			return batch.Task{}, err
 		}
 		cfg.Seed = batch.Seed(baseSeed, it.ID)
 		if it.Seed != nil {
@@ -253,7 +255,14 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option) func(batc
 				if err := applyStart(ctx, p, run.start, &cfg); err != nil {
 					return nil, err
 				}
-				return renderItem(ctx, p, run, cfg, sheets)
+				files, err := renderItem(ctx, p, run, cfg, sheets)
+				if err = allocFailure(err, "--particles, --num-images or --workers"); err != nil {
+					if isAllocFailure(err) {
+						stop(err)
+					}
+					return nil, err
+				}
+				return files, nil
 			},
 		}, nil
 	}

@@ -150,6 +150,15 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if err := o.Validate(); err != nil {
 		return usageError{err}
 	}
+	// A group is one run of --samples particles that records every step (finetune.Export).
+	group := o.Sampler
+	group.Particles, group.Record = o.Samples, true
+	if err := checkCounts(group.Steps, group.Particles, "--samples"); err != nil {
+		return err
+	}
+	if err := checkMemory(estimateRun(p.Info(), group, 1, false), 1, "--samples or --steps"); err != nil {
+		return err
+	}
 	if err := checkWritable(out); err != nil {
 		return err
 	}
@@ -168,7 +177,7 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	}
 	sum, err := finetune.Export(cmd.Context(), p, o)
 	if err != nil {
-		return err
+		return allocFailure(err, "--samples or --steps")
 	}
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)

@@ -77,6 +77,9 @@ func (a *app) generate(cmd *cobra.Command) error {
 		return usageError{fmt.Errorf("num-images and batch-size must be positive (got %d and %d)", total, batch)}
 	}
 	sheets := a.v.GetBool("contact-sheet")
+	if err := checkMemory(estimateRun(p.Info(), cfg, min(batch, total), sheets), 1, "--particles or --batch-size"); err != nil {
+		return err
+	}
 	a.log.Info("generating", "model", p.Info().Name, "prompt", cfg.Prompt, "images", total, "steps", cfg.Steps,
 		"sampler", cfg.Rule, "method", cfg.Method, "particles", cfg.Particles)
 
@@ -97,7 +100,7 @@ func (a *app) generate(cmd *cobra.Command) error {
 		}
 		res, err := sampler.Run(ctx, p, chunk)
 		if err != nil {
-			return err
+			return allocFailure(err, "--particles or --batch-size")
 		}
 		files, err := writeImages(out, run, chunk, res)
 		if err != nil {
@@ -206,6 +209,9 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 		if cfg.Steps <= 0 {
 			return cfg, usageError{fmt.Errorf("steps must be positive (got %d)", cfg.Steps)}
 		}
+	}
+	if err := checkCounts(cfg.Steps, cfg.Particles, "--particles"); err != nil {
+		return cfg, err
 	}
 	if v.IsSet("guidance") {
 		cfg.Guidance = v.GetFloat64("guidance")

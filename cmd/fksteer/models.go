@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -45,7 +46,9 @@ Stable Diffusion export folder. For a bare ONNX denoiser it prints a starting ma
 An interrupted download continues where it stopped when the command is run again; every file is
 checked against its pinned sha256, or against the sha256 the Hugging Face hub states for it, before
 it is moved into place, so the cache never holds a partial or corrupt file. Gated models need
-HF_TOKEN. --download-mirror fetches through an HTTP mirror (<mirror>/<host>/<path>).`,
+HF_TOKEN. --download-mirror fetches through an HTTP mirror (<mirror>/<host>/<path>). A host that
+stays silent for --download-timeout seconds (60) while connecting, before answering or in the
+middle of a file ends the attempt; a failed file is retried 4 times, resuming what arrived.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return a.modelsPull(cmd, args[0]) },
 	}
@@ -229,12 +232,22 @@ func (a *app) modelsPull(cmd *cobra.Command, name string) error {
 		return err
 	}
 	mirror := a.v.GetString("download-mirror")
-	client := &fetch.Client{Progress: a.downloadProgress()}
+	secs := a.v.GetInt("download-timeout")
+	if secs <= 0 {
+		return usageError{fmt.Errorf("download-timeout must be a positive number of seconds (got %d)", secs)}
+	}
+	wait := time.Duration(secs) * time.Second
+	client := &fetch.Client{Progress: a.downloadProgress(), Attempts: pullAttempts,
+		ConnectTimeout: wait, ResponseTimeout: wait, IdleTimeout: wait}
 	if tok := os.Getenv("HF_TOKEN"); tok != "" && mirror == "" && allOnHub(e) {
 		client.Header = http.Header{"Authorization": {"Bearer " + tok}}
 	}
 	a.log.Info("pulling", "model", e.Name, "files", len(e.Files), "into", e.Dir(cache), "licence", e.License)
 	results, err := fetch.Pull(cmd.Context(), client, e, cache, mirror)
+	var stall *fetch.StallError
+	if errors.As(err, &stall) {
+		return fmt.Errorf("%w; if the host is only slow, raise --download-timeout (now %ds)", err, secs)
+	}
 	if err != nil {
 		return err
 	}
@@ -261,6 +274,10 @@ func (a *app) modelsPull(cmd *cobra.Command, name string) error {
 	fmt.Fprintf(a.stdout, "pulled %s into %s (licence: %s)\nuse: %s\n", e.Name, e.Dir(cache), e.License, strings.ReplaceAll(e.Use, "{dir}", e.Dir(cache)))
 	return nil
 }
+
+// pullAttempts is how many times `models pull` tries each file (0: fetch's default of 4); tests
+// lower it so that a host that never answers fails after one timeout.
+var pullAttempts = 0
 
 // allOnHub reports whether every file of e comes from the Hugging Face hub, the only host a
 // token is sent to.

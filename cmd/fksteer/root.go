@@ -123,6 +123,9 @@ func (a *app) setupLogging() error {
 // With --provider auto the provider is chosen here, once, and the choice logged with its reason.
 func (a *app) initRuntime() ([]models.Option, error) {
 	a.log.Debug("loading ONNX Runtime")
+	if err := checkThreads(a.v.GetInt("threads")); err != nil {
+		return nil, err
+	}
 	if err := models.Init(a.v.GetString("ort-lib")); err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ var globalSettings = []setting{
 	{key: "provider", def: "auto", usage: "execution provider: auto (the fastest that runs here: cuda or tensorrt, else webgpu on a hardware GPU, else cpu), cpu, webgpu, cuda, tensorrt, coreml, directml, openvino"},
 	{key: "provider-option", def: []string{}, usage: "execution provider option key=value, repeatable or comma-separated (webgpu: preferredLayout=NHWC, enableGraphCapture=1, ...; cuda: ONNX Runtime's CUDA options); qualify a key with a provider (webgpu.preferredLayout=NHWC) to apply it only there"},
 	{key: "device", def: 0, usage: "GPU device id for the cuda and tensorrt providers"},
-	{key: "threads", def: 0, usage: "ONNX Runtime intra-op threads (0 = its choice)"},
+	{key: "threads", def: 0, usage: "ONNX Runtime intra-op threads (0 = its choice; at most 4 × the cores: more only slow it down)"},
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn, error"},
 	{key: "max-image-pixels", def: 50_000_000, usage: "largest image file score decodes (its images, a dino reward's references), in pixels (width x height): the header is read first, so a small file that decodes to gigabytes is refused (0 = no limit)"},
 }
@@ -52,7 +52,7 @@ var samplingSettings = []setting{
 	{key: "model", def: "glyphs", usage: "model: glyphs (built in), a name from `fksteer models list`, or a manifest .yaml"},
 	{key: "class", def: -1, usage: "class id for class-conditional models (overrides the prompt; -1 = from the prompt)", perItem: true},
 	{key: "negative-prompt", def: "", usage: "negative prompt: the unconditional side of guidance (Stable Diffusion); refused by models that take none when guidance > 1"},
-	{key: "steps", def: 0, usage: "sampling steps (default: the model's)", modelDefault: true, perItem: true},
+	{key: "steps", def: 0, usage: "sampling steps, at most 10000 (default: the model's)", modelDefault: true, perItem: true},
 	{key: "seed", def: uint64(0), usage: "seed of the first image; image i uses seed+i (batch: the base of every item's seed)"},
 	{key: "guidance", def: 0.0, usage: "classifier-free guidance scale, off at <= 1 (default: the model's)", modelDefault: true, perItem: true},
 	{key: "sampler", def: "", usage: "step rule: euler, ddim, ddpm, euler-a, flow-sde (Flow-GRPO's SDE step, the last step too), flow-sde-clean (flow-sde with a last step onto the clean prediction) (default: the model's)", modelDefault: true, perItem: true},
@@ -62,7 +62,7 @@ var samplingSettings = []setting{
 	{key: "json", def: false, usage: "print the result as JSON"},
 	{key: "contact-sheet", def: false, usage: "also write, per image, a contact sheet of every particle at each resampling step with lines to its parent, and a grid of the final images"},
 	{key: "method", def: "base", usage: "steering: base (independent samples), bon (best-of-N), fk (Feynman-Kac)", perItem: true},
-	{key: "particles", def: 1, usage: "particles per image (K)", perItem: true},
+	{key: "particles", def: 1, usage: "particles per image (K), at most 10000; a run whose estimated memory exceeds what is available is refused", perItem: true},
 	{key: "reward", def: "", usage: "reward spec name:key=value,..., e.g. classifier:model=m.onnx,target=3 or color:target=#cc2222", perItem: true},
 	{key: "potential", def: "diff", usage: "FK potential: diff, max, sum, immediate", perItem: true},
 	{key: "lambda", def: 10.0, usage: "FK potential scale lambda", perItem: true},
@@ -107,6 +107,7 @@ var tokenizeSettings = []setting{
 // modelSettings are the keys of `fksteer models`.
 var modelSettings = []setting{
 	{key: "download-mirror", def: "", usage: "fetch model downloads through this HTTP mirror (<mirror>/<host>/<path>) instead of their hosts"},
+	{key: "download-timeout", def: 60, usage: "seconds a download waits on a silent host (to connect, for its response, for the next bytes) before retrying; raise it for a slow mirror"},
 }
 
 // modelsKey is the one key that only a config file can set: a map from model names to manifest

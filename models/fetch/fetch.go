@@ -14,13 +14,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
@@ -65,9 +68,9 @@ type Result struct {
 
 // Client downloads files. The zero Client is ready to use.
 type Client struct {
-	// HTTP is the client used; nil means http.DefaultClient's transport with no overall timeout
-	// (model files are large: a stalled connection is ended by the transport's own timeouts or by
-	// cancelling the context).
+	// HTTP is the client used; nil means http.DefaultClient's transport. No overall timeout
+	// applies (model files are large): a stalled connection is ended by the stage timeouts
+	// below, whatever the client, or by cancelling the context.
 	HTTP *http.Client
 	// Header is added to every request, e.g. an Authorization header for gated models. Go's
 	// client drops Authorization when a redirect leaves the original host.
@@ -80,6 +83,116 @@ type Client struct {
 	// Progress, when set, is called as bytes arrive with the bytes on disk and the total size
 	// (-1 when unknown).
 	Progress func(f File, done, total int64)
+	// ConnectTimeout bounds connecting to a host (DNS, TCP and TLS), ResponseTimeout the wait
+	// for the response's headers once the request is sent, IdleTimeout the wait for the next
+	// bytes of the body; 0 means [DefaultTimeout] for each. They hold on every request and
+	// redirect whatever transport HTTP has, since Fetch enforces them itself. A host that
+	// outwaits one ends the attempt with a [*StallError], which is retried like a cut
+	// connection.
+	ConnectTimeout, ResponseTimeout, IdleTimeout time.Duration
+}
+
+// DefaultTimeout is each stage's timeout when the Client sets none. A healthy host answers a
+// request and keeps a transfer going within seconds, while a model file takes minutes in all, so
+// the stages are bounded, not the whole download; a minute of silence is far past any hiccup
+// that a wait would cure, and the partial file is kept for the retry.
+const DefaultTimeout = time.Minute
+
+// StallError reports a host that went silent: no connection, no response or no body bytes
+// within the Client's timeout for that stage.
+type StallError struct {
+	// Host is the host:port that went silent (for a redirect, the host redirected to).
+	Host string
+	// Stage is "connect", "response" or "body".
+	Stage string
+	// After is the timeout that ran out.
+	After time.Duration
+}
+
+// Error says which host went silent, at which stage, for how long.
+func (e *StallError) Error() string {
+	switch e.Stage {
+	case "connect":
+		return fmt.Sprintf("could not connect to %s within %v", e.Host, e.After)
+	case "response":
+		return fmt.Sprintf("%s accepted the request but sent no response within %v", e.Host, e.After)
+	}
+	return fmt.Sprintf("%s sent no data for %v", e.Host, e.After)
+}
+
+// timeouts returns the connect, response and idle timeouts in force.
+func (c *Client) timeouts() [3]time.Duration {
+	t := [3]time.Duration{c.ConnectTimeout, c.ResponseTimeout, c.IdleTimeout}
+	for i := range t {
+		if t[i] <= 0 {
+			t[i] = DefaultTimeout
+		}
+	}
+	return t
+}
+
+// watchdog ends a request whose host stays silent past the current stage's timeout: it cancels
+// the request's context with a *StallError as the cause. Each sign of life re-arms it.
+type watchdog struct {
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	timer  *time.Timer
+	stall  StallError
+}
+
+// arm (re)starts the countdown for stage; host "" keeps the host already known.
+func (w *watchdog) arm(stage, host string, d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stall.Stage, w.stall.After = stage, d
+	if host != "" {
+		w.stall.Host = host
+	}
+	if w.timer == nil {
+		w.timer = time.AfterFunc(d, w.fire)
+		return
+	}
+	// A timer that fired just before this Reset has already cancelled the request: the stage
+	// did run out, so the stall it reports stands.
+	w.timer.Reset(d)
+}
+
+func (w *watchdog) fire() {
+	w.mu.Lock()
+	e := w.stall
+	w.mu.Unlock()
+	w.cancel(&e)
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// idleReader re-arms the watchdog's body countdown whenever bytes arrive.
+type idleReader struct {
+	r    io.Reader
+	w    *watchdog
+	idle time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.w.arm("body", "", r.idle)
+	}
+	return n, err
+}
+
+// displayHost drops the scheme's default port from host:port, as people write host names.
+func displayHost(hostPort string) string {
+	if h, port, err := net.SplitHostPort(hostPort); err == nil && (port == "443" || port == "80") {
+		return h
+	}
+	return hostPort
 }
 
 // partMeta is stored beside a partial download: what it is a part of.
@@ -132,7 +245,9 @@ func (c *Client) Fetch(ctx context.Context, f File) (Result, error) {
 		}
 		return Result{}, fmt.Errorf("download %s: %w", f.URL, err)
 	}
-	defer lock.Unlock()
+	// Removed on every return, so no lock file outlives a download; a process killed mid-way
+	// leaves it, unlocked, for the next Fetch to take and remove.
+	defer lock.Remove()
 
 	attempts := c.Attempts
 	if attempts <= 0 {
@@ -221,7 +336,33 @@ func (c *Client) attempt(ctx context.Context, f File, part string) (*partMeta, b
 		return meta, false, nil // complete already: a previous process stopped before verifying
 	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
+	// The stage timeouts, enforced by cancelling this attempt's context; ctx itself is the
+	// caller's, and its cancellation is told apart from a stall below.
+	tm := c.timeouts()
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	dog := &watchdog{cancel: cancel}
+	defer dog.stop()
+	if u, err := url.Parse(f.URL); err == nil {
+		dog.arm("connect", displayHost(u.Host), tm[0])
+	}
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		GetConn: func(hostPort string) { dog.arm("connect", displayHost(hostPort), tm[0]) },
+		GotConn: func(httptrace.GotConnInfo) { dog.arm("response", "", tm[1]) },
+	})
+	// stalled returns the attempt's error: the caller's cancellation, else a stall, else err.
+	stalled := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var se *StallError
+		if errors.As(context.Cause(actx), &se) {
+			return retryable{se}
+		}
+		return err
+	}
+
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, f.URL, nil)
 	if err != nil {
 		return nil, false, err
 	}
@@ -257,12 +398,10 @@ func (c *Client) attempt(ctx context.Context, f File, part string) (*partMeta, b
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
-		}
-		return nil, false, retryable{err}
+		return nil, false, stalled(retryable{err})
 	}
 	defer resp.Body.Close()
+	dog.arm("body", "", tm[2])
 	if s := statedSHA(resp.Header); s != "" {
 		serverSHA = s
 	}
@@ -336,17 +475,14 @@ func (c *Client) attempt(ctx context.Context, f File, part string) (*partMeta, b
 	if c.Progress != nil {
 		w = &progressWriter{w: out, done: offset, total: total, report: func(d, t int64) { c.Progress(f, d, t) }}
 	}
-	n, copyErr := io.Copy(w, resp.Body)
+	n, copyErr := io.Copy(w, &idleReader{r: resp.Body, w: dog, idle: tm[2]})
 	// Keep what arrived, even after an error: it is where the next attempt continues.
 	syncErr := out.Sync()
 	closeErr := out.Close()
 	resumed := offset > 0
 	switch {
 	case copyErr != nil:
-		if ctx.Err() != nil {
-			return nil, resumed, ctx.Err()
-		}
-		return nil, resumed, retryable{fmt.Errorf("connection cut: %w", copyErr)}
+		return nil, resumed, stalled(retryable{fmt.Errorf("connection cut: %w", copyErr)})
 	case syncErr != nil:
 		return nil, resumed, syncErr
 	case closeErr != nil:

@@ -1,0 +1,178 @@
+package main
+
+// Limits checked before any work starts, so that a mistyped number is one clear message instead
+// of a run that grows without end, sits silent or dies inside ONNX Runtime.
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/sampler"
+)
+
+const (
+	// maxSteps bounds --steps. Discrete models are trained on 1000 noise levels, so past 1000
+	// steps a schedule only repeats levels; published samplers for flow models use at most a few
+	// hundred. Ten times 1000 leaves room to experiment, while 100 million steps would sit
+	// silent for days (and an export records every step).
+	maxSteps = 10_000
+	// maxParticles bounds the particles (or samples) per image. Steering papers use K <= 64 and
+	// best-of-N searches a few thousand; memory, checked separately, binds long before 10000
+	// on any real model, and the bound keeps the estimate's arithmetic far from overflow.
+	maxParticles = 10_000
+)
+
+// availableMemory is the memory a run may use (the container's remaining allowance, else
+// MemAvailable); tests replace it.
+var availableMemory = batch.AvailableMemory
+
+// checkThreads refuses more ONNX Runtime threads than [models.ThreadLimit] before the runtime
+// starts; the option itself would refuse them only when the first model opens.
+func checkThreads(n int) error {
+	if limit := models.ThreadLimit(); n > limit {
+		return usageError{fmt.Errorf("--threads %d is above the limit of %d (4 × the %d cores here): ONNX Runtime gains nothing from more threads than cores, and each extra thread slows every model's start-up; lower --threads (0 lets ONNX Runtime choose)", n, limit, runtime.NumCPU())}
+	}
+	return nil
+}
+
+// checkCounts refuses step and particle counts past the hard limits; flag names the particles'
+// flag (--particles, or export's --samples).
+func checkCounts(steps, particles int, flag string) error {
+	if steps > maxSteps {
+		return usageError{fmt.Errorf("--steps %d is above the limit of %d steps: samplers gain nothing from so many (discrete models have 1000 noise levels); lower --steps", steps, maxSteps)}
+	}
+	if particles > maxParticles {
+		return usageError{fmt.Errorf("%s %d is above the limit of %d per image; lower %s", flag, particles, maxParticles, flag)}
+	}
+	return nil
+}
+
+// runSize is the estimated memory of one sampler.Run, in bytes, with the figures that decide it.
+type runSize struct {
+	// rows is images × particles: every buffer below is per row.
+	rows  int
+	bytes uint64
+}
+
+// estimateRun estimates the memory one sampler.Run of cfg holds for images groups on the model
+// info describes, from what sampler/, particles/ and pipelines/ allocate per particle row (float32
+// values):
+//
+//   - 5 states: the population (particles.Population.X), x0 and eps predictions, the step mean and
+//     its noise (sampler/run.go); a 6th for DPM-Solver++(2M)'s previous x0;
+//   - the model call's input and output (pipelines' prepared call): 2 states, twice over with
+//     classifier-free guidance, whose batch holds an unconditional and a conditional row;
+//   - 2 decoded images: every particle's, and the selected outputs;
+//   - with recording (export): every step's state and mean, 2n+1 states, and n log-probabilities;
+//   - with contact sheets: one decoded image per FK evaluation.
+//
+// It is a floor: the model's intermediate activations are not known before it runs and come on
+// top (measured: ~150 KB per row for glyphs, ~6 MB per guided row for the MNIST DiT). When they
+// do not fit, ONNX Runtime's allocation failure is reported by [allocFailure].
+func estimateRun(info pipelines.Info, cfg sampler.Config, images int, sheets bool) runSize {
+	rows := max(1, images) * max(1, cfg.Particles)
+	dim, img := uint64(info.Len()), uint64(info.ImageChannels*info.ImageHeight*info.ImageWidth)
+	states := uint64(5)
+	if cfg.Rule == sampler.DPMpp2MRule {
+		states++
+	}
+	call := uint64(1)
+	if cfg.Guidance > 1 && info.Conditioning != pipelines.Unconditioned {
+		call = 2
+	}
+	states += 2 * call
+	n := uint64(max(1, cfg.Steps))
+	perRow := states*dim + 2*img
+	if cfg.Record {
+		perRow += (2*n+1)*dim + n
+	}
+	if sheets && cfg.Method == sampler.FK {
+		perRow += uint64(cfg.Resampling.Evaluations(int(n))) * img
+	}
+	return runSize{rows: rows, bytes: uint64(rows) * perRow * 4}
+}
+
+// checkMemory refuses a run whose estimate (times workers, for a batch) exceeds the memory
+// available; lower names the flags that shrink it. Where the available memory cannot be read
+// (not Linux) nothing is refused.
+func checkMemory(est runSize, workers int, lower string) error {
+	avail, ok := availableMemory()
+	need := est.bytes * uint64(max(1, workers))
+	if !ok || need <= avail {
+		return nil
+	}
+	what := fmt.Sprintf("this run needs at least %s of memory (%d particle rows)", sizeString(need), est.rows)
+	if workers > 1 {
+		what = fmt.Sprintf("%d workers need at least %s of memory (%s each, %d particle rows)", workers, sizeString(need), sizeString(est.bytes), est.rows)
+		if est.bytes <= avail {
+			lower = "--workers (to " + strconv.FormatUint(avail/est.bytes, 10) + " or fewer), or " + lower
+		}
+	}
+	return usageError{fmt.Errorf("%s but %s is available: lower %s", what, sizeString(avail), lower)}
+}
+
+// sizeString formats bytes in binary units, as memory limits are stated.
+func sizeString(b uint64) string {
+	if b >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%d MiB", (b+(1<<20)-1)>>20)
+}
+
+// allocSize finds the size ONNX Runtime's allocator failed to get.
+var allocSize = regexp.MustCompile(`requested buffer of size (\d+)`)
+
+// allocError is ONNX Runtime's failure to allocate memory, restated: retrying the same run
+// cannot help, so it is bad usage (exit 2) and stops a batch.
+type allocError struct {
+	msg string
+	err error
+}
+
+func (e *allocError) Error() string { return e.msg }
+func (e *allocError) Unwrap() error { return e.err }
+
+// isAllocFailure reports whether err is, or wraps, an allocation failure restated by
+// [allocFailure] (looking inside a usageError, which may not unwrap).
+func isAllocFailure(err error) bool {
+	var ue usageError
+	if errors.As(err, &ue) {
+		err = ue.error
+	}
+	var ae *allocError
+	return errors.As(err, &ae)
+}
+
+// allocFailure returns err unchanged unless it is ONNX Runtime failing to allocate memory ("Failed
+// to allocate memory" from its arena, or a C++ bad_alloc); that becomes one message naming the
+// flags to lower, wrapped as a usageError.
+func allocFailure(err error, lower string) error {
+	if err == nil || isAllocFailure(err) {
+		return err
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "Failed to allocate memory") && !strings.Contains(msg, "bad_alloc") {
+		return err
+	}
+	what := "the memory it needed"
+	if m := allocSize.FindStringSubmatch(msg); m != nil {
+		if n, perr := strconv.ParseUint(m[1], 10, 64); perr == nil {
+			what = sizeString(n) + " for one tensor"
+		}
+	}
+	avail := ""
+	if a, ok := availableMemory(); ok {
+		avail = fmt.Sprintf(", with %s available", sizeString(a))
+	}
+	return usageError{&allocError{
+		msg: fmt.Sprintf("the model ran out of memory: ONNX Runtime could not allocate %s%s; the run is too large for this machine: lower %s", what, avail, lower),
+		err: err,
+	}}
+}
