@@ -62,12 +62,13 @@ func advantages(rewards []float64, keys []string, eps float64, global bool) []fl
 	return out
 }
 
-// stats returns the mean and population standard deviation of the finite values (0, 0 if none),
-// computed in two passes for accuracy.
+// stats returns the mean and population standard deviation of the finite values, computed in
+// two passes for accuracy. With no finite value both are NaN (written as null): a group whose
+// every reward failed has no mean, and 0 would pass for a measured one.
 func stats(v []float64) (mean, std float64) {
 	fin := slices.DeleteFunc(slices.Clone(v), func(x float64) bool { return !finite(x) })
 	if len(fin) == 0 {
-		return 0, 0
+		return math.NaN(), math.NaN()
 	}
 	for _, x := range fin {
 		mean += x

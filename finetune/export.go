@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/fksteer/fksteer/particles"
@@ -74,6 +75,12 @@ type Summary struct {
 	Shards   []string `json:"shards"`
 	Bytes    int64    `json:"shard_bytes"`
 	Complete bool     `json:"complete"`
+	// Repaired lists the shards a resumed export found missing or damaged (with what was wrong)
+	// and redid.
+	Repaired []string `json:"repaired,omitempty"`
+	// NoReward counts the samples whose reward is not a finite number: NaN or infinite scores
+	// are stored as null and left out of every mean, std and advantage.
+	NoReward int `json:"samples_without_reward"`
 }
 
 // settings are what must match for an export to resume a dataset: everything that changes the
@@ -114,6 +121,10 @@ func (o *Options) Validate() error {
 	}
 	if len(o.Prompts) == 0 {
 		return errors.New("no prompts: give at least one (--prompts FILE, one per line)")
+	}
+	// Prompt i is seeded with Seed+i; past the largest seed that would wrap around to seed 0.
+	if last := uint64(len(o.Prompts) - 1); o.Sampler.Seed > math.MaxUint64-last {
+		return &sampler.ConfigError{Err: fmt.Errorf("seed %d with %d prompts wraps around (prompt i uses seed+i): the largest usable seed is %d (--seed)", o.Sampler.Seed, len(o.Prompts), uint64(math.MaxUint64)-last)}
 	}
 	if o.Samples == 0 {
 		o.Samples = m.DefaultSamples()
@@ -260,6 +271,7 @@ func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary
 			err = errors.Join(err, cerr)
 		}
 	}()
+	// The prompts of every group the manifest records, intact or to be redone.
 	written := map[string]string{}
 	for _, r := range w.Rows() {
 		written[r.Group] = r.Prompt
@@ -267,17 +279,17 @@ func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary
 	skipped := 0
 	for i, prompt := range opts.Prompts {
 		id := GroupID(i)
-		if was, ok := written[id]; ok {
-			if was != prompt {
-				return nil, fmt.Errorf("dataset %s holds prompt %q as group %s, but the prompts now have %q there: resume with the same prompts file, or use a new folder", opts.Out, was, id, prompt)
-			}
+		if was, ok := written[id]; ok && was != prompt {
+			return nil, fmt.Errorf("dataset %s holds prompt %q as group %s, but the prompts now have %q there: resume with the same prompts file, or use a new folder", opts.Out, clip(was), id, clip(prompt))
+		}
+		if w.Has(id) {
 			skipped++
 			opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Elapsed: time.Since(start)})
 			continue
 		}
 		g, err := sampleGroup(ctx, p, &opts, i)
 		if err != nil {
-			return nil, fmt.Errorf("prompt %d (%q): %w", i, prompt, err)
+			return nil, fmt.Errorf("prompt %d (%q): %w", i, clip(prompt), err)
 		}
 		if err := w.Add(g); err != nil {
 			return nil, err
@@ -288,10 +300,29 @@ func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary
 		return nil, err
 	}
 	finished = true
+	noReward := 0
+	for _, r := range w.Rows() {
+		if !finite(float64(r.Reward)) {
+			noReward++
+		}
+	}
 	return &Summary{
 		Dir: opts.Out, Groups: len(opts.Prompts), Samples: len(w.Rows()), Skipped: skipped,
-		Shards: w.Shards(), Bytes: w.Bytes(), Complete: true,
+		Shards: w.Shards(), Bytes: w.Bytes(), Complete: true, Repaired: w.Repairs(), NoReward: noReward,
 	}, nil
+}
+
+// maxQuoted bounds the prompt text an error message quotes: a prompt file's line can be a
+// megabyte, and an error should stay one readable line.
+const maxQuoted = 200
+
+// clip returns s, cut to maxQuoted characters with an ellipsis when longer.
+func clip(s string) string {
+	r := []rune(s)
+	if len(r) <= maxQuoted {
+		return s
+	}
+	return string(r[:maxQuoted]) + "…"
 }
 
 func (o *Options) progress(p Progress) {

@@ -1,7 +1,10 @@
 package finetune
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -10,8 +13,9 @@ import (
 )
 
 // writePNG writes sample k's final image atomically, with the prompt and settings in a
-// "parameters" text chunk as `fksteer generate` writes them.
-func writePNG(path string, g *Group, k int) error {
+// "parameters" text chunk as `fksteer generate` writes them, and returns the file's hex sha256,
+// which the manifest records so that a resumed export can tell a damaged image.
+func writePNG(path string, g *Group, k int) (string, error) {
 	s := g.Samples[k]
 	sch := g.Scheduler
 	params := fmt.Sprintf("%s\nSteps: %d, Sampler: %s, Eta: %g, CFG scale: %g, Seed: %d, Slot: %d, Model: %s, Model hash: %s, Method: %s, Reward value: %.6g, Sample: %s",
@@ -25,7 +29,12 @@ func writePNG(path string, g *Group, k int) error {
 		params += ", Rewards: " + strings.Join(parts, " ")
 	}
 	img := g.Images.Image(k)
-	return atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
-		return pngtext.Encode(f, img, []pngtext.Entry{{Key: "parameters", Text: params}})
+	h := sha256.New()
+	err := atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
+		return pngtext.Encode(io.MultiWriter(f, h), img, []pngtext.Entry{{Key: "parameters", Text: params}})
 	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -65,6 +65,10 @@ type Row struct {
 	NoiseSlot int    `json:"noise_slot"`
 	Group     string `json:"group"`
 	Image     string `json:"image"`
+	// ImageSHA256 is the hex sha256 of Image, ShardSHA256 that of Shard and ReferenceSHA256
+	// those of References, recorded as each file is written: a resumed export checks them and
+	// redoes what is missing or damaged. Empty in datasets written before they were recorded.
+	ImageSHA256 string `json:"image_sha256,omitempty"`
 	// Reward is the training reward. Rewards holds every part's own score by name (a reward that
 	// is not a composite is its one part), RewardWeights their weights in Reward, and
 	// RewardTexts the text that text-reading parts (OCR) read.
@@ -75,10 +79,11 @@ type Row struct {
 	// Advantage is the mode's advantage (null for modes without one: d3po, prdp, steered).
 	Advantage Float `json:"advantage"`
 	// LogWeight is the final FK log-weight, normalised within the group (steered mode only).
-	LogWeight *Float   `json:"log_weight,omitempty"`
-	Genealogy [][2]int `json:"genealogy"`
-	ParentIDs []string `json:"parent_ids"`
-	Shard     string   `json:"shard"`
+	LogWeight   *Float   `json:"log_weight,omitempty"`
+	Genealogy   [][2]int `json:"genealogy"`
+	ParentIDs   []string `json:"parent_ids"`
+	Shard       string   `json:"shard"`
+	ShardSHA256 string   `json:"shard_sha256,omitempty"`
 	// Tensors maps each tensor name to its key in Shard; Index is the sample's position along
 	// the first dimension of the per-sample tensors (latent_index, mean_index, log_probs, ...).
 	Tensors           map[string]string `json:"tensors"`
@@ -88,6 +93,7 @@ type Row struct {
 	Scheduler         Scheduler         `json:"scheduler"`
 	LogProbConvention string            `json:"log_prob_convention"`
 	References        []string          `json:"references,omitempty"`
+	ReferenceSHA256   []string          `json:"reference_sha256,omitempty"`
 }
 
 // GroupRow is one group's line in groups.jsonl: its samples in slot order with their rewards and

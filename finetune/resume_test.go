@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pipelines"
 )
 
 var resumePrompts = []string{`"A"`, `a red "B"`, `"C" on navy`, `the word dog`}
@@ -144,5 +148,184 @@ func TestResumeRefusesAnotherDataset(t *testing.T) {
 	o = glyphOptions(t, finetune.GRPO, foreign, resumePrompts[:1]...)
 	if _, err := finetune.Export(context.Background(), p, o); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Errorf("foreign folder: %v", err)
+	}
+}
+
+// sixPrompts make three shards of two groups each at twoGroupShard's size.
+var sixPrompts = []string{`"A"`, `a red "B"`, `"C" on navy`, `the word dog`, `"E"`, `a blue "F"`}
+
+// twoGroupShard returns a shard size that holds exactly two of the glyph groups of glyphOptions
+// (a shard rolls over before a group that would take it past the size).
+func twoGroupShard(t *testing.T, p pipelines.Pipeline) int64 {
+	t.Helper()
+	sum := export(t, p, glyphOptions(t, finetune.GRPO, filepath.Join(t.TempDir(), "one"), sixPrompts[0]))
+	return sum.Bytes * 5 / 2
+}
+
+// sameFiles requires two folders to hold the same files with the same bytes.
+func sameFiles(t *testing.T, want, got string) {
+	t.Helper()
+	read := func(root string) map[string][]byte {
+		files := map[string][]byte{}
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			rel, _ := filepath.Rel(root, path)
+			files[rel] = data
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	w, g := read(want), read(got)
+	for name, data := range w {
+		if other, ok := g[name]; !ok {
+			t.Errorf("%s is missing", name)
+		} else if !bytes.Equal(data, other) {
+			t.Errorf("%s differs from the uninterrupted export's (%d bytes, want %d)", name, len(other), len(data))
+		}
+	}
+	for name := range g {
+		if _, ok := w[name]; !ok {
+			t.Errorf("%s is not in the uninterrupted export", name)
+		}
+	}
+}
+
+// TestResumeRepairsDamage truncates a shard in the middle of a dataset and deletes an image of
+// the last shard's group: the rerun names both, redoes their groups, and ends with the files an
+// undamaged export writes, byte for byte. Every file the manifest names records its sha256.
+func TestResumeRepairsDamage(t *testing.T) {
+	p := openGlyphs(t)
+	size := twoGroupShard(t, p)
+	opts := func(out string) finetune.Options {
+		o := glyphOptions(t, finetune.GRPO, out, sixPrompts...)
+		o.ShardSize = size
+		return o
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	if sum := export(t, p, opts(ref)); len(sum.Shards) != 3 {
+		t.Fatalf("reference export wrote shards %v, want 3 of two groups", sum.Shards)
+	}
+	for _, r := range openDataset(t, ref).Rows {
+		if len(r.ImageSHA256) != 64 || len(r.ShardSHA256) != 64 {
+			t.Fatalf("row %s records image sha256 %q and shard sha256 %q", r.ID, r.ImageSHA256, r.ShardSHA256)
+		}
+	}
+
+	out := filepath.Join(t.TempDir(), "ds")
+	export(t, p, opts(out))
+	shard0 := filepath.Join(out, "shards", "shard-00000.safetensors")
+	st, err := os.Stat(shard0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(shard0, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(out, "images", "g000005-02.png")
+	if err := os.Remove(image); err != nil {
+		t.Fatal(err)
+	}
+	sum := export(t, p, opts(out))
+	if len(sum.Repaired) != 2 || !strings.Contains(sum.Repaired[0], "shard-00000") || !strings.Contains(sum.Repaired[0], "sha256 differs") ||
+		!strings.Contains(sum.Repaired[1], "g000005-02.png is missing") {
+		t.Errorf("repairs %q: want the truncated shard-00000 and the missing g000005-02.png", sum.Repaired)
+	}
+	// Groups 0, 1 (the truncated shard) and 4, 5 (the image's shard) were redone; 2, 3 kept.
+	if sum.Skipped != 2 || !sum.Complete || sum.Samples != 24 {
+		t.Errorf("summary %+v: want 2 groups kept, 24 samples, complete", sum)
+	}
+	sameFiles(t, ref, out)
+	// A rerun of the repaired dataset finds nothing to redo.
+	if sum := export(t, p, opts(out)); len(sum.Repaired) != 0 || sum.Skipped != 6 {
+		t.Errorf("second rerun: %+v", sum)
+	}
+}
+
+// TestInterruptedExportResumesToTheSameLayout stops an export after each of its first prompts
+// in turn and resumes it: the shards (which the interrupted run commits early) end up holding
+// the same groups and bytes as an uninterrupted export's, and so does every other file.
+func TestInterruptedExportResumesToTheSameLayout(t *testing.T) {
+	p := openGlyphs(t)
+	size := twoGroupShard(t, p)
+	prompts := sixPrompts[:5]
+	opts := func(out string) finetune.Options {
+		o := glyphOptions(t, finetune.GRPO, out, prompts...)
+		o.ShardSize = size
+		return o
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	export(t, p, opts(ref))
+	for _, stop := range []int{1, 3} {
+		out := filepath.Join(t.TempDir(), "ds")
+		ctx, cancel := context.WithCancel(context.Background())
+		o := opts(out)
+		o.Progress = func(pr finetune.Progress) {
+			if pr.Done == stop {
+				cancel()
+			}
+		}
+		if _, err := finetune.Export(ctx, p, o); !errors.Is(err, context.Canceled) {
+			t.Fatalf("stop after %d: export returned %v, want context.Canceled", stop, err)
+		}
+		cancel()
+		if d := openDataset(t, out); d.Info.Complete || len(d.Rows) != 4*stop {
+			t.Fatalf("stop after %d: %d rows, complete %v", stop, len(d.Rows), d.Info.Complete)
+		}
+		if sum := export(t, p, opts(out)); sum.Skipped != stop || len(sum.Repaired) != 0 {
+			t.Errorf("stop after %d: resume summary %+v", stop, sum)
+		}
+		sameFiles(t, ref, out)
+	}
+}
+
+// nanReward scores every image NaN, as a reward that cannot judge any image does.
+type nanReward struct{}
+
+func (nanReward) Name() string { return "nan" }
+func (nanReward) Score(_ context.Context, imgs models.Images, _ string, dst []float64) error {
+	for i := range dst {
+		dst[i] = math.NaN()
+	}
+	return nil
+}
+func (nanReward) Close() error { return nil }
+
+// TestAllNaNRewardsHaveNoStatistics: a group whose every reward is NaN has no mean and no std:
+// groups.jsonl says null, not 0 (which would pass for a measured reward), and the summary counts
+// the samples without a reward so that front ends can warn.
+func TestAllNaNRewardsHaveNoStatistics(t *testing.T) {
+	p := openGlyphs(t)
+	out := filepath.Join(t.TempDir(), "ds")
+	o := glyphOptions(t, finetune.GRPO, out, resumePrompts[:2]...)
+	o.Reward, o.RewardSpec = nanReward{}, "nan"
+	sum := export(t, p, o)
+	if sum.NoReward != 8 || sum.Samples != 8 {
+		t.Errorf("summary counts %d of %d samples without a reward, want 8 of 8", sum.NoReward, sum.Samples)
+	}
+	data, err := os.ReadFile(filepath.Join(out, finetune.GroupsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("groups.jsonl has %d lines, want 2", len(lines))
+	}
+	for _, line := range lines {
+		if !strings.Contains(line, `"reward_mean":null`) || !strings.Contains(line, `"reward_std":null`) {
+			t.Errorf("group line %s: want reward_mean and reward_std null", line)
+		}
+	}
+	groups, err := finetune.ReadGroups(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := groups[0]; !math.IsNaN(float64(g.Mean)) || !math.IsNaN(float64(g.Std)) || !math.IsNaN(float64(g.Advantages[0])) {
+		t.Errorf("group %s: mean %v, std %v, advantage %v: want NaN (null)", g.Group, g.Mean, g.Std, g.Advantages[0])
 	}
 }

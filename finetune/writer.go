@@ -3,6 +3,8 @@ package finetune
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +54,16 @@ type WriterOptions struct {
 // complete shards and every file is whole. Images are written when a group is added.
 //
 // Opening a Writer on a folder that holds a dataset resumes it: groups the manifest names are
-// kept ([Writer.Has] reports them), and files an interrupted run left behind (shards the
-// manifest does not name, images of uncommitted groups, temporary files) are removed.
+// kept ([Writer.Has] reports them) when their shard, images and references still have the
+// sha256 the manifest recorded, and files an interrupted run left behind (shards the manifest
+// does not name, images of uncommitted groups, temporary files) are removed. Groups whose files
+// are missing or damaged are not kept: adding them again repairs the dataset ([Writer.Repairs]).
+//
+// Shards are laid out by group order alone, so that a resumed dataset's files equal an
+// uninterrupted run's byte for byte: the last shard of a resumed dataset (which an interrupted
+// run commits early) is read back and filled with the groups added next as if the run had not
+// stopped, and a damaged shard before it is rewritten under its own name with the groups it
+// held once they are all added again.
 //
 // A Writer is not safe for concurrent use. After an error it refuses further work.
 type Writer struct {
@@ -61,21 +71,40 @@ type Writer struct {
 	o        WriterOptions
 	settings json.RawMessage
 
-	rows    []Row
-	done    map[string]bool
+	// rows is the manifest: the committed rows, and the recorded rows of holes until they are
+	// rewritten. done holds the groups whose files are committed and intact.
+	rows []Row
+	done map[string]bool
+	// shards are the shards the manifest names, sizes their sizes and bytes their total.
 	shards  []string
+	sizes   map[string]int64
 	next    int
 	bytes   int64
 	pending []pendingGroup
+	// reopened is the resumed dataset's last shard, whose reopenedGroups groups lead pending:
+	// the groups added next join them as they would have joined them in an uninterrupted run.
+	reopened       string
+	reopenedGroups int
+	// holes are the damaged shards before the last, by name; holeOf maps each of their groups
+	// to its shard.
+	holes   map[string]*hole
+	holeOf  map[string]string
+	repairs []string
 	err     error
+}
+
+// hole is a damaged shard being redone: the groups it held, in order, and those added again.
+type hole struct {
+	groups  []string
+	pending []pendingGroup
 }
 
 // pendingGroup is an added group waiting for its shard: its rows (shard not yet set) and its
 // tensors under their shard keys.
 type pendingGroup struct {
-	rows    []Row
-	tensors []Tensor
-	refs    []string
+	rows          []Row
+	tensors       []Tensor
+	refs, refSums []string
 }
 
 // OpenWriter creates the dataset folder dir (or resumes the dataset in it) for writing. A folder
@@ -91,7 +120,7 @@ func OpenWriter(dir string, o WriterOptions) (*Writer, error) {
 	if o.Pairs == "" {
 		o.Pairs = AllPairs
 	}
-	w := &Writer{dir: dir, o: o, done: map[string]bool{}}
+	w := &Writer{dir: dir, o: o, done: map[string]bool{}, sizes: map[string]int64{}, holes: map[string]*hole{}, holeOf: map[string]string{}}
 	if o.Settings != nil {
 		s, err := json.Marshal(o.Settings)
 		if err != nil {
@@ -164,7 +193,9 @@ func readInfo(dir string) (*DatasetInfo, error) {
 	return &info, nil
 }
 
-// resume loads the committed part of an existing dataset and clears what an interrupted run left.
+// resume loads the committed part of an existing dataset, checks every file the manifest names
+// against its recorded sha256, and clears what an interrupted run left. A damaged or missing
+// file is not an error: its group is redone (see [Writer]), and Repairs says what was found.
 func (w *Writer) resume(info *DatasetInfo) error {
 	if info.Mode != w.o.Mode {
 		return fmt.Errorf("dataset %s is a %s dataset, not %s: use a new folder or --mode %s", w.dir, info.Mode, w.o.Mode, info.Mode)
@@ -177,23 +208,158 @@ func (w *Writer) resume(info *DatasetInfo) error {
 		return err
 	}
 	w.rows = rows
-	named := map[string]bool{}
+	var order []string
+	byShard := map[string][]Row{}
 	for _, r := range rows {
-		w.done[r.Group] = true
-		if !named[r.Shard] {
-			named[r.Shard] = true
-			w.shards = append(w.shards, r.Shard)
-			st, err := os.Stat(filepath.Join(w.dir, r.Shard))
-			if err != nil {
-				return fmt.Errorf("dataset %s: the manifest names shard %s, which is unreadable (%v): the folder was damaged outside fksteer; start a new one", w.dir, r.Shard, err)
+		if _, ok := byShard[r.Shard]; !ok {
+			order = append(order, r.Shard)
+		}
+		byShard[r.Shard] = append(byShard[r.Shard], r)
+	}
+	for i, rel := range order {
+		n, numbered := shardNumber(filepath.Base(rel))
+		if numbered {
+			w.next = max(w.next, n+1)
+		}
+		st, size, damage := w.check(rel, byShard[rel])
+		last := i == len(order)-1 && numbered
+		if damage != "" {
+			w.repairs = append(w.repairs, rel+": "+damage)
+		}
+		switch {
+		case damage == "":
+			w.addShard(rel, size)
+			for _, r := range byShard[rel] {
+				w.done[r.Group] = true
 			}
-			w.bytes += st.Size()
-			if n, ok := shardNumber(filepath.Base(r.Shard)); ok {
-				w.next = max(w.next, n+1)
+			if last {
+				w.reopen(rel, st, byShard[rel])
+				w.next = n
+			}
+		case last:
+			// Its groups are sampled again and fill this shard from its start, as they did.
+			w.rows = slices.DeleteFunc(w.rows, func(r Row) bool { return r.Shard == rel })
+			w.next = n
+		default:
+			h := &hole{}
+			for _, r := range byShard[rel] {
+				if !slices.Contains(h.groups, r.Group) {
+					h.groups = append(h.groups, r.Group)
+					w.holeOf[r.Group] = rel
+				}
+			}
+			w.holes[rel] = h
+			w.addShard(rel, size)
+		}
+	}
+	named := map[string]bool{}
+	for _, rel := range w.shards {
+		named[rel] = true
+	}
+	return w.removeLeftovers(named)
+}
+
+// check reads shard rel and the files of its rows and returns the parsed shard, its size, and
+// what is wrong ("" when nothing is): a missing file, a sha256 that differs from the one
+// recorded, or a shard that does not parse or lacks a tensor its rows name (for datasets that
+// recorded no sha256).
+func (w *Writer) check(rel string, rows []Row) (*Safetensors, int64, string) {
+	data, err := os.ReadFile(filepath.Join(w.dir, filepath.FromSlash(rel)))
+	if err != nil {
+		return nil, 0, "the shard is missing or unreadable"
+	}
+	size := int64(len(data))
+	if want := rows[0].ShardSHA256; want != "" && sha256Hex(data) != want {
+		return nil, size, "the shard's sha256 differs from the manifest's (truncated or altered)"
+	}
+	st, err := ParseSafetensors(data)
+	if err != nil {
+		return nil, size, "the shard does not parse: " + err.Error()
+	}
+	for _, r := range rows {
+		for _, key := range r.Tensors {
+			if _, ok := st.Tensor(key); !ok {
+				return nil, size, fmt.Sprintf("the shard lacks tensor %s", key)
+			}
+		}
+		if problem := checkFile(w.dir, r.Image, r.ImageSHA256); problem != "" {
+			return nil, size, problem
+		}
+		for j, ref := range r.References {
+			sum := ""
+			if j < len(r.ReferenceSHA256) {
+				sum = r.ReferenceSHA256[j]
+			}
+			if problem := checkFile(w.dir, ref, sum); problem != "" {
+				return nil, size, problem
 			}
 		}
 	}
-	return w.removeLeftovers(named)
+	return st, size, ""
+}
+
+// checkFile says what is wrong with the dataset file rel ("" when nothing is): missing, or a
+// sha256 other than want (when want is recorded).
+func checkFile(dir, rel, want string) string {
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	switch {
+	case err != nil:
+		return rel + " is missing or unreadable"
+	case want != "" && sha256Hex(data) != want:
+		return rel + "'s sha256 differs from the manifest's (truncated or altered)"
+	}
+	return ""
+}
+
+func sha256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// reopen reads the groups of the resumed dataset's last shard back into pending, with their
+// tensors in file order: WriteSafetensors orders a shard's tensors stably by element size, so
+// writing them again, with or without the groups added next, gives the bytes an uninterrupted
+// run writes.
+func (w *Writer) reopen(rel string, st *Safetensors, rows []Row) {
+	var groups []pendingGroup
+	for _, r := range rows {
+		if len(groups) == 0 || groups[len(groups)-1].rows[0].Group != r.Group {
+			groups = append(groups, pendingGroup{refs: r.References, refSums: r.ReferenceSHA256})
+		}
+		g := &groups[len(groups)-1]
+		g.rows = append(g.rows, r)
+	}
+	for i := range groups {
+		prefix := groups[i].rows[0].Group + "/"
+		for _, t := range st.Tensors {
+			if strings.HasPrefix(t.Name, prefix) {
+				groups[i].tensors = append(groups[i].tensors, t)
+			}
+		}
+	}
+	w.pending, w.reopened, w.reopenedGroups = groups, rel, len(groups)
+}
+
+// Repairs lists what a resume found missing or damaged, one entry per shard ("shards/...: what");
+// the groups of those shards are redone as they are added again.
+func (w *Writer) Repairs() []string { return w.repairs }
+
+// addShard records shard rel of size bytes as named by the manifest, or updates its size.
+func (w *Writer) addShard(rel string, size int64) {
+	if old, ok := w.sizes[rel]; ok {
+		w.bytes -= old
+	} else {
+		w.shards = append(w.shards, rel)
+	}
+	w.sizes[rel] = size
+	w.bytes += size
+}
+
+// removeShard forgets shard rel.
+func (w *Writer) removeShard(rel string) {
+	w.bytes -= w.sizes[rel]
+	delete(w.sizes, rel)
+	w.shards = slices.DeleteFunc(w.shards, func(s string) bool { return s == rel })
 }
 
 // removeLeftovers deletes shards the manifest does not name, images and references of groups it
@@ -284,7 +450,9 @@ func diffJSON(was, now json.RawMessage) string {
 func (w *Writer) Has(groupID string) bool { return w.done[groupID] }
 
 // Add writes g's images and buffers its tensors and rows, committing the current shard first if g
-// would not fit in it. g's references (Adv-GRPO) are copied into the dataset.
+// would not fit in it. g's references (Adv-GRPO) are copied into the dataset. A group of a
+// damaged shard found on resume goes back into that shard, which is rewritten once all its
+// groups are added again.
 func (w *Writer) Add(g *Group) error {
 	if w.err != nil {
 		return w.err
@@ -292,28 +460,12 @@ func (w *Writer) Add(g *Group) error {
 	if w.done[g.ID] || slices.ContainsFunc(w.pending, func(p pendingGroup) bool { return len(p.rows) > 0 && p.rows[0].Group == g.ID }) {
 		return fmt.Errorf("group %s is already in dataset %s", g.ID, w.dir)
 	}
-	var pg pendingGroup
-	for j, src := range g.References {
-		rel := filepath.ToSlash(filepath.Join(RefDir, fmt.Sprintf("%s-%d%s", g.ID, j, strings.ToLower(filepath.Ext(src)))))
-		if err := copyFile(filepath.Join(w.dir, rel), src); err != nil {
-			return fmt.Errorf("copy reference image: %w", err)
-		}
-		pg.refs = append(pg.refs, rel)
+	pg, err := w.prepare(g)
+	if err != nil {
+		return err
 	}
-	for _, t := range g.Tensors(w.o.Half) {
-		t.Name = g.ID + "/" + t.Name
-		pg.tensors = append(pg.tensors, t)
-	}
-	keys := map[string]string{}
-	for _, t := range pg.tensors {
-		keys[strings.TrimPrefix(t.Name, g.ID+"/")] = t.Name
-	}
-	for k, s := range g.Samples {
-		rel := filepath.ToSlash(filepath.Join(ImageDir, s.ID+".png"))
-		if err := writePNG(filepath.Join(w.dir, rel), g, k); err != nil {
-			return err
-		}
-		pg.rows = append(pg.rows, w.row(g, k, rel, keys, pg.refs))
+	if rel, ok := w.holeOf[g.ID]; ok {
+		return w.fill(rel, pg)
 	}
 	if len(w.pending) > 0 {
 		size, err := w.shardSize(append(slices.Clone(w.pending), pg))
@@ -334,6 +486,75 @@ func (w *Writer) Add(g *Group) error {
 		return w.Commit()
 	}
 	return nil
+}
+
+// prepare writes g's references and images, recording their sha256, and returns its rows and
+// tensors under their shard keys.
+func (w *Writer) prepare(g *Group) (pendingGroup, error) {
+	var pg pendingGroup
+	for j, src := range g.References {
+		rel := filepath.ToSlash(filepath.Join(RefDir, fmt.Sprintf("%s-%d%s", g.ID, j, strings.ToLower(filepath.Ext(src)))))
+		sum, err := copyFile(filepath.Join(w.dir, rel), src)
+		if err != nil {
+			return pg, fmt.Errorf("copy reference image: %w", err)
+		}
+		pg.refs = append(pg.refs, rel)
+		pg.refSums = append(pg.refSums, sum)
+	}
+	for _, t := range g.Tensors(w.o.Half) {
+		t.Name = g.ID + "/" + t.Name
+		pg.tensors = append(pg.tensors, t)
+	}
+	keys := map[string]string{}
+	for _, t := range pg.tensors {
+		keys[strings.TrimPrefix(t.Name, g.ID+"/")] = t.Name
+	}
+	for k, s := range g.Samples {
+		rel := filepath.ToSlash(filepath.Join(ImageDir, s.ID+".png"))
+		sum, err := writePNG(filepath.Join(w.dir, rel), g, k)
+		if err != nil {
+			return pg, err
+		}
+		r := w.row(g, k, rel, keys, pg.refs)
+		r.ImageSHA256, r.ReferenceSHA256 = sum, pg.refSums
+		pg.rows = append(pg.rows, r)
+	}
+	return pg, nil
+}
+
+// fill adds a group of hole rel and, once the hole holds all its groups again, rewrites it in
+// their recorded order under its own name.
+func (w *Writer) fill(rel string, pg pendingGroup) error {
+	h := w.holes[rel]
+	h.pending = append(h.pending, pg)
+	if len(h.pending) < len(h.groups) {
+		return nil
+	}
+	groups := make([]pendingGroup, 0, len(h.groups))
+	for _, id := range h.groups {
+		i := slices.IndexFunc(h.pending, func(p pendingGroup) bool { return p.rows[0].Group == id })
+		groups = append(groups, h.pending[i])
+	}
+	rows, size, err := w.writeShard(rel, groups)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	// The new rows take the old ones' place, so the manifest keeps its group order.
+	at := slices.IndexFunc(w.rows, func(r Row) bool { return r.Shard == rel })
+	w.rows = slices.DeleteFunc(w.rows, func(r Row) bool { return r.Shard == rel })
+	if at < 0 || at > len(w.rows) {
+		at = len(w.rows)
+	}
+	w.rows = slices.Insert(w.rows, at, rows...)
+	for _, id := range h.groups {
+		w.done[id] = true
+		delete(w.holeOf, id)
+	}
+	delete(w.holes, rel)
+	w.addShard(rel, size)
+	w.err = w.writeIndex()
+	return w.err
 }
 
 // row builds sample k's manifest row (its shard is set on commit).
@@ -408,15 +629,45 @@ func (w *Writer) Commit() error {
 }
 
 func (w *Writer) commit() error {
+	if rel := w.reopened; rel != "" {
+		w.reopened = ""
+		if len(w.pending) == w.reopenedGroups {
+			// Nothing was added: the shard on disk holds exactly these groups already.
+			w.pending = nil
+			w.next++
+			return nil
+		}
+		// Its rows are written again below, with the groups added since.
+		w.rows = slices.DeleteFunc(w.rows, func(r Row) bool { return r.Shard == rel })
+		w.removeShard(rel)
+	}
 	rel := fmt.Sprintf("%s/shard-%05d.safetensors", ShardDir, w.next)
-	var ts []Tensor
+	rows, n, err := w.writeShard(rel, w.pending)
+	if err != nil {
+		return err
+	}
+	w.rows = append(w.rows, rows...)
 	for _, g := range w.pending {
+		w.done[g.rows[0].Group] = true
+	}
+	w.pending = nil
+	w.addShard(rel, n)
+	w.next++
+	return w.writeIndex()
+}
+
+// writeShard writes groups as shard rel and returns their rows, naming the shard and its
+// sha256, and the shard's size.
+func (w *Writer) writeShard(rel string, groups []pendingGroup) ([]Row, int64, error) {
+	var ts []Tensor
+	for _, g := range groups {
 		ts = append(ts, g.tensors...)
 	}
-	meta := shardMetadata(w.pending, w.o.Mode)
+	meta := shardMetadata(groups, w.o.Mode)
+	h := sha256.New()
 	var n int64
 	err := atomicfile.WriteFunc(filepath.Join(w.dir, rel), 0o644, func(f *os.File) error {
-		bw := bufio.NewWriterSize(f, 1<<20)
+		bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
 		var err error
 		if n, err = WriteSafetensors(bw, ts, meta); err != nil {
 			return err
@@ -424,20 +675,17 @@ func (w *Writer) commit() error {
 		return bw.Flush()
 	})
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	for _, g := range w.pending {
+	sum := hex.EncodeToString(h.Sum(nil))
+	var rows []Row
+	for _, g := range groups {
 		for _, r := range g.rows {
-			r.Shard = rel
-			w.rows = append(w.rows, r)
+			r.Shard, r.ShardSHA256 = rel, sum
+			rows = append(rows, r)
 		}
-		w.done[g.rows[0].Group] = true
 	}
-	w.pending = nil
-	w.shards = append(w.shards, rel)
-	w.next++
-	w.bytes += n
-	return w.writeIndex()
+	return rows, n, nil
 }
 
 // writeIndex recomputes the advantages over every committed row and rewrites manifest.jsonl, then
@@ -534,10 +782,19 @@ func (w *Writer) Bytes() int64 { return w.bytes }
 // Shards returns the committed shards, relative to the dataset folder.
 func (w *Writer) Shards() []string { return w.shards }
 
-// Finish commits the buffered groups and marks the dataset complete in dataset.json.
+// Finish commits the buffered groups and marks the dataset complete in dataset.json. A damaged
+// shard whose groups were not all added again leaves the dataset incomplete, and is an error.
 func (w *Writer) Finish() error {
 	if err := w.Commit(); err != nil {
 		return err
+	}
+	if len(w.holes) > 0 {
+		var names []string
+		for rel, h := range w.holes {
+			names = append(names, fmt.Sprintf("%s (groups %s)", rel, strings.Join(h.groups, ", ")))
+		}
+		slices.Sort(names)
+		return fmt.Errorf("dataset %s: damaged shards were not redone because their groups were not added again: %s; resume with the prompts that made them", w.dir, strings.Join(names, "; "))
 	}
 	return w.writeInfo(true)
 }
@@ -556,18 +813,23 @@ func (w *Writer) Close() error {
 	return w.writeInfo(false)
 }
 
-// copyFile copies src to dst atomically.
-func copyFile(dst, src string) error {
+// copyFile copies src to dst atomically and returns the copy's hex sha256.
+func copyFile(dst, src string) (string, error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer in.Close()
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
+		return "", err
 	}
-	return atomicfile.WriteFunc(dst, 0o644, func(f *os.File) error {
-		_, err := io.Copy(f, in)
+	h := sha256.New()
+	err = atomicfile.WriteFunc(dst, 0o644, func(f *os.File) error {
+		_, err := io.Copy(io.MultiWriter(f, h), in)
 		return err
 	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
