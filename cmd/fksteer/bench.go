@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -235,6 +236,15 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 			if err != nil {
 				return usageError{err}
 			}
+			base := sampler.Config{
+				Steps: f.steps, Rule: rule, Eta: f.eta, Potential: kind,
+				Lambda:     potentials.Lambda{Value: f.lambda},
+				Resampling: f.schedule(cmd.Flags().Changed),
+				Resampler:  scheme,
+			}
+			if err := f.check(digits, ks, methods, base); err != nil {
+				return err
+			}
 			p, err := pipelines.OpenManifest(f.model, opts...)
 			if err != nil {
 				return err
@@ -256,19 +266,14 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 					return rewards.NewClassifier(f.classifier, rewards.ClassifierOptions{Target: target, Crop: 28, Mean: 0.5, Std: 0.5, Score: rewards.LogProb}, opts...)
 				},
 				Judge: judge, Reader: reader, Digits: digits, Ks: ks, Methods: methods, Runs: f.runs, Seed: f.seed,
-				Base: sampler.Config{
-					Steps: f.steps, Rule: rule, Eta: f.eta, Potential: kind,
-					Lambda:     potentials.Lambda{Value: f.lambda},
-					Resampling: potentials.Schedule{Every: f.every, Start: f.start, End: f.end},
-					Resampler:  scheme,
-				},
+				Base:     base,
 				Progress: func(line string) { fmt.Fprintln(a.stderr, line) },
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "MNIST DiT, unconditional, %s eta %g, %d steps; reward log p(digit) under the MNIST CNN; digits %s pooled; FK: %s, lambda %g, %s resampling every %d steps from %d to %d; seed %d\n\n",
-				rule, f.eta, f.steps, f.digits, kind, f.lambda, scheme, f.every, f.start, f.end, f.seed)
+				rule, f.eta, f.steps, f.digits, kind, f.lambda, scheme, base.Resampling.Every, base.Resampling.Start, base.Resampling.End, f.seed)
 			bench.PrintSteer(a.stdout, rows)
 			return nil
 		},
@@ -296,6 +301,68 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 	fl.IntVar(&f.end, "resample-end", 46, "FK last intermediate evaluation step")
 	fl.IntVar(&f.readerK, "reader-k", 5, "neighbours of the k-NN reader")
 	return cmd
+}
+
+// schedule is the FK schedule the benchmark runs. The default every 2 steps from 2 to 46 is
+// stated for the default 50 steps: at fewer steps, a default end (or start) the user left alone
+// is clamped to the last step, so that the table's header says what runs; a value the user set
+// is kept, and check refuses it if it lies beyond the steps.
+func (f *benchSteerFlags) schedule(changed func(string) bool) potentials.Schedule {
+	s := potentials.Schedule{Every: f.every, Start: f.start, End: f.end}
+	last := max(0, f.steps-1)
+	if !changed("resample-end") {
+		s.End = max(min(s.End, last), min(s.Start, last))
+	}
+	if !changed("resample-start") {
+		s.Start = min(s.Start, s.End)
+	}
+	return s
+}
+
+// check validates every flag before the first row runs, so that a mistake is reported at once
+// rather than after the rows before the one it breaks: the counts, the digits, and the sampler
+// configuration of every method and K the table holds, with the seed of its last digit.
+func (f *benchSteerFlags) check(digits, ks []int, methods []sampler.Method, base sampler.Config) error {
+	switch {
+	case f.runs < 1:
+		return usageError{fmt.Errorf("--runs %d: want at least 1 run per method, K and digit", f.runs)}
+	case f.readerK < 1:
+		return usageError{fmt.Errorf("--reader-k %d: want at least 1 neighbour", f.readerK)}
+	case f.steps < 1:
+		return usageError{fmt.Errorf("--steps %d: want at least 1 step", f.steps)}
+	}
+	for _, d := range digits {
+		if d > 9 {
+			return usageError{fmt.Errorf("--digits: %d is not an MNIST digit (0..9)", d)}
+		}
+	}
+	for _, k := range ks {
+		if k < 1 {
+			return usageError{fmt.Errorf("--ks: want particle counts of at least 1, got %d", k)}
+		}
+	}
+	// Digit i runs from seed --seed + i*1,000,000 (bench.Steer), which must not wrap either.
+	if span := uint64(len(digits)-1) * 1_000_000; f.seed > math.MaxUint64-span {
+		return usageError{fmt.Errorf("--seed %d wraps around: digit i uses seed+i*1000000, so the largest usable seed for %d digits is %d", f.seed, len(digits), uint64(math.MaxUint64)-span)}
+	}
+	// Validation needs a reward for bon and fk; any reward will do, none is run.
+	probe := base
+	probe.Reward = rewards.NewColor([3]float64{})
+	probe.Images = f.runs
+	probe.Seed = f.seed + uint64(len(digits)-1)*1_000_000 // bench.Steer's seed of the last digit
+	for _, m := range methods {
+		for _, k := range ks {
+			c := probe
+			c.Method, c.Particles = m, k
+			if m == sampler.Base {
+				c.Particles = 1
+			}
+			if err := c.Validate(); err != nil {
+				return usageError{fmt.Errorf("%s at K=%d: %w", m, k, err)}
+			}
+		}
+	}
+	return nil
 }
 
 func parseInts(s string) ([]int, error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -72,24 +73,128 @@ func (a *app) sourceOf(fs *pflag.FlagSet, s setting) string {
 }
 
 // checkValues rejects environment and file values that do not parse as their key's type, which
-// viper would otherwise read as zero (FKSTEER_STEPS=ten would become 0 steps).
+// viper would otherwise read as zero (FKSTEER_STEPS=ten would become 0 steps), and values of any
+// source outside their key's range (valueRanges), before any work starts. Every source that
+// sets a key is checked, not only the one that wins: a broken variable or file is reported even
+// on the run whose flag happens to override it, rather than on the next run that doesn't.
 func (a *app) checkValues(fs *pflag.FlagSet) error {
+	file, err := a.fileLayer()
+	if err != nil {
+		return err
+	}
 	for _, g := range groups {
 		for _, s := range g.settings {
-			switch a.sourceOf(fs, s) {
-			case fromEnv:
-				raw := os.Getenv(envName(s.key))
-				if _, err := convert(raw, s.def); err != nil {
+			if raw := os.Getenv(envName(s.key)); raw != "" { // viper ignores empty variables
+				val, err := convert(raw, s.def)
+				if err == nil {
+					err = checkRange(s.key, val)
+				}
+				if err != nil {
 					return usageError{fmt.Errorf("environment variable %s=%q: %w", envName(s.key), raw, err)}
 				}
-			case fromFile:
-				if _, err := convert(a.v.Get(s.key), s.def); err != nil {
+			}
+			if file != nil && file.InConfig(s.key) {
+				val, err := convert(file.Get(s.key), s.def)
+				if err == nil {
+					err = checkRange(s.key, val)
+				}
+				if err != nil {
 					return usageError{fmt.Errorf("config %s: %s: %w", a.v.ConfigFileUsed(), s.key, err)}
+				}
+			}
+			if f := fs.Lookup(s.key); f != nil && f.Changed {
+				val, _ := convert(a.v.Get(s.key), s.def) // the flag parser has typed it
+				if err := checkRange(s.key, val); err != nil {
+					return usageError{fmt.Errorf("--%s: %w", s.key, err)}
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// fileLayer returns the config file's own values (nil without a file): a.v answers with
+// whichever source wins, and a flag or variable may hide the file's value.
+func (a *app) fileLayer() (*viper.Viper, error) {
+	path := a.v.ConfigFileUsed()
+	if path == "" {
+		return nil, nil
+	}
+	fv := viper.New()
+	fv.SetConfigFile(path)
+	fv.SetConfigType("yaml")
+	if err := fv.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	return fv, nil
+}
+
+// valueRange is the valid range of a numeric setting: [min, max], or (min, max] with openMin.
+type valueRange struct {
+	min, max float64
+	openMin  bool
+	// meaning explains the special values, for the message.
+	meaning string
+}
+
+// valueRanges are the ranges of the numeric settings that the CLI reads before the library sees
+// them: counts the library never receives (workers, threads, ...), sentinels the CLI turns into
+// automatic values (-1 = automatic), which would otherwise swallow any negative number, and
+// values that only some runs use (strength without an init image). Counts the commands check
+// themselves (steps, num-images, batch-size, particles) are not repeated here.
+// Values the library checks against the run itself (eta, guidance, lambda, the FK schedule
+// against the steps, the class against the model) are sampler.Config's to check, so every front
+// end gets them.
+var valueRanges = map[string]valueRange{
+	"threads":          {min: 0, max: math.MaxInt32, meaning: "0 = ONNX Runtime's choice"},
+	"device":           {min: 0, max: math.MaxInt32},
+	"workers":          {min: 0, max: math.MaxInt32, meaning: "0 = one per core, as many as fit in memory"},
+	"max-failures":     {min: -1, max: math.MaxInt32, meaning: "-1 = never stop"},
+	"class":            {min: -1, max: math.MaxInt32, meaning: "-1 = the class the prompt names"},
+	"resample-every":   {min: 0, max: math.MaxInt32, meaning: "0 = steps/20, at least 1"},
+	"resample-start":   {min: -1, max: math.MaxInt32, meaning: "-1 = the interval"},
+	"resample-end":     {min: -1, max: math.MaxInt32, meaning: "-1 = 60% of the steps"},
+	"ess-threshold":    {min: 0, max: 1, meaning: "0 = resample at every evaluation"},
+	"strength":         {min: 0, max: 1, openMin: true, meaning: "the share of the steps that redraw the init image"},
+	"guidance-rescale": {min: 0, max: 1, meaning: "0 = off"},
+	"width":            {min: 0, max: math.MaxInt32, meaning: "0 = the model's"},
+	"height":           {min: 0, max: math.MaxInt32, meaning: "0 = the model's"},
+}
+
+// checkRange returns an error when a typed value of key lies outside its valueRange; NaN lies
+// outside every range.
+func checkRange(key string, val any) error {
+	r, ok := valueRanges[key]
+	if !ok {
+		return nil
+	}
+	var x float64
+	switch v := val.(type) {
+	case int:
+		x = float64(v)
+	case float64:
+		x = v
+	default:
+		return nil
+	}
+	lowOK := x >= r.min
+	if r.openMin {
+		lowOK = x > r.min
+	}
+	if lowOK && x <= r.max {
+		return nil
+	}
+	want := fmt.Sprintf("at least %g", r.min)
+	switch {
+	case r.openMin:
+		want = fmt.Sprintf("in (%g, %g]", r.min, r.max)
+	case r.max < math.MaxInt32:
+		want = fmt.Sprintf("in [%g, %g]", r.min, r.max)
+	}
+	if r.meaning != "" {
+		want += " (" + r.meaning + ")"
+	}
+	return fmt.Errorf("%v is out of range: want a value %s", val, want)
 }
 
 // convert turns a value read from YAML, JSON or the environment into the type of def.
@@ -295,6 +400,14 @@ func describeSource(src, key, file string) string {
 
 // yamlScalar formats a value as YAML would write it in a mapping.
 func yamlScalar(v any) string {
+	if list, ok := v.([]string); ok {
+		// Flow style keeps a list on its key's line: [a=1, "b: 2"].
+		items := make([]string, len(list))
+		for i, s := range list {
+			items[i] = yamlScalar(s)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	}
 	data, err := yaml.Marshal(v)
 	if err != nil {
 		return fmt.Sprint(v)
@@ -408,14 +521,17 @@ func newOverlay(base settings, overrides map[string]any) (*overlay, error) {
 	for _, k := range names {
 		s, ok := lookup(k)
 		if !ok {
-			return nil, fmt.Errorf("overrides: %w", &keys.UnknownKeyError{Key: k, Suggestion: keys.Closest(k, allowed), Valid: allowed})
+			return nil, usageError{fmt.Errorf("overrides: %w", &keys.UnknownKeyError{Key: k, Suggestion: keys.Closest(k, allowed), Valid: allowed})}
 		}
 		if !s.perItem {
-			return nil, fmt.Errorf("overrides: %s cannot vary per item (keys an item may override: %s)", k, strings.Join(allowed, ", "))
+			return nil, usageError{fmt.Errorf("overrides: %s cannot vary per item (keys an item may override: %s)", k, strings.Join(allowed, ", "))}
 		}
 		v, err := convert(overrides[k], s.def)
+		if err == nil {
+			err = checkRange(k, v)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("overrides: %s: %w", k, err)
+			return nil, usageError{fmt.Errorf("overrides: %s: %w", k, err)}
 		}
 		o.vals[k] = v
 	}

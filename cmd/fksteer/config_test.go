@@ -150,8 +150,8 @@ func TestUnknownKeysAndBadValues(t *testing.T) {
 		code  int
 		wants []string
 	}{
-		{"file typo", []string{"--config", "typo.yaml"}, nil, exitError, []string{"config typo.yaml", `unknown key "stpes"`, `did you mean "steps"`}},
-		{"file unknown", []string{"--config", "far.yaml"}, nil, exitError, []string{`unknown key "completely-unrelated"`, "valid keys here:"}},
+		{"file typo", []string{"--config", "typo.yaml"}, nil, exitUsage, []string{"config typo.yaml", `unknown key "stpes"`, `did you mean "steps"`}},
+		{"file unknown", []string{"--config", "far.yaml"}, nil, exitUsage, []string{`unknown key "completely-unrelated"`, "valid keys here:"}},
 		{"file value", []string{"--config", "value.yaml"}, nil, exitUsage, []string{"steps", `"ten" is not a whole number`}},
 		{"file models", []string{"--config", "models.yaml"}, nil, exitError, []string{"models must map model names"}},
 		{"missing file", []string{"--config", "nope.yaml"}, nil, exitUsage, []string{"config file nope.yaml does not exist"}},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,15 +170,19 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 			a.log.Debug("already in the dataset", "group", pr.Group)
 			return
 		}
-		var mean float64
-		for _, r := range pr.Rewards {
-			mean += r / float64(len(pr.Rewards))
-		}
-		fmt.Fprintf(a.stderr, "%s (%d/%d): mean reward %.4g, %.1fs\n", pr.Group, pr.Done, pr.Total, mean, pr.Elapsed.Seconds())
+		fmt.Fprintf(a.stderr, "%s (%d/%d): mean reward %s, %.1fs\n", pr.Group, pr.Done, pr.Total, meanReward(pr.Rewards), pr.Elapsed.Seconds())
 	}
 	sum, err := finetune.Export(cmd.Context(), p, o)
 	if err != nil {
 		return allocFailure(err, "--samples or --steps")
+	}
+	for _, r := range sum.Repaired {
+		a.log.Warn("redid a damaged part of the dataset", "what", r)
+	}
+	if sum.NoReward > 0 {
+		// One line, whatever the count: the manifest's nulls say which samples.
+		a.log.Warn("samples without a finite reward: stored as null and left out of means, stds and advantages; check the reward spec and its model",
+			"samples", fmt.Sprintf("%d/%d", sum.NoReward, sum.Samples), "reward", o.RewardSpec)
 	}
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)
@@ -188,6 +193,23 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	fmt.Fprintf(a.stderr, "dataset %s: %d samples in %d groups (%d already there), %d shards, %.1f MiB; bytes per sample %.0f\n",
 		sum.Dir, sum.Samples, sum.Groups, sum.Skipped, len(sum.Shards), float64(sum.Bytes)/(1<<20), float64(sum.Bytes)/float64(max(1, sum.Samples)))
 	return nil
+}
+
+// meanReward formats the mean of the finite rewards, or "none" when no reward is finite (a NaN
+// mean would read as a number).
+func meanReward(rs []float64) string {
+	var sum float64
+	n := 0
+	for _, r := range rs {
+		if !math.IsNaN(r) && !math.IsInf(r, 0) {
+			sum += r
+			n++
+		}
+	}
+	if n == 0 {
+		return "none (no finite reward)"
+	}
+	return fmt.Sprintf("%.4g", sum/float64(n))
 }
 
 // changedAny returns the first of names the user set, or "".

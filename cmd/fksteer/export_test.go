@@ -90,9 +90,10 @@ func TestExportUsageErrors(t *testing.T) {
 			wantError(t, code, stderr, exitUsage, c.wants...)
 		})
 	}
-	// As for generate, a reward that cannot be built is an error (exit 1), not bad usage.
+	// As for generate, a reward spec that cannot be built is bad usage (exit 2): rerunning the
+	// same spec cannot help.
 	code, _, stderr := cli(t, "", "export", "--mode", "grpo", "--prompts", prompts, "--out", out, "--reward", "colour:target=#f00")
-	wantError(t, code, stderr, exitError, `did you mean "color"`)
+	wantError(t, code, stderr, exitUsage, `did you mean "color"`)
 	if _, err := os.Stat(filepath.Join(out, finetune.InfoFile)); err == nil {
 		t.Error("a refused export created a dataset")
 	}

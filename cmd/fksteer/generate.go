@@ -38,6 +38,8 @@ func (a *app) generateCommand() *cobra.Command {
 	}
 	addFlags(cmd.Flags(), samplingSettings)
 	addFlags(cmd.Flags(), generateSettings)
+	// The key is batch's; generate shows its steps the same way (a bar on a terminal only).
+	addFlags(cmd.Flags(), []setting{mustLookup("progress")})
 	return cmd
 }
 
@@ -76,12 +78,26 @@ func (a *app) generate(cmd *cobra.Command) error {
 	if total <= 0 || batch <= 0 {
 		return usageError{fmt.Errorf("num-images and batch-size must be positive (got %d and %d)", total, batch)}
 	}
+	// The whole run at once, so that what only the last chunk would meet (a seed that wraps
+	// around before the last image) is refused before the first.
+	whole := cfg
+	whole.Images = total
+	if err := whole.ValidateFor(p.Info()); err != nil {
+		return err
+	}
 	sheets := a.v.GetBool("contact-sheet")
 	if err := checkMemory(estimateRun(p.Info(), cfg, min(batch, total), sheets), 1, "--particles or --batch-size"); err != nil {
 		return err
 	}
-	a.log.Info("generating", "model", p.Info().Name, "prompt", cfg.Prompt, "images", total, "steps", cfg.Steps,
+	a.log.Info("generating", "model", p.Info().Name, "prompt", logText(cfg.Prompt), "images", total, "steps", cfg.Steps,
 		"sampler", cfg.Rule, "method", cfg.Method, "particles", cfg.Particles)
+	mode := a.v.GetString("progress")
+	if mode != "auto" && mode != "bar" && mode != "log" && mode != "off" {
+		return usageError{fmt.Errorf("progress %q is not auto, bar, log or off", mode)}
+	}
+	chunks := (total + batch - 1) / batch
+	prog := newStepProgress(mode, a.stderr, chunks*cfg.StepsWalked())
+	defer prog.clear()
 
 	// Images are sampled in chunks and written as each chunk finishes, so an interrupted run keeps
 	// what it finished; a group's result does not depend on its chunk (see sampler.Run).
@@ -94,10 +110,12 @@ func (a *app) generate(cmd *cobra.Command) error {
 		chunk.Images = min(batch, total-done)
 		chunk.Seed = first + uint64(done)
 		var rec *sheet.Recorder
+		var record func(sampler.StepInfo)
 		if sheets {
 			rec = sheet.NewRecorder(chunk.Particles)
-			chunk.Observer = rec.Observe
+			record = rec.Observe
 		}
+		chunk.Observer = observers(record, prog.observer())
 		res, err := sampler.Run(ctx, p, chunk)
 		if err != nil {
 			return allocFailure(err, "--particles or --batch-size")
@@ -115,6 +133,7 @@ func (a *app) generate(cmd *cobra.Command) error {
 		written = append(written, files...)
 		stats = append(stats, res.Stats)
 		if !a.v.GetBool("json") {
+			prog.hide()
 			for _, f := range files {
 				fmt.Fprintln(a.stdout, f.Path)
 			}
@@ -126,7 +145,9 @@ func (a *app) generate(cmd *cobra.Command) error {
 			return err
 		}
 	}
+	prog.clear()
 	sum := summarize(stats)
+	sum.Images = len(written)
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
@@ -266,13 +287,14 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 	cfg.Resampling.ESSThreshold = v.GetFloat64("ess-threshold")
 	if spec := v.GetString("reward"); spec != "" {
 		if cfg.Reward, err = a.rewards.get(spec, rewards.Env{ModelOptions: opts}); err != nil {
-			return cfg, err
+			// A spec that cannot be built fails the same way on every rerun: bad usage.
+			return cfg, rewardError(err)
 		}
 	}
 	// Catch settings that cannot work (FK with a deterministic sampler, ...) before any sampling.
 	probe := cfg
 	probe.Images = max(1, probe.Images)
-	if err := probe.Validate(); err != nil {
+	if err := probe.ValidateFor(info); err != nil {
 		return cfg, usageError{err}
 	}
 	// The noise level the run uses (flow-sde: 0.7 when unset), so outputs record it.
@@ -438,14 +460,16 @@ func (a *app) printSummary(cfg sampler.Config, written []writtenImage, s summary
 // and -1 (start, end) mean "scaled to the step count" (potentials.ScaledSchedule).
 func resampling(steps, every, start, end int) potentials.Schedule {
 	auto := potentials.ScaledSchedule(steps)
-	if every <= 0 {
+	if every == 0 {
 		every = auto.Every
 	}
-	if start < 0 {
-		start = every
+	// Automatic values stay within the steps (step steps-1 is the last), so that only a value
+	// the user chose can be refused for lying beyond them.
+	if start == -1 {
+		start = min(every, max(0, steps-1))
 	}
-	if end < 0 {
-		end = max(start, auto.End)
+	if end == -1 {
+		end = max(start, min(auto.End, steps-1))
 	}
 	return potentials.Schedule{Every: every, Start: start, End: end}
 }

@@ -144,14 +144,14 @@ func TestUserErrorsGetOneClearMessage(t *testing.T) {
 		{"model file missing", []string{"--model", mnistManifest(t, t.TempDir(), filepath.Join(dir, "missing.onnx"))}, exitError, []string{"missing.onnx does not exist"}},
 		{"model not ONNX", []string{"--model", mnistManifest(t, t.TempDir(), junk)}, exitError, []string{"not a valid ONNX model"}},
 		{"manifest names a missing tensor", []string{"--model", mnistManifest(t, t.TempDir(), model, "sample: zt", "sample: latents")}, exitError, []string{`no input named "latents"`, "zt"}},
-		{"unknown manifest key", []string{"--model", mnistManifest(t, t.TempDir(), model, "prediction: flow", "predicton: flow")}, exitError, []string{`unknown key "predicton"`, `did you mean "prediction"`}},
+		{"unknown manifest key", []string{"--model", mnistManifest(t, t.TempDir(), model, "prediction: flow", "predicton: flow")}, exitUsage, []string{`unknown key "predicton"`, `did you mean "prediction"`}},
 		{"manifest missing", []string{"--model", filepath.Join(dir, "nope.yaml")}, exitError, []string{"nope.yaml does not exist"}},
 		{"zero steps", []string{"--steps", "0"}, exitUsage, []string{"steps must be positive"}},
 		{"negative steps", []string{"--steps", "-3"}, exitUsage, []string{"steps must be positive"}},
 		{"output not writable", []string{"--out", filepath.Join(notDir, "sub")}, exitError, []string{"output folder", "cannot be created"}},
 		{"unknown flag", []string{"--stpes", "3"}, exitUsage, []string{"unknown flag"}},
 		{"unknown sampler", []string{"--sampler", "heun"}, exitUsage, []string{`unknown sampler "heun"`}},
-		{"unknown reward", []string{"--method", "bon", "--particles", "2", "--reward", "colour:target=#fff"}, exitError, []string{`did you mean "color"`}},
+		{"unknown reward", []string{"--method", "bon", "--particles", "2", "--reward", "colour:target=#fff"}, exitUsage, []string{`did you mean "color"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -166,7 +166,7 @@ func TestUnknownConfigKey(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "fksteer.yaml"), "prompt: hi\nstpes: 3\n")
 	code, _, stderr := cli(t, dir, "generate")
-	wantError(t, code, stderr, exitError, `unknown key "stpes"`, `did you mean "steps"`)
+	wantError(t, code, stderr, exitUsage, `unknown key "stpes"`, `did you mean "steps"`)
 }
 
 func TestGenerateWritesIdenticalPNGsWithParameters(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/sampler"
 )
 
 // newProgress returns how a batch shows its progress: a bar with rate and ETA when w is a
@@ -110,3 +111,81 @@ func (p *logProgress) Done(id string, images int, err error) {
 }
 
 func (p *logProgress) Finish() {}
+
+// stepProgress shows how far generate has come, in denoising steps over every image: a bar
+// with the count, the rate and the time left. generate is silent otherwise for as long as its
+// steps take (seconds on small models, minutes on Stable Diffusion).
+type stepProgress struct {
+	bar  *progressbar.ProgressBar
+	done bool
+}
+
+// newStepProgress returns generate's display of total steps on w: a bar when w is a terminal
+// (mode auto) or when asked (bar), and nil, which shows nothing, when w is not a terminal or
+// mode is off. Nothing is drawn where output is read by programs (pipes, files, --json, tests),
+// and log mode has nothing to add to generate's own log lines, so it draws nothing either.
+func newStepProgress(mode string, w io.Writer, total int) *stepProgress {
+	if total <= 0 || !(mode == "bar" || mode == "auto" && isTerminal(w)) {
+		return nil
+	}
+	return &stepProgress{bar: progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("generate"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("steps"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(30),
+	)}
+}
+
+// observer returns the sampler.Config.Observer that counts finished steps, or nil when there is
+// no display. It only counts, so a run is the same with or without a display.
+func (p *stepProgress) observer() func(sampler.StepInfo) {
+	if p == nil {
+		return nil
+	}
+	return func(sampler.StepInfo) { p.bar.Add(1) }
+}
+
+// hide clears the bar's line so that a line printed next starts clean; the next step redraws
+// the bar below it.
+func (p *stepProgress) hide() {
+	if p != nil {
+		p.bar.Clear()
+	}
+}
+
+// clear draws the bar's final state and then removes it for good, so that what generate prints
+// next starts on a clean line. Later calls do nothing.
+func (p *stepProgress) clear() {
+	if p != nil && !p.done {
+		p.done = true
+		p.bar.Finish()
+		p.bar.Clear()
+	}
+}
+
+// observers returns one observer that calls each non-nil observer in turn, or nil when there is
+// none (a run with no observer does no observer work).
+func observers(fs ...func(sampler.StepInfo)) func(sampler.StepInfo) {
+	var live []func(sampler.StepInfo)
+	for _, f := range fs {
+		if f != nil {
+			live = append(live, f)
+		}
+	}
+	switch len(live) {
+	case 0:
+		return nil
+	case 1:
+		return live[0]
+	}
+	return func(si sampler.StepInfo) {
+		for _, f := range live {
+			f(si)
+		}
+	}
+}

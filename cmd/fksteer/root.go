@@ -5,17 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/rewards"
+	"github.com/fksteer/fksteer/sampler"
 )
 
 // Exit codes, documented in README.md. Schedulers can act on them: a Kubernetes Job's
@@ -41,8 +47,50 @@ type app struct {
 	rewards rewardCache
 }
 
-// usageError marks errors in how the command was called (exit code 2).
+// usageError marks errors in how the command was called (exit code 2). Errors of the library
+// that mean the same thing are recognised by their type: sampler.ConfigError and
+// pipelines.ManifestError.
 type usageError struct{ error }
+
+// Unwrap lets errors.As and errors.Is see the wrapped error (a usageError around a
+// sampler.ConfigError is still one).
+func (e usageError) Unwrap() error { return e.error }
+
+// asUsage marks err as a usage error unless it already is one.
+func asUsage(err error) error {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return usageError{err}
+}
+
+// rewardError classifies a failure to build a reward from its spec: bad usage (exit 2), except a
+// file the spec names that is missing or unreadable, or an image over the pixel limit, which are
+// errors (exit 1) as the same failures of the model's own files are. rewards.Parse's errors carry
+// no type that tells a mistake in the spec from a file it names that could not be loaded, so the
+// two known kinds of file failure are kept apart by their types and the rest is the spec's.
+func rewardError(err error) error {
+	var pe *fs.PathError
+	var big *rewards.TooManyPixelsError
+	if errors.As(err, &pe) || errors.As(err, &big) {
+		return err
+	}
+	return asUsage(err)
+}
+
+// maxLogText bounds the user text (prompts) a log line repeats: a prompt file's line can be a
+// megabyte, and one log line should stay readable.
+const maxLogText = 200
+
+// logText returns s, cut to maxLogText characters with an ellipsis when longer, for log lines.
+func logText(s string) string {
+	if utf8.RuneCountInString(s) <= maxLogText {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:maxLogText]) + fmt.Sprintf("… (%d characters)", len(r))
+}
 
 func execute(args []string) int {
 	return run(context.Background(), args, os.Stdout, os.Stderr)
@@ -67,7 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "fksteer: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	var ce *sampler.ConfigError
+	var me *pipelines.ManifestError
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &me) {
 		return exitUsage
 	}
 	var fe *batch.FailedError
@@ -89,7 +139,13 @@ func (a *app) rootCommand() *cobra.Command {
 			if err := checkEnv(os.Environ()); err != nil {
 				return err
 			}
+			// A key no setting declares is bad usage, as an unknown flag is (and as a value of
+			// the wrong type already was): rerunning with the same file cannot help.
 			if err := readConfigFile(a.v, configFile(a.configPath)); err != nil {
+				var uk *keys.UnknownKeyError
+				if errors.As(err, &uk) {
+					return asUsage(err)
+				}
 				return err
 			}
 			if err := bindFlags(a.v, cmd.Flags()); err != nil {

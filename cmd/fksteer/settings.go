@@ -49,7 +49,7 @@ var globalSettings = []setting{
 
 // samplingSettings are the keys of a generation run, shared by generate and batch.
 var samplingSettings = []setting{
-	{key: "model", def: "glyphs", usage: "model: glyphs (built in), a name from `fksteer models list`, or a manifest .yaml"},
+	{key: "model", def: "glyphs", usage: "model: glyphs (built in), a name that 'fksteer models list' shows, or a manifest .yaml"},
 	{key: "class", def: -1, usage: "class id for class-conditional models (overrides the prompt; -1 = from the prompt)", perItem: true},
 	{key: "negative-prompt", def: "", usage: "negative prompt: the unconditional side of guidance (Stable Diffusion); refused by models that take none when guidance > 1"},
 	{key: "steps", def: 0, usage: "sampling steps, at most 10000 (default: the model's)", modelDefault: true, perItem: true},
@@ -96,7 +96,7 @@ var batchSettings = []setting{
 	{key: "shard", def: "", usage: "run shard INDEX/COUNT of the items (0-based; default: from Kubernetes or Slurm array variables, else all)"},
 	{key: "overwrite", def: false, usage: "regenerate finished items whose settings changed (otherwise that is an error)"},
 	{key: "max-failures", def: 10, usage: "stop starting items once more than this many failed (-1 = never stop)"},
-	{key: "progress", def: "auto", usage: "progress display: auto (a bar on a terminal, log lines otherwise), bar, log, off"},
+	{key: "progress", def: "auto", usage: "progress display: auto (a bar on a terminal; otherwise log lines in batch, nothing in generate), bar, log, off"},
 }
 
 // tokenizeSettings are tokenize's own keys.
