@@ -88,3 +88,15 @@ func TestProviderOptionsParse(t *testing.T) {
 		t.Error("a number in the list was accepted")
 	}
 }
+
+// TestConfigShowListsOnOneLine: a list setting prints in flow style on its key's line, so the
+// output stays a valid config file.
+func TestConfigShowListsOnOneLine(t *testing.T) {
+	code, out, errOut := cli(t, t.TempDir(), "config", "show", "--provider-option", "webgpu.a=1", "--provider-option", "b: 2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "provider-option: [webgpu.a=1, 'b: 2']") {
+		t.Errorf("config show prints the list as:\n%s", out)
+	}
+}
