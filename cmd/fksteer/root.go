@@ -154,6 +154,13 @@ func (a *app) rootCommand() *cobra.Command {
 			if err := a.checkValues(cmd.Flags()); err != nil {
 				return err
 			}
+			// Every command that decodes a user's image (score, init images, reward references)
+			// refuses one over this many pixels before decoding it.
+			maxPixels := a.v.GetInt64("max-image-pixels")
+			if maxPixels < 0 {
+				return usageError{fmt.Errorf("max-image-pixels %d is negative: want a pixel count (0 = no limit)", maxPixels)}
+			}
+			rewards.MaxImagePixels = maxPixels
 			return a.setupLogging()
 		},
 	}

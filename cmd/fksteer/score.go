@@ -94,11 +94,6 @@ func (a *app) score(cmd *cobra.Command, paths []string) error {
 	default:
 		return usageError{fmt.Errorf("progress %q is not auto, bar, log or off", mode)}
 	}
-	maxPixels := a.v.GetInt64("max-image-pixels")
-	if maxPixels < 0 {
-		return usageError{fmt.Errorf("max-image-pixels %d is negative: want a pixel count (0 = no limit)", maxPixels)}
-	}
-	rewards.MaxImagePixels = maxPixels
 	opts, err := a.initRuntime()
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@ var globalSettings = []setting{
 	{key: "device", def: 0, usage: "GPU device id for the cuda and tensorrt providers"},
 	{key: "threads", def: 0, usage: "ONNX Runtime intra-op threads (0 = its choice; at most 4 × the cores: more only slow it down)"},
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn, error"},
-	{key: "max-image-pixels", def: 50_000_000, usage: "largest image file score decodes (its images, a dino reward's references), in pixels (width x height): the header is read first, so a small file that decodes to gigabytes is refused (0 = no limit)"},
+	{key: "max-image-pixels", def: 50_000_000, usage: "largest image fksteer decodes (score's images, init images, reward references), in pixels (width x height): the header is read first, so a small file that decodes to gigabytes is refused (0 = no limit)"},
 }
 
 // samplingSettings are the keys of a generation run, shared by generate and batch.

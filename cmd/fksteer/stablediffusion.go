@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/disintegration/imaging"
@@ -76,9 +77,13 @@ func applyStart(ctx context.Context, p pipelines.Pipeline, s *startImage, cfg *s
 		return usageError{fmt.Errorf("model %s cannot start from an image: --init-image needs a Stable Diffusion export (its VAE encoder)", p.Info().Name)}
 	}
 	info := p.Info()
-	img, err := imaging.Open(s.path, imaging.AutoOrientation(true))
+	img, err := rewards.OpenImage(s.path)
 	if err != nil {
-		return usageError{fmt.Errorf("init image %s (PNG, JPEG, WebP, GIF, BMP or TIFF): %w", s.path, err)}
+		var big *rewards.TooManyPixelsError
+		if errors.As(err, &big) {
+			return fmt.Errorf("init image: %w", err)
+		}
+		return usageError{fmt.Errorf("init image %s: %w", s.path, err)}
 	}
 	imgs := rewards.FromImage(imaging.Resize(img, info.ImageWidth, info.ImageHeight, imaging.Lanczos))
 	cfg.Init = make([]float32, info.Len())
