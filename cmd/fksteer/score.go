@@ -190,7 +190,7 @@ func (s *scorer) flush(ctx context.Context) error {
 				return ctx.Err()
 			}
 			if !strings.HasPrefix(err.Error(), "reward ") { // name the reward, once
-				err = fmt.Errorf("reward %s: %w", s.r.Name(), err)
+				err = rewards.NameError(s.r.Name(), err)
 			}
 			for _, i := range group {
 				errs[i] = err
