@@ -113,6 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fksteer: interrupted; finished outputs were kept")
 		return exitInterrupted
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own usage error, over several lines ("Did you mean this?"): one line, exit 2.
+		err = usageError{errors.New(oneLine(err.Error(), 300))}
+	}
 	fmt.Fprintf(stderr, "fksteer: %v\n", err)
 	var ue usageError
 	var ce *sampler.ConfigError
