@@ -13,10 +13,22 @@ import (
 	"github.com/fksteer/fksteer/pipelines/sd"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // openSD opens a Stable Diffusion export folder with the options the configuration gives.
 func (a *app) openSD(dir string, opts []models.Option) (pipelines.Pipeline, error) {
+	// The user's values, refused as usage errors before the folder is read.
+	if name := a.v.GetString("scheduler"); name != "" {
+		if _, err := schedule.ParseSchedulerKind(name); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	for _, key := range []string{"width", "height"} {
+		if v := a.v.GetInt(key); v < 0 || v%8 != 0 {
+			return nil, usageError{fmt.Errorf("--%s %d is not a multiple of 8 (the VAE's scale factor); 0 takes the model's size", key, v)}
+		}
+	}
 	p, err := sd.Open(dir, sd.Options{
 		Scheduler:       a.v.GetString("scheduler"),
 		Width:           a.v.GetInt("width"),
