@@ -10,6 +10,11 @@
 // written last, so a process killed at any moment loses at most the items it was working on.
 // Running the same job again skips finished items and redoes missing or corrupt ones.
 //
+// A job writes only what is its own: its items' files (<id>.*), their records and its shard's
+// manifest and summary. Before any work it refuses, with a [ConflictError], to replace a file
+// that its records do not say it wrote, or items finished with other settings; [Merge] never
+// replaces or drops a finished output, and checks everything before it writes.
+//
 // batch knows nothing about models or sampling: the caller turns each item into a [Task] whose
 // Render function produces the item's files. Given the same items and tasks, the files, the
 // records and the manifest are byte-identical whatever the worker count or sharding, and

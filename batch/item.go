@@ -60,6 +60,31 @@ func (it Item) ReferencePaths() []string {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
 
+// ItemError is a mistake in the items or in naming their file: a line that is not a JSON
+// object, an unknown key, a bad or repeated id, an items file that does not exist or holds no
+// items. Only changing the items or the command can fix it, so running the same command again
+// cannot help (the CLI exits with its usage code).
+type ItemError struct {
+	// Line is the item's 1-based line in its file, or 0 when the mistake is not one line's.
+	Line int
+	Err  error
+}
+
+// Error names the line, when there is one, and the mistake.
+func (e *ItemError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the mistake.
+func (e *ItemError) Unwrap() error { return e.Err }
+
+func itemErrorf(line int, format string, args ...any) error {
+	return &ItemError{Line: line, Err: fmt.Errorf(format, args...)}
+}
+
 // ValidID reports whether id can name an item: 1 to 100 letters, digits, '_' or '-'.
 func ValidID(id string) bool { return idPattern.MatchString(id) }
 
@@ -70,7 +95,7 @@ func ReadFile(path string) ([]Item, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("prompts file %s does not exist", path)
+			return nil, &ItemError{Err: fmt.Errorf("prompts file %s does not exist", path)}
 		}
 		return nil, fmt.Errorf("read prompts: %w", err)
 	}
@@ -86,7 +111,7 @@ func ReadFile(path string) ([]Item, error) {
 		return nil, fmt.Errorf("prompts file %s: %w", path, err)
 	}
 	if len(items) == 0 {
-		return nil, fmt.Errorf("prompts file %s holds no items (blank lines and lines starting with # are skipped)", path)
+		return nil, &ItemError{Err: fmt.Errorf("prompts file %s holds no items (blank lines and lines starting with # are skipped)", path)}
 	}
 	dir := filepath.Dir(path)
 	for i := range items {
@@ -110,7 +135,7 @@ func ReadText(r io.Reader) ([]Item, error) {
 		items = append(items, Item{ID: fmt.Sprintf("%06d", n), Prompt: text, Index: n, Line: line})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, scanError(err, len(items))
 	}
 	return items, nil
 }
@@ -131,16 +156,16 @@ func ReadJSONL(r io.Reader) ([]Item, error) {
 		}
 		var doc map[string]any
 		if err := json.Unmarshal(raw, &doc); err != nil {
-			return nil, fmt.Errorf("line %d: not a JSON object: %w", line, err)
+			return nil, itemErrorf(line, "not a JSON object: %w", err)
 		}
 		if err := keys.Check(doc, reflect.TypeOf(Item{})); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return nil, &ItemError{Line: line, Err: err}
 		}
 		var it Item
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber() // keep override values such as large seeds exact
 		if err := dec.Decode(&it); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return nil, &ItemError{Line: line, Err: err}
 		}
 		n := len(items)
 		it.Index, it.Line = n, line
@@ -148,16 +173,25 @@ func ReadJSONL(r io.Reader) ([]Item, error) {
 			it.ID = fmt.Sprintf("%06d", n)
 		}
 		if !ValidID(it.ID) {
-			return nil, fmt.Errorf("line %d: id %q must be 1 to 100 letters, digits, '_' or '-'", line, it.ID)
+			return nil, itemErrorf(line, "id %q must be 1 to 100 letters, digits, '_' or '-'", it.ID)
 		}
 		if prev, dup := seen[it.ID]; dup {
-			return nil, fmt.Errorf("line %d: id %q is already used on line %d; ids must be unique", line, it.ID, prev)
+			return nil, itemErrorf(line, "id %q is already used on line %d; ids must be unique", it.ID, prev)
 		}
 		seen[it.ID] = line
 		items = append(items, it)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, scanError(err, len(items))
 	}
 	return items, nil
+}
+
+// scanError explains why reading stopped after n items: a line longer than the reader takes is
+// a mistake in the items; anything else is the file's (an I/O error).
+func scanError(err error, n int) error {
+	if errors.Is(err, bufio.ErrTooLong) {
+		return &ItemError{Err: fmt.Errorf("the line after item %d is longer than 16 MiB: one item per line, and no prompt that long", n)}
+	}
+	return err
 }

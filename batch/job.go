@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,12 +17,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fksteer/fksteer/internal/atomicfile"
-	"github.com/fksteer/fksteer/internal/lockfile"
 )
 
 // Task is the work of one item, made by [Job.Prepare].
@@ -80,8 +81,15 @@ type Job struct {
 	// Prepare turns an item into its task. It runs for every item of the shard before any work
 	// starts, so a bad item stops the job at once with an error naming it.
 	Prepare func(Item) (Task, error)
-	// Overwrite redoes finished items whose fingerprint differs from their task's. Without it
-	// such items are an error, so a changed setting never silently mixes old and new outputs.
+	// Fingerprint identifies the settings every item of the job shares (the model, the flags,
+	// the base seed): what each Task.Fingerprint covers, less the items' own prompts, seeds and
+	// overrides. Every record carries it, so that [Merge] can refuse to mix the results of two
+	// jobs even where no item is in both. Empty means the caller does not say.
+	Fingerprint string
+	// Overwrite redoes finished items made with another task or job fingerprint, and replaces
+	// files the job would write that it did not write (a user's own 000000.png or
+	// summary.json). Without it either is a *ConflictError before any work starts, so a changed
+	// setting never silently mixes old and new outputs and nobody's file is lost.
 	Overwrite bool
 	// MaxFailures is how many items may fail before the job stops starting new ones; a negative
 	// value never stops. Failed items are reported and retried by the next run.
@@ -114,13 +122,18 @@ type Summary struct {
 	GeneratedImages int `json:"generated_images"`
 	// Reward summarises the final rewards of the finished images (nil without a reward).
 	Reward *RewardStats `json:"reward,omitempty"`
-	// Seconds is this run's wall time; ImagesPerSecond is GeneratedImages over it.
+	// Seconds is this run's wall time; ImagesPerSecond is GeneratedImages over it. They are
+	// the only fields that depend on timing (the manifest has none).
 	Seconds         float64   `json:"seconds"`
 	ImagesPerSecond float64   `json:"images_per_second"`
 	Workers         int       `json:"workers"`
 	Failures        []Failure `json:"failures,omitempty"`
-	// Manifest is the manifest file written, relative to the output folder.
+	// Manifest is the manifest file written, relative to the output folder; empty when it
+	// could not be written (Run's error says why).
 	Manifest string `json:"manifest"`
+	// SummaryFile is this summary's file, relative to the output folder, once it is written;
+	// empty when it was not. It is not part of the file.
+	SummaryFile string `json:"-"`
 }
 
 // Failure is one item that failed.
@@ -192,17 +205,21 @@ func (j *Job) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	mine := j.Shard.Select(j.Items)
-	if err := os.MkdirAll(recordsDir(j.Dir), 0o755); err != nil {
-		return nil, fmt.Errorf("output folder %s cannot be created: %w", j.Dir, err)
-	}
-	lock, err := lockfile.TryLock(filepath.Join(j.Dir, State, "lock"+j.Shard.suffix()))
+	st, err := openState(j.Dir, "lock"+j.Shard.suffix(),
+		fmt.Sprintf("another fksteer batch is already running shard %s in %s; wait for it, or use another --out", j.Shard, j.Dir))
 	if err != nil {
-		if errors.Is(err, lockfile.ErrLocked) {
-			return nil, fmt.Errorf("another fksteer batch is already running shard %s in %s; wait for it, or use another --out", j.Shard, j.Dir)
-		}
 		return nil, err
 	}
-	defer lock.Unlock()
+	// Until the first write, a run that stops (a bad item, a conflict) takes back the state
+	// folder it created, leaving a wrong --out as it was.
+	writing := false
+	defer func() {
+		if writing {
+			st.release()
+		} else {
+			st.abandon()
+		}
+	}()
 
 	tasks := make([]Task, len(mine))
 	for i, it := range mine {
@@ -210,11 +227,12 @@ func (j *Job) Run(ctx context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("item %s (line %d): %w", it.ID, it.Line, err)
 		}
 	}
-	if err := removeLeftovers(j.Dir, mine, j.Shard); err != nil {
-		return nil, err
-	}
 	done, todo, err := j.resume(ctx, mine, tasks, log, workers)
 	if err != nil {
+		return nil, err
+	}
+	writing = true
+	if err := removeLeftovers(j.Dir, mine, j.Shard, done); err != nil {
 		return nil, err
 	}
 
@@ -254,7 +272,8 @@ func (j *Job) Run(ctx context.Context) (*Summary, error) {
 				} else {
 					log.Warn("item failed", "id", p.item.ID, "err", err)
 				}
-				if j.MaxFailures >= 0 && len(sum.Failures) > j.MaxFailures {
+				// A full disk fails every item after this one the same way.
+				if j.MaxFailures >= 0 && len(sum.Failures) > j.MaxFailures || errors.Is(err, syscall.ENOSPC) {
 					stopped = true
 					return errStop
 				}
@@ -290,11 +309,13 @@ func (j *Job) Run(ctx context.Context) (*Summary, error) {
 		sum.ImagesPerSecond = float64(sum.GeneratedImages) / sum.Seconds
 	}
 	if err := WriteManifest(filepath.Join(j.Dir, ManifestFile(j.Shard)), records); err != nil {
-		return sum, err
+		sum.Manifest = ""
+		return sum, fmt.Errorf("%w; the %d finished item(s) are kept (their records are in %s): fix the cause and run the same command again, which writes the manifest", err, len(records), recordsDir(j.Dir))
 	}
 	if err := writeSummary(filepath.Join(j.Dir, SummaryFile(j.Shard)), sum); err != nil {
 		return sum, err
 	}
+	sum.SummaryFile = SummaryFile(j.Shard)
 	switch {
 	case werr != nil && !errors.Is(werr, errStop):
 		return sum, werr
@@ -311,10 +332,10 @@ func checkIDs(items []Item) error {
 	seen := map[string]int{}
 	for _, it := range items {
 		if !ValidID(it.ID) {
-			return fmt.Errorf("item on line %d: id %q must be 1 to 100 letters, digits, '_' or '-'", it.Line, it.ID)
+			return itemErrorf(it.Line, "id %q must be 1 to 100 letters, digits, '_' or '-'", it.ID)
 		}
 		if prev, dup := seen[it.ID]; dup {
-			return fmt.Errorf("item on line %d: id %q is already used on line %d", it.Line, it.ID, prev)
+			return itemErrorf(it.Line, "id %q is already used on line %d; ids must be unique", it.ID, prev)
 		}
 		seen[it.ID] = it.Line
 	}
@@ -346,7 +367,9 @@ func (j *Job) resume(ctx context.Context, items []Item, tasks []Task, log *slog.
 				return nil
 			}
 			verdicts[i] = verdict{rec: rec}
-			if rec.Fingerprint != tasks[i].Fingerprint {
+			// A record without a job fingerprint predates them; its item's own fingerprint
+			// still covers every setting of the item.
+			if rec.Fingerprint != tasks[i].Fingerprint || rec.JobFingerprint != "" && rec.JobFingerprint != j.Fingerprint {
 				verdicts[i].stale = true
 				return nil
 			}
@@ -355,6 +378,18 @@ func (j *Job) resume(ctx context.Context, items []Item, tasks []Task, log *slog.
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	recs := map[string]*Record{}
+	unreadable := map[string]bool{}
+	for i, it := range items {
+		if verdicts[i].rec != nil {
+			recs[it.ID] = verdicts[i].rec
+		} else if verdicts[i].reason != "" {
+			unreadable[it.ID] = true
+		}
+	}
+	if err := j.checkOwnFiles(items, recs, unreadable); err != nil {
 		return nil, nil, err
 	}
 	done := map[string]*Record{}
@@ -379,7 +414,7 @@ func (j *Job) resume(ctx context.Context, items []Item, tasks []Task, log *slog.
 	}
 	if len(stale) > 0 {
 		if !j.Overwrite {
-			return nil, nil, fmt.Errorf("%d finished item(s) in %s were made with other settings, prompts or seeds than now (first: %s): use a new --out folder, or pass --overwrite to regenerate them", len(stale), j.Dir, stale[0])
+			return nil, nil, conflictf("%d finished item(s) in %s were made with other settings, prompts or seeds than now (first: %s): use a new --out folder, or pass --overwrite to regenerate them", len(stale), j.Dir, stale[0])
 		}
 		log.Info("regenerating items made with other settings", "count", len(stale), "first", stale[0])
 	}
@@ -430,16 +465,24 @@ func (j *Job) runItem(ctx context.Context, p pending) (*Record, error) {
 	rec := &Record{
 		ID: it.ID, Index: it.Index, Prompt: it.Prompt, NegativePrompt: it.NegativePrompt,
 		Seed: p.task.Seed, Overrides: it.Overrides, References: it.References,
-		Fingerprint: p.task.Fingerprint,
+		Fingerprint: p.task.Fingerprint, JobFingerprint: j.Fingerprint,
 	}
 	names := map[string]bool{}
-	for _, f := range files {
+	list := make([]string, len(files))
+	for i, f := range files {
 		name := it.ID + f.Suffix
 		if !strings.HasPrefix(f.Suffix, ".") || !validName(it.ID, name) || names[name] {
 			return nil, fmt.Errorf("file suffix %q is not a unique '.'-prefixed file name suffix", f.Suffix)
 		}
 		names[name] = true
-		if err := atomicfile.Write(filepath.Join(j.Dir, name), f.Data, 0o644); err != nil {
+		list[i] = name
+	}
+	if err := writeIntent(j.Dir, it.ID, list); err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		name := list[i]
+		if err := writeFile(filepath.Join(j.Dir, name), f.Data); err != nil {
 			return nil, err
 		}
 		h := sha256.Sum256(f.Data)
@@ -451,6 +494,7 @@ func (j *Job) runItem(ctx context.Context, p pending) (*Record, error) {
 	if err := writeRecord(j.Dir, rec); err != nil {
 		return nil, err
 	}
+	os.Remove(intentPath(j.Dir, it.ID)) // the record lists the files now
 	// Files of an earlier version of the item that this one no longer makes would otherwise
 	// linger outside the manifest.
 	if p.old != nil {
@@ -465,8 +509,9 @@ func (j *Job) runItem(ctx context.Context, p pending) (*Record, error) {
 
 // removeLeftovers deletes the temporary files that writes killed mid-way left behind
 // (atomicfile names them .<target>.tmp-*), but only those of this shard's items and files, so
-// shards sharing a folder never delete each other's writes in progress.
-func removeLeftovers(dir string, items []Item, s Shard) error {
+// shards sharing a folder never delete each other's writes in progress; and the write intents
+// of finished items, left by a run killed just after it wrote their records.
+func removeLeftovers(dir string, items []Item, s Shard, done map[string]*Record) error {
 	ids := map[string]bool{}
 	for _, it := range items {
 		ids[it.ID] = true
@@ -479,6 +524,10 @@ func removeLeftovers(dir string, items []Item, s Shard) error {
 		}
 		for _, e := range entries {
 			name := e.Name()
+			if id, ok := strings.CutSuffix(name, intentSuffix); ok && d != dir && done[id] != nil {
+				os.Remove(filepath.Join(d, name))
+				continue
+			}
 			i := strings.LastIndex(name, ".tmp-")
 			if !strings.HasPrefix(name, ".") || i < 0 {
 				continue
@@ -503,4 +552,25 @@ func countImages(r *Record) int {
 		}
 	}
 	return n
+}
+
+// writeFile writes data to path atomically (see atomicfile).
+func writeFile(path string, data []byte) error {
+	return writeError(path, atomicfile.Write(path, data, 0o644))
+}
+
+// writeError names the file a failed atomic write was for and the cause, leaving out the
+// temporary file the write went through, which no longer exists.
+func writeError(path string, err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		return fmt.Errorf("write %s: %w", path, pe.Err)
+	case errors.As(err, &le):
+		return fmt.Errorf("write %s: %w", path, le.Err)
+	}
+	return err
 }

@@ -25,9 +25,11 @@ type Record struct {
 	Seed           uint64         `json:"seed"`
 	Overrides      map[string]any `json:"overrides,omitempty"`
 	References     []string       `json:"references,omitempty"`
-	// Fingerprint identifies the settings the item was made with (see [Task]).
-	Fingerprint string       `json:"fingerprint"`
-	Files       []FileRecord `json:"files"`
+	// Fingerprint identifies the settings the item was made with (see [Task]), and
+	// JobFingerprint those of its job (see [Job]).
+	Fingerprint    string       `json:"fingerprint"`
+	JobFingerprint string       `json:"job_fingerprint,omitempty"`
+	Files          []FileRecord `json:"files"`
 }
 
 // FileRecord is one file of a finished item.
@@ -66,7 +68,7 @@ func writeRecord(dir string, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(recordPath(dir, r.ID), data, 0o644)
+	return writeFile(recordPath(dir, r.ID), data)
 }
 
 func readRecord(dir, id string) (*Record, error) {
@@ -103,7 +105,7 @@ func SummaryFile(s Shard) string { return "summary" + s.suffix() + ".json" }
 func WriteManifest(path string, records []*Record) error {
 	recs := slices.Clone(records)
 	slices.SortFunc(recs, func(a, b *Record) int { return a.Index - b.Index })
-	return atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
+	return writeError(path, atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
 		w := bufio.NewWriter(f)
 		for _, r := range recs {
 			data, err := encodeRecord(r)
@@ -115,7 +117,7 @@ func WriteManifest(path string, records []*Record) error {
 			}
 		}
 		return w.Flush()
-	})
+	}))
 }
 
 // ReadManifest reads a results manifest written by [WriteManifest].

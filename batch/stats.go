@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
-
-	"github.com/fksteer/fksteer/internal/atomicfile"
 )
 
 // RewardStats summarises the final rewards of a set of images.
@@ -68,5 +66,5 @@ func writeSummary(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, append(data, '\n'), 0o644)
+	return writeFile(path, append(data, '\n'))
 }

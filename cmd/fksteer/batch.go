@@ -18,6 +18,7 @@ import (
 	"github.com/fksteer/fksteer/internal/sheet"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -56,7 +57,13 @@ Job or a Slurm array); 'fksteer batch merge' joins the shards' results. See docs
 		Long: `Reads the shard manifests (manifest.shard-I-of-N.jsonl) in each SOURCE folder, checks every file
 against its recorded sha256, copies the files into --out (DEST may be one of the sources, when the
 shards shared a folder) and writes manifest.jsonl and summary.json there. A missing or unfinished
-shard is an error unless --partial.`,
+shard is an error unless --partial.
+
+A merge never replaces or drops finished outputs: merged into the folder of an earlier merge, the
+items already there are kept. Everything is checked before anything is written, and a merge of
+results made with other settings, into a folder holding an unsharded batch or files fksteer did
+not write, or of a folder without shard manifests into itself is refused (exit code 2) with DEST
+unchanged.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error { return a.batchMerge(args, partial) },
 	}
@@ -87,7 +94,7 @@ func (a *app) batch(cmd *cobra.Command) error {
 	}
 	items, err := batch.ReadFile(prompts)
 	if err != nil {
-		return err
+		return batchUsage(err)
 	}
 	shard, err := a.shard()
 	if err != nil {
@@ -152,6 +159,10 @@ func (a *app) batch(cmd *cobra.Command) error {
 	a.log.Info("batch", "items", len(items), "shard", shard.String(), "out", out, "model", p.Info().Name,
 		"workers", workers, "bound", why, "threads_per_worker", threads, "steps", base.Steps, "method", base.Method, "particles", base.Particles)
 
+	fingerprint, err := a.jobFingerprint(p.Info(), base)
+	if err != nil {
+		return err
+	}
 	// An item that runs out of memory stops the batch: the items after it, made with the same
 	// settings, would too, and a rerun cannot help.
 	jobCtx, stop := context.WithCancelCause(ctx)
@@ -159,6 +170,7 @@ func (a *app) batch(cmd *cobra.Command) error {
 	job := &batch.Job{
 		Dir: out, Items: items, Shard: shard, Workers: workers,
 		Prepare:     a.itemPreparer(p, opts, stop),
+		Fingerprint: fingerprint,
 		Overwrite:   a.v.GetBool("overwrite"),
 		MaxFailures: a.v.GetInt("max-failures"),
 		Progress:    newProgress(mode, a.stderr, a.log),
@@ -173,7 +185,35 @@ func (a *app) batch(cmd *cobra.Command) error {
 			err = perr
 		}
 	}
+	return batchUsage(err)
+}
+
+// batchUsage marks the batch package's refusals that only a change to the command or its files
+// can cure (bad items, an output folder holding what a run or merge must not replace) as usage
+// errors, so that schedulers do not retry them (exit code 2).
+func batchUsage(err error) error {
+	var ie *batch.ItemError
+	var ce *batch.ConflictError
+	if errors.As(err, &ie) || errors.As(err, &ce) {
+		return usageError{err}
+	}
 	return err
+}
+
+// jobFingerprint identifies the settings every item of a batch shares: what an image's
+// parameters chunk would record with no prompt of its own and the base seed, plus what the chunk
+// leaves out. Records carry it, so that merge can tell two batches' results apart even where no
+// item is in both.
+func (a *app) jobFingerprint(info pipelines.Info, base sampler.Config) (string, error) {
+	start, err := readStart(a.v)
+	if err != nil {
+		return "", err
+	}
+	run := runInfo{info: info, rewardSpec: a.v.GetString("reward"), negative: a.v.GetString("negative-prompt"), start: start}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\nimages=%d contact-sheet=%t model-sha256=%s", parameters(run, base, sampler.Output{Seed: a.v.GetUint64("seed")}),
+		a.v.GetInt("num-images"), a.v.GetBool("contact-sheet"), info.Hash)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // shard is --shard when set, else what a scheduler's environment assigns, else the whole job.
@@ -206,7 +246,7 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option, stop cont
 	return func(it batch.Item) (batch.Task, error) {
 		ov, err := newOverlay(a.v, it.Overrides)
 		if err != nil {
-			return batch.Task{}, err
+			return batch.Task{}, usageError{err} // the item must change: retrying cannot help
 		}
 		cfg, err := a.samplerConfig(info, opts, ov)
 		if err != nil {
@@ -237,8 +277,11 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option, stop cont
 		}
 		for _, ref := range it.ReferencePaths() {
 			if _, err := os.Stat(ref); err != nil {
-				return batch.Task{}, fmt.Errorf("reference image %s: %w", ref, err)
+				return batch.Task{}, usageError{fmt.Errorf("reference image %s: %w", ref, err)}
 			}
+		}
+		if err := checkPrompt(p, cfg); err != nil {
+			return batch.Task{}, usageError{err}
 		}
 		run := runInfo{info: info, rewardSpec: ov.GetString("reward"), negative: negative, references: it.References, start: start}
 		// Everything that decides the files: the parameters chunk of the first image (prompt,
@@ -266,6 +309,39 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option, stop cont
 			},
 		}, nil
 	}
+}
+
+// promptChecker is a reward that can tell, before any image exists, whether it can score the
+// images of a prompt at all (a classifier that reads its target class from the prompt).
+type promptChecker interface {
+	CheckPrompt(prompt string) error
+}
+
+// checkPrompt refuses a prompt that no run could use: one that names none of a
+// class-conditional model's classes, or one the reward cannot score. A batch checks every item
+// this way before any work, since such an item would fail the same way on every retry.
+func checkPrompt(p pipelines.Pipeline, cfg sampler.Config) error {
+	if p.Info().Conditioning == pipelines.ClassCond {
+		// Reading the class from the prompt runs no model, so this costs nothing.
+		if _, err := p.Condition(context.Background(), cfg.Prompt, cfg.CondOpts); err != nil {
+			return err
+		}
+	}
+	return checkRewardPrompt(cfg.Reward, cfg.Prompt)
+}
+
+func checkRewardPrompt(r rewards.Reward, prompt string) error {
+	if c, ok := r.(promptChecker); ok {
+		return c.CheckPrompt(prompt)
+	}
+	if c, ok := r.(*rewards.Composite); ok {
+		for _, part := range c.Rewards() {
+			if err := checkRewardPrompt(part, prompt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // renderItem samples one item and encodes its files: <id>.png (or <id>.<i>.png for several
@@ -330,14 +406,23 @@ func (a *app) printBatchSummary(dir string, s *batch.Summary) error {
 	it := s.Items
 	fmt.Fprintf(w, "batch: %d items in shard %s of %d: %d finished (%d already done, %d generated, %d of them redone), %d failed, %d not run\n",
 		it.Shard, s.Shard, it.Total, it.Finished, it.Skipped, it.Generated, it.Redone, it.Failed, it.NotRun)
-	fmt.Fprintf(w, "images: %d (%d new) in %s; manifest %s\n", s.Images, s.GeneratedImages, dir, filepath.Join(dir, s.Manifest))
+	// Only files that were written are named: on a full disk the manifest may not be.
+	manifest := "no manifest written"
+	if s.Manifest != "" {
+		manifest = "manifest " + filepath.Join(dir, s.Manifest)
+	}
+	fmt.Fprintf(w, "images: %d (%d new) in %s; %s\n", s.Images, s.GeneratedImages, dir, manifest)
 	if r := s.Reward; r != nil {
 		fmt.Fprintf(w, "reward: mean %.4g, std %.4g, min %.4g, median %.4g, max %.4g over %d images\n", r.Mean, r.Std, r.Min, r.Median, r.Max, r.Count)
 	}
 	fmt.Fprintf(w, "time: %.1fs, %.2f images/s with %d worker(s)\n", s.Seconds, s.ImagesPerSecond, s.Workers)
 	for i, f := range s.Failures {
 		if i == 5 {
-			fmt.Fprintf(w, "... and %d more failures (see summary.json)\n", len(s.Failures)-5)
+			where := ""
+			if s.SummaryFile != "" {
+				where = fmt.Sprintf(" (see %s)", filepath.Join(dir, s.SummaryFile))
+			}
+			fmt.Fprintf(w, "... and %d more failures%s\n", len(s.Failures)-5, where)
 			break
 		}
 		fmt.Fprintf(w, "failed: %s: %s\n", f.ID, f.Error)
@@ -349,7 +434,7 @@ func (a *app) batchMerge(sources []string, partial bool) error {
 	dest := a.v.GetString("out")
 	ms, err := batch.Merge(dest, sources, partial)
 	if err != nil {
-		return err
+		return batchUsage(err)
 	}
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)

@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"image"
 	"image/png"
 	"io/fs"
 	"math/rand/v2"
@@ -21,6 +24,8 @@ import (
 	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/rewards"
 )
 
 // glyphPrompts returns n prompts for the glyphs model, varied so items differ.
@@ -356,6 +361,9 @@ func TestBatchUserErrors(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "key.jsonl"), "{\"promt\": \"x\"}\n")
 	writeFile(t, filepath.Join(dir, "ref.jsonl"), "{\"prompt\": \"x\", \"references\": [\"missing.png\"]}\n")
 	writeFile(t, filepath.Join(dir, "neg.jsonl"), "{\"prompt\": \"x\", \"negative_prompt\": \"y\", \"overrides\": {\"guidance\": 3}}\n")
+	writeFile(t, filepath.Join(dir, "notjson.jsonl"), "{\"prompt\": \"x\"}\n{\"prompt\": \n")
+	writeFile(t, filepath.Join(dir, "dup.jsonl"), "{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"a\", \"prompt\": \"y\"}\n")
+	writeFile(t, filepath.Join(dir, "empty.txt"), "# nothing here\n")
 	writePrompts(t, dir, 3)
 	cases := []struct {
 		name  string
@@ -364,13 +372,18 @@ func TestBatchUserErrors(t *testing.T) {
 		code  int
 		wants []string
 	}{
+		// Every mistake in the items or the command exits with 2, so that schedulers do not
+		// retry what cannot work (README's exit codes; issue 15, defect 10).
 		{"no prompts", []string{}, nil, exitUsage, []string{"--prompts FILE"}},
-		{"missing file", []string{"--prompts", "nope.txt"}, nil, exitError, []string{"nope.txt does not exist"}},
-		{"unknown override", []string{"--prompts", "typo.jsonl"}, nil, exitError, []string{"item 000000 (line 1)", `unknown key "stpes"`, `did you mean "steps"`}},
-		{"override not per item", []string{"--prompts", "model.jsonl"}, nil, exitError, []string{"model cannot vary per item"}},
-		{"override type", []string{"--prompts", "type.jsonl"}, nil, exitError, []string{"steps", `"many" is not a whole number`}},
-		{"unknown item key", []string{"--prompts", "key.jsonl"}, nil, exitError, []string{"line 1", `unknown key "promt"`, `did you mean "prompt"`}},
-		{"missing reference", []string{"--prompts", "ref.jsonl"}, nil, exitError, []string{"reference image", "missing.png"}},
+		{"missing file", []string{"--prompts", "nope.txt"}, nil, exitUsage, []string{"nope.txt does not exist"}},
+		{"no items", []string{"--prompts", "empty.txt"}, nil, exitUsage, []string{"empty.txt holds no items"}},
+		{"not JSON", []string{"--prompts", "notjson.jsonl"}, nil, exitUsage, []string{"notjson.jsonl: line 2: not a JSON object"}},
+		{"duplicate ids", []string{"--prompts", "dup.jsonl"}, nil, exitUsage, []string{`line 2: id "a" is already used on line 1`}},
+		{"unknown override", []string{"--prompts", "typo.jsonl"}, nil, exitUsage, []string{"item 000000 (line 1)", `unknown key "stpes"`, `did you mean "steps"`}},
+		{"override not per item", []string{"--prompts", "model.jsonl"}, nil, exitUsage, []string{"model cannot vary per item"}},
+		{"override type", []string{"--prompts", "type.jsonl"}, nil, exitUsage, []string{"steps", `"many" is not a whole number`}},
+		{"unknown item key", []string{"--prompts", "key.jsonl"}, nil, exitUsage, []string{"line 1", `unknown key "promt"`, `did you mean "prompt"`}},
+		{"missing reference", []string{"--prompts", "ref.jsonl"}, nil, exitUsage, []string{"reference image", "missing.png"}},
 		{"negative prompt with guidance", []string{"--prompts", "neg.jsonl"}, nil, exitUsage, []string{"takes no negative prompt"}},
 		{"bad shard", []string{"--prompts", "prompts.txt", "--shard", "4/4"}, nil, exitUsage, []string{"shard 4/4"}},
 		{"half a k8s shard", []string{"--prompts", "prompts.txt"}, []string{"JOB_COMPLETION_INDEX=2"}, exitUsage, []string{"JOB_COMPLETIONS"}},
@@ -389,23 +402,49 @@ func TestBatchUserErrors(t *testing.T) {
 	}
 }
 
+// promptReward is a reward for tests. Like a classifier that reads its target class from the
+// prompt, it needs the prompt to name a digit, and says so before any work through
+// CheckPrompt; and it fails while scoring the images of a prompt that says "explode", a
+// failure that only running the item can meet.
+type promptReward struct{}
+
+func (promptReward) Name() string { return "test-prompt" }
+func (promptReward) Close() error { return nil }
+
+func (promptReward) CheckPrompt(prompt string) error {
+	if !strings.ContainsAny(prompt, "0123456789") {
+		return fmt.Errorf("reward test-prompt: prompt %q names no class (a digit)", prompt)
+	}
+	return nil
+}
+
+func (promptReward) Score(_ context.Context, imgs models.Images, prompt string, dst []float64) error {
+	if strings.Contains(prompt, "explode") {
+		return errors.New("reward test-prompt: the scorer exploded")
+	}
+	for i := range dst {
+		dst[i] = float64(i)
+	}
+	return nil
+}
+
+func init() {
+	rewards.Register("test-prompt", func(*rewards.Options, rewards.Env) (rewards.Reward, error) { return promptReward{}, nil })
+}
+
 // TestBatchFailedItemExitCode makes one item fail while sampling and checks that the others
-// finish, the exit code is 3, and the summary names the failure. The failure is FK with a
-// deterministic sampler, which sampler.Run rejects when it starts (its validation is not
-// exported, so the batch cannot reject the item up front).
+// finish, the exit code is 3, and the summary names the failure.
 func TestBatchFailedItemExitCode(t *testing.T) {
 	testenv.Runtime(t)
-	classifier := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	dir := t.TempDir()
-	// The classifier reward takes its target class from the prompt's first number: item "bad" has
-	// none, so it fails while it runs, and the others must still be written.
+	// The reward fails on item "bad" when it scores it; the others must still be written.
 	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok1", "prompt": "\"7\""}
-{"id": "bad", "prompt": "\"A\""}
+{"id": "bad", "prompt": "\"3\" explode"}
 {"id": "ok2", "prompt": "\"3\""}
 `)
 	out := filepath.Join(dir, "out")
 	code, stdout, stderr := cli(t, dir, "batch", "--prompts", "items.jsonl", "--out", out, "--steps", "8", "--method", "fk",
-		"--particles", "4", "--reward", "classifier:model="+classifier+",crop=28", "--resample-start", "1", "--resample-every", "2", "--progress", "log")
+		"--particles", "4", "--reward", "test-prompt", "--resample-start", "1", "--resample-every", "2", "--progress", "log")
 	if code != exitPartial {
 		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitPartial, stderr)
 	}
@@ -416,6 +455,47 @@ func TestBatchFailedItemExitCode(t *testing.T) {
 	if !strings.Contains(stderr, "msg=progress") || !strings.Contains(stderr, "items/s") || !strings.Contains(stderr, "eta=") {
 		t.Errorf("no progress lines with rate and ETA in stderr:\n%s", stderr)
 	}
+}
+
+// TestBatchPromptsThatCannotWorkAreUsageErrors: a prompt that no retry can make work fails the
+// batch before any work with exit code 2 (it used to fail its item while running, exit 3): one
+// that names none of a class-conditional model's classes, or one the reward cannot score.
+func TestBatchPromptsThatCannotWorkAreUsageErrors(t *testing.T) {
+	testenv.Runtime(t)
+	dir := t.TempDir()
+	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
+	mnist := mnistManifest(t, dir, model) // before cli changes the working folder
+	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok", "prompt": "\"7\""}
+{"id": "bad", "prompt": "\"A\""}
+`)
+	out := filepath.Join(dir, "out")
+	code, _, stderr := cli(t, dir, "batch", "--prompts", "items.jsonl", "--out", out, "--steps", "4", "--method", "bon",
+		"--particles", "2", "--reward", "test-prompt", "--progress", "off")
+	wantError(t, code, stderr, exitUsage, "item bad (line 2)", `prompt "\"A\"" names no class`)
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("the refused batch left %v in %s", entries, out)
+	}
+
+	writeFile(t, filepath.Join(dir, "digits.txt"), "3\na cat\n")
+	code, _, stderr = cli(t, dir, "batch", "--model", mnist, "--prompts", "digits.txt", "--out", out, "--steps", "4", "--progress", "off")
+	wantError(t, code, stderr, exitUsage, "item 000001 (line 2)", `"a cat" names none of the model's classes`)
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("the refused batch left %v in %s", entries, out)
+	}
+
+	// The real classifier, once it can say so before any work (rewards.Classifier.CheckPrompt).
+	clf := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
+	r, err := rewards.Parse("classifier:model="+clf+",crop=28", rewards.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, ok := r.(promptChecker); !ok {
+		t.Skip("rewards.Classifier does not implement CheckPrompt: a prompt naming no class still fails only when its item runs")
+	}
+	code, _, stderr = cli(t, dir, "batch", "--prompts", "items.jsonl", "--out", out, "--steps", "4", "--method", "bon",
+		"--particles", "2", "--reward", "classifier:model="+clf+",crop=28", "--progress", "off")
+	wantError(t, code, stderr, exitUsage, "item bad (line 2)", "class")
 }
 
 // TestBatchRejectsUnworkableItemsUpFront: an item whose settings cannot work (FK with a
@@ -469,5 +549,177 @@ func TestContactSheets(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "grid-0-2.png")); err != nil {
 		t.Errorf("no grid: %v", err)
+	}
+}
+
+// folderState maps every file under dir, hidden state and summaries included, to its content:
+// what "left as it was" means for a refused command.
+func folderState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		out[p] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameState(t *testing.T, want, got map[string]string) {
+	t.Helper()
+	for p, w := range want {
+		if g, ok := got[p]; !ok {
+			t.Errorf("%s is gone", p)
+		} else if g != w {
+			t.Errorf("%s changed", p)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%s appeared", p)
+		}
+	}
+}
+
+// TestBatchMergeIntoAnotherBatchIsRefused is issue 15's first defect, as reported: merging a
+// batch of the MNIST DiT into a folder holding a glyphs batch exited 0, replaced its images and
+// lost manifest rows; merging a folder into itself said it held no manifest. Both are refused
+// with exit code 2, naming the fix, and leave the folder as it was.
+func TestBatchMergeIntoAnotherBatchIsRefused(t *testing.T) {
+	testenv.Runtime(t)
+	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
+	dir := t.TempDir()
+	mnist := mnistManifest(t, dir, model)
+	writeFile(t, filepath.Join(dir, "p1.txt"), "a red \"A\"\nthe word cat\n\"7\"\n")
+	writeFile(t, filepath.Join(dir, "p2.txt"), "3\n7\n")
+	if code, _, stderr := cli(t, dir, "batch", "--prompts", "p1.txt", "--out", "A", "--steps", "4", "--progress", "off"); code != 0 {
+		t.Fatalf("batch A: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := cli(t, dir, "batch", "--model", mnist, "--prompts", "p2.txt", "--out", "B", "--steps", "4", "--progress", "off"); code != 0 {
+		t.Fatalf("batch B: exit %d: %s", code, stderr)
+	}
+	a := filepath.Join(dir, "A")
+	before := folderState(t, a)
+
+	code, _, stderr := cli(t, dir, "batch", "merge", "--out", "A", "B")
+	wantError(t, code, stderr, exitUsage, "different settings", "merge the results of one job only, into a new --out")
+	sameState(t, before, folderState(t, a))
+
+	code, _, stderr = cli(t, dir, "batch", "merge", "--out", "A", "A")
+	wantError(t, code, stderr, exitUsage, "merging A into itself", "no shard manifests", "nothing to merge")
+	sameState(t, before, folderState(t, a))
+	checkResults(t, a, 3)
+
+	// Into a new folder, as the messages say: A's results merge; B's, of other settings, do not
+	// join them there either.
+	if code, _, stderr := cli(t, dir, "batch", "merge", "--out", "C", "A"); code != 0 {
+		t.Fatalf("merge into C: exit %d: %s", code, stderr)
+	}
+	c := filepath.Join(dir, "C")
+	checkResults(t, c, 3)
+	before = folderState(t, c)
+	code, _, stderr = cli(t, dir, "batch", "merge", "--out", "C", "B")
+	wantError(t, code, stderr, exitUsage, "different settings")
+	sameState(t, before, folderState(t, c))
+}
+
+// TestBatchRefusesFilesItDidNotWrite is issue 15's seventh defect for batch: it replaced a
+// user's 000000.png and summary.json. It refuses, exit code 2, naming the file and the fix,
+// before any work and without leaving anything behind; --overwrite goes ahead.
+func TestBatchRefusesFilesItDidNotWrite(t *testing.T) {
+	testenv.Runtime(t)
+	dir := t.TempDir()
+	writePrompts(t, dir, 2)
+	out := filepath.Join(dir, "out")
+	os.MkdirAll(out, 0o755)
+	mine := filepath.Join(out, "000000.png")
+	notes := filepath.Join(out, "summary.json")
+	writeFile(t, mine, "my own drawing")
+	writeFile(t, notes, `{"my": "notes"}`)
+	before := folderState(t, out)
+	args := []string{"batch", "--prompts", "prompts.txt", "--out", out, "--steps", "4", "--progress", "off"}
+
+	code, _, stderr := cli(t, dir, args...)
+	wantError(t, code, stderr, exitUsage, notes, "another --out", "--overwrite")
+	sameState(t, before, folderState(t, out))
+	os.Remove(notes)
+	before = folderState(t, out)
+	code, _, stderr = cli(t, dir, args...)
+	wantError(t, code, stderr, exitUsage, mine, "no record of item 000000", "another --out", "--overwrite")
+	sameState(t, before, folderState(t, out))
+
+	if code, _, stderr := cli(t, dir, append(args, "--overwrite")...); code != 0 {
+		t.Fatalf("--overwrite: exit %d: %s", code, stderr)
+	}
+	checkResults(t, out, 2)
+	// Its own files it rewrites freely: a rerun resumes.
+	if code, stdout, stderr := cli(t, dir, args...); code != 0 || !strings.Contains(stdout, "2 already done") {
+		t.Fatalf("rerun: exit %d: %s%s", code, stdout, stderr)
+	}
+}
+
+// TestGenerateOverwriteOnlyWhatItMade is issue 15's seventh defect for generate: a run with other
+// settings silently replaced <seed>.png of an earlier run. It refuses, exit code 2, naming the
+// file and what differs; the same settings rewrite the same bytes; --overwrite replaces.
+func TestGenerateOverwriteOnlyWhatItMade(t *testing.T) {
+	testenv.Runtime(t)
+	out := filepath.Join(t.TempDir(), "out")
+	gen := func(args ...string) (int, string) {
+		t.Helper()
+		code, _, stderr := cli(t, "", append([]string{"generate", "--out", out, "--seed", "100", "--num-images", "2", "--steps", "5"}, args...)...)
+		return code, stderr
+	}
+	if code, stderr := gen("--prompt", `"P"`); code != 0 {
+		t.Fatalf("first run: exit %d: %s", code, stderr)
+	}
+	first := folderState(t, out)
+	if code, stderr := gen("--prompt", `"P"`); code != 0 {
+		t.Fatalf("the same run again: exit %d: %s", code, stderr)
+	}
+	sameState(t, first, folderState(t, out))
+
+	code, stderr := gen("--prompt", `"Q"`)
+	wantError(t, code, stderr, exitUsage, filepath.Join(out, "100.png"), `prompt "\"P\"", now "\"Q\""`, "another --out", "--overwrite")
+	sameState(t, first, folderState(t, out))
+	code, stderr = gen("--prompt", `"P"`, "--steps", "6")
+	wantError(t, code, stderr, exitUsage, "100.png", "Steps: 5, now Steps: 6")
+	sameState(t, first, folderState(t, out))
+
+	// An image fksteer did not write, where the run would write.
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 4, 4))); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(out, "101.png"), buf.String())
+	mine := folderState(t, out)
+	code, stderr = gen("--prompt", `"P"`)
+	wantError(t, code, stderr, exitUsage, "101.png", "no parameters chunk")
+	sameState(t, mine, folderState(t, out))
+
+	// Other seeds do not meet them; --overwrite replaces them.
+	if code, stderr := gen("--prompt", `"Q"`, "--seed", "200"); code != 0 {
+		t.Fatalf("other seeds: exit %d: %s", code, stderr)
+	}
+	if code, stderr := gen("--prompt", `"Q"`, "--overwrite"); code != 0 {
+		t.Fatalf("--overwrite: exit %d: %s", code, stderr)
+	}
+	for _, name := range []string{"100.png", "101.png"} {
+		if p, err := pngParameters(filepath.Join(out, name)); err != nil || !strings.HasPrefix(p, "\"Q\"\n") {
+			t.Errorf("%s after --overwrite: %q, %v", name, p, err)
+		}
+	}
+
+	// A prompt the chunk stores cleaned (invalid UTF-8 becomes U+FFFD) is still the same run.
+	odd := filepath.Join(t.TempDir(), "odd")
+	for range 2 {
+		if code, _, stderr := cli(t, "", "generate", "--out", odd, "--prompt", "caf\xe9", "--steps", "3"); code != 0 {
+			t.Fatalf("a prompt of invalid UTF-8, twice: exit %d: %s", code, stderr)
+		}
 	}
 }

@@ -38,6 +38,8 @@ func (a *app) generateCommand() *cobra.Command {
 	}
 	addFlags(cmd.Flags(), samplingSettings)
 	addFlags(cmd.Flags(), generateSettings)
+	// The key is batch's too: both refuse to replace outputs of other settings without it.
+	addFlags(cmd.Flags(), []setting{mustLookup("overwrite")})
 	// The key is batch's; generate shows its steps the same way (a bar on a terminal only).
 	addFlags(cmd.Flags(), []setting{mustLookup("progress")})
 	return cmd
@@ -87,6 +89,9 @@ func (a *app) generate(cmd *cobra.Command) error {
 	}
 	sheets := a.v.GetBool("contact-sheet")
 	if err := checkMemory(estimateRun(p.Info(), cfg, min(batch, total), sheets), 1, "--particles or --batch-size"); err != nil {
+		return err
+	}
+	if err := checkEarlierOutputs(out, run, cfg, total, sheets, a.v.GetBool("overwrite")); err != nil {
 		return err
 	}
 	a.log.Info("generating", "model", p.Info().Name, "prompt", logText(cfg.Prompt), "images", total, "steps", cfg.Steps,

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -134,25 +137,37 @@ type runInfo struct {
 // pairs: the run's settings, then this output's seed, particle and reward.
 func parameters(run runInfo, cfg sampler.Config, o sampler.Output) string {
 	var b strings.Builder
+	b.WriteString(settingsText(run, cfg, o.Seed))
+	if cfg.Method != sampler.Base || run.rewardSpec != "" {
+		b.WriteString(", Particle: " + fmt.Sprint(o.Particle))
+	}
+	if run.rewardSpec != "" {
+		b.WriteString(", Reward value: " + fmt.Sprintf("%.6g", o.Reward))
+	}
+	if parts := explainParts(o.Parts); parts != nil {
+		scores, text := partsString(parts)
+		// Quoted, since the chunk separates its pairs with commas.
+		b.WriteString(", Reward parts: " + strconv.Quote(scores))
+		if text != "" {
+			b.WriteString(", OCR text: " + text)
+		}
+	}
+	return b.String()
+}
+
+// settingsText is the start of an output's parameters chunk that the run's settings and the
+// output's seed decide: everything before what the run found (the particle it chose, the
+// reward). Two images whose chunks start alike were asked for alike.
+func settingsText(run runInfo, cfg sampler.Config, seed uint64) string {
+	var b strings.Builder
 	b.WriteString(cfg.Prompt)
 	if run.negative != "" {
 		b.WriteString("\nNegative prompt: " + run.negative)
 	}
 	pairs := settingPairs(run, cfg)
-	pairs = append(pairs, [2]string{"Seed", fmt.Sprint(o.Seed)})
+	pairs = append(pairs, [2]string{"Seed", fmt.Sprint(seed)})
 	if cfg.Method != sampler.Base || run.rewardSpec != "" {
-		pairs = append(pairs, [2]string{"Select", string(cfg.Select)}, [2]string{"Particle", fmt.Sprint(o.Particle)})
-	}
-	if run.rewardSpec != "" {
-		pairs = append(pairs, [2]string{"Reward value", fmt.Sprintf("%.6g", o.Reward)})
-	}
-	if parts := explainParts(o.Parts); parts != nil {
-		scores, text := partsString(parts)
-		// Quoted, since the chunk separates its pairs with commas.
-		pairs = append(pairs, [2]string{"Reward parts", strconv.Quote(scores)})
-		if text != "" {
-			pairs = append(pairs, [2]string{"OCR text", text})
-		}
+		pairs = append(pairs, [2]string{"Select", string(cfg.Select)})
 	}
 	for i, p := range pairs {
 		if i == 0 {
@@ -163,6 +178,119 @@ func parameters(run runInfo, cfg sampler.Config, o sampler.Output) string {
 		b.WriteString(p[0] + ": " + p[1])
 	}
 	return b.String()
+}
+
+// checkEarlierOutputs refuses, unless overwrite, to run where a file this run would write (named
+// by seed: <seed>.png, <seed>-<particle>.png, <seed>.sheet.png, grid-<first>-<last>.png) holds
+// an image that an earlier run asked for differently, by its parameters chunk, or one without
+// that chunk, which fksteer did not write. Outputs are named by seed, so without this a second
+// run with other settings would silently replace the first one's images. Rewriting an image of
+// the same settings loses nothing and is allowed.
+func checkEarlierOutputs(dir string, run runInfo, cfg sampler.Config, total int, sheets, overwrite bool) error {
+	if overwrite {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read output folder: %w", err)
+	}
+	last := cfg.Seed + uint64(total) - 1
+	grid := fmt.Sprintf("grid-%d-%d.png", cfg.Seed, last)
+	for _, e := range entries {
+		name := e.Name()
+		seed, ok := outputSeed(name, cfg.Particles, sheets)
+		switch {
+		case sheets && total > 1 && name == grid:
+			seed = cfg.Seed
+		case !ok || seed-cfg.Seed >= uint64(total): // seed-first wraps around below first
+			continue
+		}
+		path := filepath.Join(dir, name)
+		recorded, err := pngParameters(path)
+		want := pngtext.Clean(settingsText(run, cfg, seed)) // as the chunk stores it
+		if err == nil && (recorded == want || strings.HasPrefix(recorded, want+", ")) {
+			continue
+		}
+		why := "it has no parameters chunk, so fksteer did not write it"
+		if err == nil {
+			why = "an earlier run made it with other settings (" + firstDifference(recorded, want) + ")"
+		}
+		return usageError{fmt.Errorf("%s would be replaced, but %s: use another --out, or pass --overwrite to replace it", path, why)}
+	}
+	return nil
+}
+
+// outputSeed reads the seed from the name of a file generate writes: <seed>.png,
+// <seed>-<particle>.png with particle < particles, and <seed>.sheet.png when sheets are drawn.
+func outputSeed(name string, particles int, sheets bool) (uint64, bool) {
+	base, ok := strings.CutSuffix(name, ".png")
+	if !ok {
+		return 0, false
+	}
+	if b, isSheet := strings.CutSuffix(base, ".sheet"); isSheet {
+		if !sheets {
+			return 0, false
+		}
+		base = b
+	} else if s, p, found := strings.Cut(base, "-"); found {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n >= particles || strconv.Itoa(n) != p {
+			return 0, false
+		}
+		base = s
+	}
+	seed, err := strconv.ParseUint(base, 10, 64)
+	if err != nil || strconv.FormatUint(seed, 10) != base {
+		return 0, false
+	}
+	return seed, true
+}
+
+// pngParameters returns the parameters chunk of the PNG file at path.
+func pngParameters(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	entries, err := pngtext.Read(bufio.NewReader(f))
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if e.Key == "parameters" {
+			return e.Text, nil
+		}
+	}
+	return "", errors.New("no parameters chunk")
+}
+
+// firstDifference names the first line or "Key: value" pair where a recorded parameters chunk
+// and the wanted one differ, for a message.
+func firstDifference(recorded, want string) string {
+	r, w := strings.Split(recorded, "\n"), strings.Split(want, "\n")
+	if r[0] != w[0] {
+		return fmt.Sprintf("prompt %q, now %q", logLine(r[0]), logLine(w[0]))
+	}
+	rs, ws := strings.Split(r[len(r)-1], ", "), strings.Split(w[len(w)-1], ", ")
+	for i, p := range ws {
+		if i >= len(rs) || rs[i] != p {
+			was := "nothing"
+			if i < len(rs) {
+				was = logLine(rs[i])
+			}
+			return fmt.Sprintf("%s, now %s", was, logLine(p))
+		}
+	}
+	return "negative prompt"
+}
+
+// logLine cuts s to a length one message line can show.
+func logLine(s string) string {
+	if r := []rune(s); len(r) > 80 {
+		return string(r[:80]) + "…"
+	}
+	return s
 }
 
 // settingPairs are the settings that decide a run's outputs, whatever the seed: what the

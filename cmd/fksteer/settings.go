@@ -94,7 +94,7 @@ var batchSettings = []setting{
 	{key: "prompts", def: "", usage: "items file: one prompt per line, or JSONL (.jsonl) with prompt, id, seed, negative_prompt, overrides, references"},
 	{key: "workers", def: 0, usage: "items generated at once (0 = one per core, as many as fit in memory)"},
 	{key: "shard", def: "", usage: "run shard INDEX/COUNT of the items (0-based; default: from Kubernetes or Slurm array variables, else all)"},
-	{key: "overwrite", def: false, usage: "regenerate finished items whose settings changed (otherwise that is an error)"},
+	{key: "overwrite", def: false, usage: "replace what is in the way instead of refusing: batch items finished with other settings (regenerated), a generate run's images of the same seeds and other settings, and files in --out that fksteer did not write"},
 	{key: "max-failures", def: 10, usage: "stop starting items once more than this many failed (-1 = never stop)"},
 	{key: "progress", def: "auto", usage: "progress display: auto (a bar on a terminal; otherwise log lines in batch, nothing in generate), bar, log, off"},
 }
