@@ -28,6 +28,8 @@ type Call struct {
 	opts    *ort.RunOptions
 	ctx     context.Context
 	stop    func() bool
+	// hookDone closes when the hook stop would have removed has finished running.
+	hookDone chan struct{}
 
 	runs    int
 	runTime time.Duration
@@ -272,15 +274,28 @@ func (c *Call) watch(ctx context.Context) {
 		return
 	}
 	if c.stop != nil {
-		c.stop()
-		c.stop = nil
+		c.unwatch()
 		c.opts.UnsetTerminate()
 	}
 	c.ctx = ctx
 	if ctx.Done() != nil {
-		opts := c.opts
-		c.stop = context.AfterFunc(ctx, func() { opts.Terminate() })
+		opts, done := c.opts, make(chan struct{})
+		c.hookDone = done
+		c.stop = context.AfterFunc(ctx, func() {
+			defer close(done)
+			opts.Terminate()
+		})
 	}
+}
+
+// unwatch removes the cancellation hook and, if it has already started, waits for it: it uses
+// the run options, which Close is about to free (a Terminate on freed options crashed a batch
+// that stopped early) and which a new context's runs must find unterminated.
+func (c *Call) unwatch() {
+	if !c.stop() {
+		<-c.hookDone
+	}
+	c.stop, c.hookDone = nil, nil
 }
 
 // adopt keeps the output value ONNX Runtime allocated at the first Run, so later Runs write into
@@ -391,8 +406,7 @@ func (c *Call) RunStats() (runs int, inRuntime time.Duration) { return c.runs, c
 // Close releases the Call's runtime values. It is safe to call more than once.
 func (c *Call) Close() error {
 	if c.stop != nil {
-		c.stop()
-		c.stop = nil
+		c.unwatch()
 	}
 	for _, sl := range append(c.ins, c.outs...) {
 		if sl.value != nil {

@@ -93,3 +93,44 @@ func abs32(v float32) float32 {
 	}
 	return v
 }
+
+// TestCloseWaitsForACancellationInFlight cancels a Call's context and closes the Call at once,
+// many times: the cancellation hook terminates the run options in another goroutine, and Close
+// must not free them under it (that crashed a batch stopping early, rarely: the loop and the
+// race detector make the window likely to be hit if it exists).
+func TestCloseWaitsForACancellationInFlight(t *testing.T) {
+	testenv.Runtime(t)
+	s, err := models.OpenBytes("typed", typedModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	shapes := models.Shapes{"x16": {1, 3}, "k32": {1}, "s": {}}
+	for range 300 {
+		c, err := s.NewCall(shapes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := c.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		go cancel()
+		c.Close()
+		cancel()
+	}
+	// A Call that outlives one context runs unterminated under the next.
+	c, err := s.NewCall(shapes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := c.Run(context.Background()); err != nil {
+		t.Fatalf("a run under a fresh context after the last one was cancelled: %v", err)
+	}
+}
