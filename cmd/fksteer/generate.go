@@ -291,7 +291,10 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 	cfg.Resampling = resampling(cfg.Steps, v.GetInt("resample-every"), v.GetInt("resample-start"), v.GetInt("resample-end"))
 	cfg.Resampling.ESSThreshold = v.GetFloat64("ess-threshold")
 	if spec := v.GetString("reward"); spec != "" {
-		if cfg.Reward, err = a.rewards.get(spec, rewards.Env{ModelOptions: opts}); err != nil {
+		// The image size lets a reward check its options against it (a classifier's crop)
+		// now, not at the first scoring step.
+		env := rewards.Env{ModelOptions: opts, ImageHeight: info.ImageHeight, ImageWidth: info.ImageWidth}
+		if cfg.Reward, err = a.rewards.get(spec, env); err != nil {
 			// A spec that cannot be built fails the same way on every rerun: bad usage.
 			return cfg, rewardError(err)
 		}
