@@ -224,6 +224,14 @@ func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt strin
 }
 
 // promptTarget is the configured target, or the class the prompt names.
+// CheckPrompt reports whether the classifier can score the images of prompt: with no fixed
+// target, the prompt must name a class. It runs no model, so a batch checks every item with it
+// before any work (such an item would fail the same way on every retry).
+func (r *Classifier) CheckPrompt(prompt string) error {
+	_, err := r.promptTarget(prompt)
+	return err
+}
+
 func (r *Classifier) promptTarget(prompt string) (int, error) {
 	if r.target >= 0 {
 		return r.target, nil

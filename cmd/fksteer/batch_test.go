@@ -465,6 +465,7 @@ func TestBatchPromptsThatCannotWorkAreUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	mnist := mnistManifest(t, dir, model) // before cli changes the working folder
+	clf := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok", "prompt": "\"7\""}
 {"id": "bad", "prompt": "\"A\""}
 `)
@@ -483,15 +484,14 @@ func TestBatchPromptsThatCannotWorkAreUsageErrors(t *testing.T) {
 		t.Errorf("the refused batch left %v in %s", entries, out)
 	}
 
-	// The real classifier, once it can say so before any work (rewards.Classifier.CheckPrompt).
-	clf := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
+	// The real classifier says so before any work (rewards.Classifier.CheckPrompt).
 	r, err := rewards.Parse("classifier:model="+clf+",crop=28", rewards.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	if _, ok := r.(promptChecker); !ok {
-		t.Skip("rewards.Classifier does not implement CheckPrompt: a prompt naming no class still fails only when its item runs")
+		t.Fatal("rewards.Classifier does not implement CheckPrompt: a prompt naming no class would fail only when its item runs")
 	}
 	code, _, stderr = cli(t, dir, "batch", "--prompts", "items.jsonl", "--out", out, "--steps", "4", "--method", "bon",
 		"--particles", "2", "--reward", "classifier:model="+clf+",crop=28", "--progress", "off")
