@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/fksteer
 PROMPT  ?= the letters "fk"
 
-.PHONY: all ort build demo test vet bench gpu-check clean
+.PHONY: all ort build demo test vet bench gpu-check clean fuzz fuzz-smoke
 
 all: build
 
@@ -37,10 +37,30 @@ test: ort vet build
 	$(GO) test -v -timeout 30m -run '$(STATISTICAL)' ./sampler/
 	$(GO) test -timeout 30m -run '$(CHILDREN)' ./cmd/fksteer/
 	FKSTEER=$(BIN) scripts/gpu-check.sh --quick
+	$(MAKE) --no-print-directory fuzz-smoke
 
 # The GPU measurements of docs/gpu.md, on a machine with a GPU.
 gpu-check: ort build
 	FKSTEER=$(BIN) scripts/gpu-check.sh
+
+# Every native Go fuzz target (func FuzzXxx(f *testing.F) in a _test.go file), each run alone for
+# FUZZTIME, since go test -fuzz takes one target per run; docs/fuzzing.md lists them and what the
+# long runs found. Their seed corpora (testdata/fuzz/FuzzXxx/) also run in every plain go test.
+# FUZZFLAGS passes more flags (-parallel=1 on a shared machine).
+FUZZTIME  ?= 60s
+FUZZFLAGS ?=
+
+fuzz:
+	@set -e; for f in $$(git ls-files -co --exclude-standard '*_test.go' | xargs grep -lE '^func Fuzz[[:alnum:]_]*\(f \*testing\.F\)' | sort); do \
+		for name in $$(sed -nE 's/^func (Fuzz[[:alnum:]_]*)\(f \*testing\.F\).*/\1/p' $$f); do \
+			echo "== $$name in ./$$(dirname $$f)/ for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./$$(dirname $$f)/; \
+		done; \
+	done
+
+# What CI runs (make test): every fuzz target for a few seconds.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 bench: ort
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...

@@ -104,11 +104,13 @@ func mustFit(name string, shape []int, n int) {
 	}
 }
 
-// numel is the number of elements of a shape (1 for a scalar); -1 if a dimension is negative.
+// numel is the number of elements of a shape (1 for a scalar); -1 if a dimension is negative or
+// the product would pass math.MaxInt/8, where a byte count could overflow (the reference
+// implementation also rejects a product that overflows on the way, even if a later size is 0).
 func numel(shape []int) int {
 	n := 1
 	for _, d := range shape {
-		if d < 0 {
+		if d < 0 || d > 0 && n > math.MaxInt/8/d {
 			return -1
 		}
 		n *= d
@@ -155,7 +157,7 @@ func (t Tensor) check() error {
 	case t.Dtype.Size() == 0:
 		return fmt.Errorf("tensor %s: unsupported dtype %q", t.Name, t.Dtype)
 	case t.Len() < 0:
-		return fmt.Errorf("tensor %s: negative dimension in shape %v", t.Name, t.Shape)
+		return fmt.Errorf("tensor %s: negative or too large dimension in shape %v", t.Name, t.Shape)
 	case t.Len()*t.Dtype.Size() != len(t.Data):
 		return fmt.Errorf("tensor %s: %d bytes for %s shape %v (want %d)", t.Name, len(t.Data), t.Dtype, t.Shape, t.Len()*t.Dtype.Size())
 	}

@@ -159,6 +159,8 @@ func (m *Manifest) validate() error {
 	}
 	need(len(m.Sample.Shape) == 3 && m.Sample.Shape[0] > 0 && m.Sample.Shape[1] > 0 && m.Sample.Shape[2] > 0,
 		"`sample.shape` must be [channels, height, width] with positive sizes (got %v)", m.Sample.Shape)
+	need(len(m.Sample.Shape) != 3 || stateElements(m.Sample.Shape) <= MaxStateElements,
+		"`sample.shape` %v holds more than %d values per sample", m.Sample.Shape, MaxStateElements)
 	if m.Sample.Range == nil {
 		m.Sample.Range = []float64{-1, 1}
 	}
@@ -208,6 +210,23 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
+// MaxStateElements bounds the values of one sample a manifest may declare (1 GiB of float32):
+// far above any real model's (Stable Diffusion XL's latents hold 65536), and low enough that a
+// particle batch's size cannot overflow.
+const MaxStateElements = 1 << 28
+
+// stateElements is the product of a shape's positive sizes, saturating above MaxStateElements.
+func stateElements(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		if d > 0 && n > MaxStateElements/d {
+			return MaxStateElements + 1
+		}
+		n *= max(d, 1)
+	}
+	return n
+}
+
 // discrete builds the discrete-time schedule, filling diffusers' defaults for unset keys.
 func (m *Manifest) discrete() (schedule.Discrete, error) {
 	d := schedule.DefaultSD()
@@ -243,6 +262,9 @@ func (m *Manifest) discrete() (schedule.Discrete, error) {
 	}
 	if d.TrainSteps <= 0 {
 		return d, fmt.Errorf("train_steps must be positive (got %d)", d.TrainSteps)
+	}
+	if _, err := d.AlphasCumprod(); err != nil { // betas out of range, train_steps too large
+		return d, err
 	}
 	return d, nil
 }

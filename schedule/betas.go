@@ -25,6 +25,10 @@ const (
 // abar exactly 0 (diffusers' betas_for_alpha_bar max_beta).
 const maxCosineBeta = 0.999
 
+// MaxTrainSteps bounds the training timesteps of a computed schedule: real models use 1000 (a
+// few 4000), and a config that asks for 2^31 would otherwise allocate 16 GiB per table.
+const MaxTrainSteps = 100_000
+
 // ParseBetaSchedule turns a scheduler_config.json "beta_schedule" value into a BetaSchedule.
 func ParseBetaSchedule(s string) (BetaSchedule, error) {
 	return parseName("beta schedule", s, Linear, ScaledLinear, SquaredCosCapV2)
@@ -40,10 +44,10 @@ func ParseBetaSchedule(s string) (BetaSchedule, error) {
 // linspace is numpy's (start + i*step, the last value exactly the end). diffusers builds these in
 // float32 with torch; we stay in float64 throughout, as the original CompVis code did before its
 // final cast, so values differ from diffusers' only by float32 rounding.
-// betaStart and betaEnd must lie in [0, 1) for the linear schedules.
+// betaStart and betaEnd must lie in [0, 1) for the linear schedules; trainSteps in 1..MaxTrainSteps.
 func Betas(kind BetaSchedule, trainSteps int, betaStart, betaEnd float64) ([]float64, error) {
-	if trainSteps <= 0 {
-		return nil, fmt.Errorf("schedule: %d training steps: want at least 1", trainSteps)
+	if trainSteps <= 0 || trainSteps > MaxTrainSteps {
+		return nil, fmt.Errorf("schedule: %d training steps: want 1..%d", trainSteps, MaxTrainSteps)
 	}
 	if _, err := ParseBetaSchedule(string(kind)); err != nil {
 		return nil, err

@@ -76,6 +76,8 @@ func (d Discrete) AlphasCumprod() ([]float64, error) {
 // ancestral, DPM-Solver) hold it: with zero terminal SNR the last abar is 2^-24 instead of 0, "close
 // to 0 without being 0 so first sigma is not inf" (their comment; float16's smallest subnormal).
 // DDIM, DDPM and LCM keep the 0.
+// Betas that drive abar to 0 (or below 1/MaxFloat64) before the last timestep are an error:
+// sigma would be infinite and every level built from it NaN.
 func (d Discrete) sigmaAlphasCumprod() ([]float64, error) {
 	abar, err := d.AlphasCumprod()
 	if err != nil {
@@ -83,6 +85,11 @@ func (d Discrete) sigmaAlphasCumprod() ([]float64, error) {
 	}
 	if d.RescaleZeroSNR {
 		abar[len(abar)-1] = zeroSNRAbar
+	}
+	for t, a := range abar {
+		if math.IsInf((1-a)/a, 0) {
+			return nil, fmt.Errorf("schedule: alphas_cumprod reaches %v at timestep %d: these betas leave no signal (sigma = sqrt((1-abar)/abar) is infinite)", a, t)
+		}
 	}
 	return abar, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -248,6 +249,12 @@ func readConfigFile(v *viper.Viper, path string) error {
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml") // whatever the file is called: fksteer's config is YAML
 	if err := v.ReadInConfig(); err != nil {
+		var perr viper.ConfigParseError
+		if errors.As(err, &perr) {
+			// yaml lists its unmarshal errors one per line; an error message is one line.
+			msg := strings.Join(strings.Fields(perr.Unwrap().Error()), " ")
+			return fmt.Errorf("read config %s: not a YAML map of settings (one key: value per line): %s", path, msg)
+		}
 		return fmt.Errorf("read config %s: %w", path, err)
 	}
 	if _, ok := v.Get(modelsKey).(map[string]any); v.InConfig(modelsKey) && !ok {
@@ -295,7 +302,11 @@ func checkEnv(environ []string) error {
 	if name == envName(modelsKey) {
 		return usageError{fmt.Errorf("environment variable %s: the %s map can only be set in a config file", name, modelsKey)}
 	}
-	msg := fmt.Sprintf("environment variable %s names no fksteer setting", name)
+	shown := name
+	if q := strconv.Quote(name); q[1:len(q)-1] != name { // a newline in a name would break the message
+		shown = q
+	}
+	msg := fmt.Sprintf("environment variable %s names no fksteer setting", shown)
 	if s := keys.Closest(name, valid); s != "" {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
 	}
