@@ -139,7 +139,16 @@ func WithProfiling(prefix string) Option {
 // ~50 MB/s for as long as anyone waited, deaf to SIGTERM inside ONNX Runtime. Four times the
 // cores leaves room for SMT and for measuring oversubscription; a limit tied to the machine, not
 // a fixed number, is what keeps the cost bounded on a laptop and a 384-thread server alike.
-func ThreadLimit() int { return 4 * goruntime.NumCPU() }
+func ThreadLimit() int {
+	if MaxThreads > 0 {
+		return MaxThreads
+	}
+	return 4 * goruntime.NumCPU()
+}
+
+// MaxThreads replaces [ThreadLimit]'s 4 × the cores when positive, for a user who measured that
+// more threads pay off on their machine.
+var MaxThreads int
 
 // WithThreads sets the intra-op and inter-op thread counts (0 = ONNX Runtime's choice). Counts
 // above [ThreadLimit] are refused.
@@ -149,7 +158,7 @@ func WithThreads(intra, inter int) Option {
 			return fmt.Errorf("thread counts must not be negative (got intra %d, inter %d)", intra, inter)
 		}
 		if limit := ThreadLimit(); intra > limit || inter > limit {
-			return fmt.Errorf("thread counts intra %d, inter %d: above the limit of %d (4 × the %d cores here), where more threads only slow ONNX Runtime down", intra, inter, limit, goruntime.NumCPU())
+			return fmt.Errorf("thread counts intra %d, inter %d: above the limit of %d (by default 4 × the %d cores here), where more threads only slow ONNX Runtime down", intra, inter, limit, goruntime.NumCPU())
 		}
 		o.IntraOpThreads, o.InterOpThreads = intra, inter
 		return nil

@@ -189,6 +189,14 @@ func badInputRows() []badInput {
 		{name: "class on a model without classes", args: gen("--class", "3"), code: exitUsage, wants: []string{"class"}},
 		{name: "seed overflows with several images", args: gen("--seed", "18446744073709551615", "--num-images", "3"), code: exitUsage, wants: []string{"seed"}},
 		{name: "threads absurd", args: gen("--threads", "100000"), code: exitUsage, wants: []string{"threads"}},
+		{name: "prompt with a NUL (from a config file)", args: gen("--config", "{files}/nul-config.yaml"), code: exitUsage, wants: []string{"NUL"}},
+		{name: "prompt over the length limit", args: gen("--prompt", strings.Repeat("a", 10001)), code: exitUsage, wants: []string{"--max-prompt-chars"}},
+		{name: "negative prompt over a lowered limit", args: gen("--max-prompt-chars", "5", "--negative-prompt", "blurry and dark"), code: exitUsage, wants: []string{"--negative-prompt", "--max-prompt-chars"}},
+		{name: "batch item with a NUL", args: batch("--prompts", "{files}/nul.txt"), code: exitUsage, wants: []string{"line 2", "NUL"}},
+		{name: "export prompt with a NUL", args: export("--mode", "ddpo", "--reward", "color:target=#cc2222", "--prompts", "{files}/nul.txt"), code: exitUsage, wants: []string{"line 2", "NUL"}},
+		{name: "limit below 1", args: gen("--max-steps", "0"), code: exitUsage, wants: []string{"--max-steps"}},
+		{name: "thread limit negative", args: gen("--max-threads", "-2"), code: exitUsage, wants: []string{"--max-threads"}},
+		{name: "steps over a lowered limit", args: gen("--max-steps", "2"), code: exitUsage, wants: []string{"--max-steps"}},
 		{name: "threads negative", args: gen("--threads", "-1"), code: exitUsage, wants: []string{"thread"}},
 		{name: "workers negative", args: batch("--prompts", "{files}/prompts.txt", "--workers", "-1"), code: exitUsage, wants: []string{"workers"}},
 		{name: "guidance rescale above 1", args: gen("--model", "{files}/sd", "--guidance-rescale", "2"), code: exitUsage, wants: []string{"guidance-rescale"}},
@@ -305,6 +313,8 @@ func writeBadFiles(t *testing.T, dir, mnist string) {
 	w := func(name, text string) string { return writeFile(t, filepath.Join(dir, name), text) }
 	w("prompts.txt", "\"A\"\n\"B\"\n")
 	w("noclass.txt", "a cat\n")
+	w("nul.txt", "\"A\"\n\"B\x00\"\n")
+	w("nul-config.yaml", "prompt: \"a\\0b\"\n") // YAML's \0 escape is a NUL
 	w("junk.onnx", "not a model")
 	w("notimage.png", "hello")
 	w("bad.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \n")

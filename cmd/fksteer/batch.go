@@ -283,6 +283,11 @@ func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option, stop cont
 		if err := checkPrompt(p, cfg); err != nil {
 			return batch.Task{}, usageError{err}
 		}
+		for _, text := range []string{it.Prompt, negative} {
+			if err := checkPromptText(text, "the prompt"); err != nil {
+				return batch.Task{}, err
+			}
+		}
 		run := runInfo{info: info, rewardSpec: ov.GetString("reward"), negative: negative, references: it.References, start: start}
 		// Everything that decides the files: the parameters chunk of the first image (prompt,
 		// negative prompt, every sampling and steering setting, model and seed) plus what it

@@ -229,8 +229,11 @@ func readPrompts(path string) ([]string, error) {
 		return nil, fmt.Errorf("prompts file: %w", err)
 	}
 	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
+	for i, line := range strings.Split(string(data), "\n") {
 		if line = strings.TrimRight(line, "\r"); strings.TrimSpace(line) != "" {
+			if err := checkPromptText(line, fmt.Sprintf("prompts file %s: line %d", path, i+1)); err != nil {
+				return nil, err
+			}
 			out = append(out, line)
 		}
 	}

@@ -66,6 +66,12 @@ func (a *app) generate(cmd *cobra.Command) error {
 		return err
 	}
 	cfg.Prompt = a.v.GetString("prompt")
+	if err := checkPromptText(cfg.Prompt, "--prompt"); err != nil {
+		return err
+	}
+	if err := checkPromptText(a.v.GetString("negative-prompt"), "--negative-prompt"); err != nil {
+		return err
+	}
 	run := runInfo{info: p.Info(), rewardSpec: a.v.GetString("reward"), negative: a.v.GetString("negative-prompt")}
 	if err := applyNegative(p.Info(), run.negative, &cfg); err != nil {
 		return err

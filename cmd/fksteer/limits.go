@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/models"
@@ -29,6 +30,52 @@ const (
 	maxParticles = 10_000
 )
 
+// The limits in force, from the max-steps, max-particles, max-prompt-chars and memory-check
+// settings (applyLimits); the constants above are their defaults.
+var (
+	limitSteps, limitParticles = maxSteps, maxParticles
+	limitPromptChars           = maxPromptChars
+	memoryChecked              = true
+)
+
+// maxPromptChars bounds a prompt's length in characters. Text encoders read 77 (CLIP) or 35
+// (BLIP) tokens; a prompt of megabytes only costs memory and floods logs and PNG chunks.
+const maxPromptChars = 10_000
+
+// applyLimits reads the limit settings; a limit below 1 is a usage error.
+func applyLimits(v settings) error {
+	for _, l := range []struct {
+		key string
+		dst *int
+	}{{"max-steps", &limitSteps}, {"max-particles", &limitParticles}, {"max-prompt-chars", &limitPromptChars}} {
+		n := v.GetInt(l.key)
+		if n < 1 {
+			return usageError{fmt.Errorf("--%s %d: a limit must be at least 1", l.key, n)}
+		}
+		*l.dst = n
+	}
+	if n := v.GetInt("max-threads"); n < 0 {
+		return usageError{fmt.Errorf("--max-threads %d is negative (0 = 4 × the cores)", n)}
+	} else {
+		models.MaxThreads = n
+	}
+	memoryChecked = v.GetBool("memory-check")
+	return nil
+}
+
+// checkPromptText refuses a prompt fksteer cannot record faithfully or use: one with a NUL
+// character (PNG text and most tools end strings there) or longer than the limit. what names it
+// in the message ("--prompt", "item 000003 (line 4)").
+func checkPromptText(text, what string) error {
+	if strings.ContainsRune(text, 0) {
+		return usageError{fmt.Errorf("%s contains a NUL character, which no text encoder reads and PNG text cannot record: remove it", what)}
+	}
+	if n := utf8.RuneCountInString(text); n > limitPromptChars {
+		return usageError{fmt.Errorf("%s is %d characters, over the limit of %d (text encoders read the first 77 tokens): shorten it, or raise --max-prompt-chars", what, n, limitPromptChars)}
+	}
+	return nil
+}
+
 // availableMemory is the memory a run may use (the container's remaining allowance, else
 // MemAvailable); tests replace it.
 var availableMemory = batch.AvailableMemory
@@ -37,7 +84,7 @@ var availableMemory = batch.AvailableMemory
 // starts; the option itself would refuse them only when the first model opens.
 func checkThreads(n int) error {
 	if limit := models.ThreadLimit(); n > limit {
-		return usageError{fmt.Errorf("--threads %d is above the limit of %d (4 × the %d cores here): ONNX Runtime gains nothing from more threads than cores, and each extra thread slows every model's start-up; lower --threads (0 lets ONNX Runtime choose)", n, limit, runtime.NumCPU())}
+		return usageError{fmt.Errorf("--threads %d is above the limit of %d (by default 4 × the %d cores here): ONNX Runtime gains nothing from more threads than cores, and each extra thread slows every model's start-up; lower --threads (0 lets ONNX Runtime choose), or raise --max-threads", n, limit, runtime.NumCPU())}
 	}
 	return nil
 }
@@ -45,11 +92,11 @@ func checkThreads(n int) error {
 // checkCounts refuses step and particle counts past the hard limits; flag names the particles'
 // flag (--particles, or export's --samples).
 func checkCounts(steps, particles int, flag string) error {
-	if steps > maxSteps {
-		return usageError{fmt.Errorf("--steps %d is above the limit of %d steps: samplers gain nothing from so many (discrete models have 1000 noise levels); lower --steps", steps, maxSteps)}
+	if steps > limitSteps {
+		return usageError{fmt.Errorf("--steps %d is above the limit of %d steps: samplers gain nothing from so many (discrete models have 1000 noise levels); lower --steps, or raise --max-steps", steps, limitSteps)}
 	}
-	if particles > maxParticles {
-		return usageError{fmt.Errorf("%s %d is above the limit of %d per image; lower %s", flag, particles, maxParticles, flag)}
+	if particles > limitParticles {
+		return usageError{fmt.Errorf("%s %d is above the limit of %d per image; lower %s, or raise --max-particles", flag, particles, limitParticles, flag)}
 	}
 	return nil
 }
@@ -105,7 +152,7 @@ func estimateRun(info pipelines.Info, cfg sampler.Config, images int, sheets boo
 func checkMemory(est runSize, workers int, lower string) error {
 	avail, ok := availableMemory()
 	need := est.bytes * uint64(max(1, workers))
-	if !ok || need <= avail {
+	if !ok || need <= avail || !memoryChecked {
 		return nil
 	}
 	what := fmt.Sprintf("this run needs at least %s of memory (%d particle rows)", sizeString(need), est.rows)
@@ -115,7 +162,7 @@ func checkMemory(est runSize, workers int, lower string) error {
 			lower = "--workers (to " + strconv.FormatUint(avail/est.bytes, 10) + " or fewer), or " + lower
 		}
 	}
-	return usageError{fmt.Errorf("%s but %s is available: lower %s", what, sizeString(avail), lower)}
+	return usageError{fmt.Errorf("%s but %s is available: lower %s (or --memory-check=false to run anyway)", what, sizeString(avail), lower)}
 }
 
 // sizeString formats bytes in binary units, as memory limits are stated.

@@ -93,13 +93,20 @@ func TestCheckMemoryMessages(t *testing.T) {
 	// holds 2 of them.
 	err := checkMemory(est, 4, "--particles")
 	var ue usageError
-	if !errors.As(err, &ue) || err.Error() != "4 workers need at least 43 MiB of memory (11 MiB each, 100 particle rows) but 25 MiB is available: lower --workers (to 2 or fewer), or --particles" {
+	if !errors.As(err, &ue) || err.Error() != "4 workers need at least 43 MiB of memory (11 MiB each, 100 particle rows) but 25 MiB is available: lower --workers (to 2 or fewer), or --particles (or --memory-check=false to run anyway)" {
 		t.Errorf("4 workers: %v", err)
 	}
 	err = checkMemory(runSize{rows: 1000, bytes: 3 << 30}, 1, "--particles or --batch-size")
-	if err == nil || err.Error() != "this run needs at least 3.0 GiB of memory (1000 particle rows) but 25 MiB is available: lower --particles or --batch-size" {
+	if err == nil || err.Error() != "this run needs at least 3.0 GiB of memory (1000 particle rows) but 25 MiB is available: lower --particles or --batch-size (or --memory-check=false to run anyway)" {
 		t.Errorf("one run: %v", err)
 	}
+	// --memory-check=false runs what the estimate would refuse.
+	memoryChecked = false
+	t.Cleanup(func() { memoryChecked = true })
+	if err := checkMemory(runSize{rows: 1000, bytes: 3 << 30}, 1, "x"); err != nil {
+		t.Errorf("refused with the memory check off: %v", err)
+	}
+	memoryChecked = true
 	availableMemory = func() (uint64, bool) { return 0, false }
 	if err := checkMemory(runSize{rows: 1, bytes: 1 << 40}, 1, "x"); err != nil {
 		t.Errorf("refused where the available memory is unknown: %v", err)

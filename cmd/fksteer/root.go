@@ -165,6 +165,9 @@ func (a *app) rootCommand() *cobra.Command {
 				return usageError{fmt.Errorf("max-image-pixels %d is negative: want a pixel count (0 = no limit)", maxPixels)}
 			}
 			rewards.MaxImagePixels = maxPixels
+			if err := applyLimits(a.v); err != nil {
+				return err
+			}
 			return a.setupLogging()
 		},
 	}

@@ -45,6 +45,11 @@ var globalSettings = []setting{
 	{key: "device", def: 0, usage: "GPU device id for the cuda and tensorrt providers"},
 	{key: "threads", def: 0, usage: "ONNX Runtime intra-op threads (0 = its choice; at most 4 × the cores: more only slow it down)"},
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn, error"},
+	{key: "max-steps", def: maxSteps, usage: "largest --steps accepted (a guard against a mistyped number that would run for days)"},
+	{key: "max-particles", def: maxParticles, usage: "largest --particles (export: --samples) per image accepted"},
+	{key: "max-prompt-chars", def: maxPromptChars, usage: "longest prompt accepted, in characters (text encoders read the first 77 tokens)"},
+	{key: "max-threads", def: 0, usage: "largest --threads accepted (0 = 4 x the cores: more threads than cores only slow ONNX Runtime down)"},
+	{key: "memory-check", def: true, usage: "refuse a run whose estimated memory (a floor: model activations come on top) exceeds what is available"},
 	{key: "max-image-pixels", def: 50_000_000, usage: "largest image fksteer decodes (score's images, init images, reward references), in pixels (width x height): the header is read first, so a small file that decodes to gigabytes is refused (0 = no limit)"},
 }
 
