@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fksteer/fksteer/internal/lockfile"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/synth"
 )
@@ -40,6 +41,8 @@ type badInput struct {
 	env   []string
 	code  int
 	wants []string
+	// hold is a lock file the test holds while the row runs: another run at work there.
+	hold string
 }
 
 func TestBadInputs(t *testing.T) {
@@ -78,6 +81,13 @@ func TestBadInputs(t *testing.T) {
 			args := make([]string, len(r.args))
 			for j, a := range r.args {
 				args[j] = repl.Replace(a)
+			}
+			if r.hold != "" {
+				l, err := lockfile.TryLock(repl.Replace(r.hold))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Unlock()
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), badInputTime)
 			defer cancel()
@@ -293,6 +303,10 @@ func badInputRows() []badInput {
 		{name: "generate over a different earlier run", args: []string{"generate", "--out", "{prev}", "--prompt", `"Q"`, "--num-images", "2", "--steps", "5", "--seed", "100", "--provider", "cpu"}, code: exitUsage, wants: []string{"100.png"}},
 		{name: "batch over changed settings", args: []string{"batch", "--out", "{batch}", "--prompts", "{files}/prompts.txt", "--steps", "6", "--progress", "off", "--provider", "cpu"}, code: exitUsage, wants: []string{"--overwrite"}},
 		{name: "batch over a user's files", args: []string{"batch", "--out", "{files}/userdir", "--prompts", "{files}/prompts.txt", "--steps", "3", "--progress", "off", "--provider", "cpu"}, code: exitUsage, wants: []string{"000000.png"}},
+		{name: "batch while another run holds the folder", args: []string{"batch", "--out", "{batch}", "--prompts", "{files}/prompts.txt", "--steps", "5", "--progress", "off", "--provider", "cpu"},
+			hold: "{batch}/.fksteer-batch/lock", code: exitError, wants: []string{"{batch}"}},
+		{name: "merge while another run holds the destination", args: []string{"batch", "merge", "--out", "{batch}", "{files}/otherbatch"},
+			hold: "{batch}/.fksteer-batch/lock", code: exitError, wants: []string{"wait for it"}},
 		{name: "merge into itself", args: []string{"batch", "merge", "--out", "{batch}", "{batch}"}, code: exitUsage, wants: []string{"itself"}},
 		{name: "merge a missing source", args: []string{"batch", "merge", "--out", "{dir}/m", "{dir}/none"}, code: exitError, wants: []string{"none"}},
 		{name: "merge into an existing batch of other settings", args: []string{"batch", "merge", "--out", "{batch}", "{files}/otherbatch"}, code: exitUsage, wants: []string{"settings"}},
@@ -414,6 +428,9 @@ func snapshot(t *testing.T, root string) map[string][32]byte {
 				return filepath.SkipDir
 			}
 			return nil
+		}
+		if strings.HasPrefix(d.Name(), "lock") && filepath.Base(filepath.Dir(p)) == ".fksteer-batch" {
+			return nil // a lock file is not an output (rows hold one)
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
