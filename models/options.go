@@ -90,7 +90,7 @@ type Options struct {
 	InterOpThreads int
 	OptLevel       OptLevel
 	// ProfilePrefix, when set, makes ONNX Runtime profile every node of the session and write
-	// the profile to PREFIX_<date>.json when the session closes (see [ReadProfile]).
+	// the profile to PREFIX-<n>_<date>.json when the session closes (see [ReadProfiles]).
 	ProfilePrefix string
 }
 
@@ -126,7 +126,7 @@ func WithProviderOptions(kv map[string]string) Option {
 	}
 }
 
-// WithProfiling makes sessions write ONNX Runtime's per-node profile to prefix_<date>.json when
+// WithProfiling makes sessions write ONNX Runtime's per-node profile to prefix-<n>_<date>.json when
 // they close; "" turns it off.
 func WithProfiling(prefix string) Option {
 	return func(o *Options) error { o.ProfilePrefix = prefix; return nil }
