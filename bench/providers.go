@@ -198,7 +198,7 @@ func copyProbe(ctx context.Context, in, out int, opts []models.Option) (time.Dur
 }
 
 func removeProfiles(prefix string) {
-	files, _ := filepath.Glob(prefix + "*.json")
+	files, _ := filepath.Glob(prefix + "-*_*.json")
 	for _, f := range files {
 		os.Remove(f)
 	}

@@ -38,12 +38,12 @@ type Profile struct {
 // session adds -<n>, ONNX Runtime _<date>.json) and sums each node's kernel runs and time.
 // Nodes of different sessions with the same name are summed together.
 func ReadProfiles(prefix string) (Profile, error) {
-	files, err := filepath.Glob(prefix + "*.json")
+	files, err := filepath.Glob(prefix + "-*_*.json")
 	if err != nil {
 		return Profile{}, err
 	}
 	if len(files) == 0 {
-		return Profile{}, fmt.Errorf("no ONNX Runtime profile %s*.json (profiles are written when the session closes)", prefix)
+		return Profile{}, fmt.Errorf("no ONNX Runtime profile %s-*_*.json (profiles are written when the session closes)", prefix)
 	}
 	byName := map[string]*NodeStat{}
 	for _, f := range files {
