@@ -2,23 +2,25 @@ package bert
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fksteer/fksteer/tokenizers/hfconfig"
 )
 
 // File names in a Hugging Face BERT tokenizer folder.
 const (
 	// VocabFile is the vocabulary: one token per line, the line number (from 0) its id.
 	VocabFile         = "vocab.txt"
-	configFile        = "tokenizer_config.json"
-	specialTokensFile = "special_tokens_map.json"
+	configFile        = hfconfig.ConfigFile
+	specialTokensFile = hfconfig.SpecialTokensFile
 )
 
 // maxVocab bounds the lines a vocabulary may have, so that a file that is not a vocabulary
@@ -82,7 +84,7 @@ func build(vocab io.Reader, name string, cfg Config) (*Tokenizer, error) {
 		{"UNK", cfg.UNKToken, DefaultUNKToken, &t.unk},
 		{"mask", cfg.MaskToken, DefaultMaskToken, nil},
 	} {
-		text := cmpOr(s.text, s.def)
+		text := cmp.Or(s.text, s.def)
 		id, ok := v[text]
 		if !ok {
 			if s.id == nil { // transformers tolerates a vocabulary without [MASK]; so do we
@@ -110,13 +112,6 @@ func hasPrefixOf(list []special, text string) bool {
 		}
 	}
 	return false
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // readVocab fills t.decoder, t.words and t.pieces from vocab.txt and returns the vocabulary
@@ -174,22 +169,9 @@ type hfConfig struct {
 // readConfig reads the optional config files of dir into a Config.
 func readConfig(dir string) (Config, error) {
 	var cfg Config
-	for _, name := range [...]string{configFile, specialTokensFile} {
-		path := filepath.Join(dir, name)
-		data, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return Config{}, fmt.Errorf("bert: %w", err)
-		}
-		var c hfConfig
-		if err := json.Unmarshal(data, &c); err != nil {
-			return Config{}, fmt.Errorf("bert: %s: %w", path, err)
-		}
-		if err := c.apply(&cfg, name == configFile); err != nil {
-			return Config{}, fmt.Errorf("bert: %s: %w", path, err)
-		}
+	err := hfconfig.Read(dir, "bert", func(c *hfConfig, settings bool) error { return c.apply(&cfg, settings) })
+	if err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }
@@ -208,7 +190,7 @@ func (c *hfConfig) apply(cfg *Config, settings bool) error {
 		{"unk_token", c.UNKToken, &cfg.UNKToken},
 		{"mask_token", c.MaskToken, &cfg.MaskToken},
 	} {
-		text, err := tokenText(f.raw)
+		text, err := hfconfig.TokenText(f.raw)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.key, err)
 		}
@@ -240,23 +222,4 @@ func (c *hfConfig) apply(cfg *Config, settings bool) error {
 		}
 	}
 	return nil
-}
-
-// tokenText reads a special token written as a string or as an AddedToken object
-// ({"content": "...", ...}); null or absent gives "".
-func tokenText(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s, nil
-	}
-	var obj struct {
-		Content *string `json:"content"`
-	}
-	if err := json.Unmarshal(raw, &obj); err != nil || obj.Content == nil {
-		return "", fmt.Errorf("want a string or an object with a \"content\" string, got %s", raw)
-	}
-	return *obj.Content, nil
 }

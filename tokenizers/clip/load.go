@@ -3,22 +3,22 @@ package clip
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fksteer/fksteer/tokenizers/hfconfig"
 )
 
 // File names in a diffusers/optimum tokenizer/ folder.
 const (
 	vocabFile         = "vocab.json"
 	mergesFile        = "merges.txt"
-	configFile        = "tokenizer_config.json"
-	specialTokensFile = "special_tokens_map.json"
+	configFile        = hfconfig.ConfigFile
+	specialTokensFile = hfconfig.SpecialTokensFile
 )
 
 // maxVocab bounds the ids a vocabulary may use, so that a corrupt file cannot make Load
@@ -195,22 +195,9 @@ type hfConfig struct {
 // readConfig reads the optional config files of dir into a Config.
 func readConfig(dir string) (Config, error) {
 	var cfg Config
-	for _, name := range [...]string{configFile, specialTokensFile} {
-		path := filepath.Join(dir, name)
-		data, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return Config{}, fmt.Errorf("clip: %w", err)
-		}
-		var c hfConfig
-		if err := json.Unmarshal(data, &c); err != nil {
-			return Config{}, fmt.Errorf("clip: %s: %w", path, err)
-		}
-		if err := c.apply(&cfg, name == configFile); err != nil {
-			return Config{}, fmt.Errorf("clip: %s: %w", path, err)
-		}
+	err := hfconfig.Read(dir, "clip", func(c *hfConfig, settings bool) error { return c.apply(&cfg, settings) })
+	if err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }
@@ -227,7 +214,7 @@ func (c *hfConfig) apply(cfg *Config, settings bool) error {
 		{"eos_token", c.EOSToken, &cfg.EOSToken},
 		{"pad_token", c.PadToken, &cfg.PadToken},
 	} {
-		text, err := tokenText(f.raw)
+		text, err := hfconfig.TokenText(f.raw)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.key, err)
 		}
@@ -255,23 +242,4 @@ func (c *hfConfig) apply(cfg *Config, settings bool) error {
 		}
 	}
 	return nil
-}
-
-// tokenText reads a special token written as a string or as an AddedToken object
-// ({"content": "...", ...}); null or absent gives "".
-func tokenText(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s, nil
-	}
-	var obj struct {
-		Content *string `json:"content"`
-	}
-	if err := json.Unmarshal(raw, &obj); err != nil || obj.Content == nil {
-		return "", fmt.Errorf("want a string or an object with a \"content\" string, got %s", raw)
-	}
-	return *obj.Content, nil
 }
