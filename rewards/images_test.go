@@ -1,12 +1,9 @@
 package rewards_test
 
 import (
-	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/gif"
@@ -21,41 +18,9 @@ import (
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
 
+	"github.com/fksteer/fksteer/internal/testimages"
 	"github.com/fksteer/fksteer/rewards"
 )
-
-// pngBomb returns a tiny PNG whose header claims w x h RGB pixels: a valid IHDR, then an IDAT
-// holding a few compressed bytes of the first row, then IEND. A decoder that trusts the header
-// allocates the whole w x h image before it finds the data short.
-func pngBomb(t *testing.T, w, h uint32) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	buf.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, body []byte) {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(body)))
-		buf.Write(n[:])
-		crc := crc32.NewIEEE()
-		crc.Write([]byte(typ))
-		crc.Write(body)
-		buf.WriteString(typ)
-		buf.Write(body)
-		binary.BigEndian.PutUint32(n[:], crc.Sum32())
-		buf.Write(n[:])
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2 // 8 bits per sample, RGB
-	chunk("IHDR", ihdr)
-	var z bytes.Buffer
-	zw := zlib.NewWriter(&z)
-	zw.Write(make([]byte, 64))
-	zw.Close()
-	chunk("IDAT", z.Bytes())
-	chunk("IEND", nil)
-	return buf.Bytes()
-}
 
 // TestLoadImageRefusesPixelBombs: a 20000x20000 PNG header (a file of under 100 bytes) is
 // refused from its header, with a message naming the size, the limit and how to raise it, and
@@ -63,7 +28,7 @@ func pngBomb(t *testing.T, w, h uint32) []byte {
 func TestLoadImageRefusesPixelBombs(t *testing.T) {
 	dir := t.TempDir()
 	bomb := filepath.Join(dir, "bomb.png")
-	data := pngBomb(t, 20000, 20000)
+	data := testimages.PNGBomb(20000, 20000)
 	if err := os.WriteFile(bomb, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +53,7 @@ func TestLoadImageRefusesPixelBombs(t *testing.T) {
 	// 8000x8000 (64 megapixels, over the default limit): decoding would allocate 256 MB for
 	// the RGBA image; the refusal must stay within a few kilobytes (file and header buffers).
 	small := filepath.Join(dir, "bomb64.png")
-	if err := os.WriteFile(small, pngBomb(t, 8000, 8000), 0o644); err != nil {
+	if err := os.WriteFile(small, testimages.PNGBomb(8000, 8000), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var before, after runtime.MemStats

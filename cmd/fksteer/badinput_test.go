@@ -2,11 +2,10 @@ package main
 
 import (
 	"bytes"
-	"compress/zlib"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"hash/crc32"
+	"image"
+	"image/png"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/lockfile"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/internal/testimages"
 	"github.com/fksteer/fksteer/models/synth"
 )
 
@@ -355,10 +355,12 @@ func writeBadFiles(t *testing.T, dir, mnist string) {
 	w("shape.yaml", strings.Replace(m, "shape: [1, 32, 32]", "shape: [3, 32, 32]", 1))
 
 	// A good 8x8 PNG, a truncated one, and a bomb whose header claims 20000x20000 pixels.
-	good := tinyPNG(8, 8)
+	var goodBuf bytes.Buffer
+	must(png.Encode(&goodBuf, image.NewRGBA(image.Rect(0, 0, 8, 8))))
+	good := goodBuf.Bytes()
 	must(os.WriteFile(filepath.Join(dir, "good.png"), good, 0o644))
 	must(os.WriteFile(filepath.Join(dir, "truncated.png"), good[:len(good)/2], 0o644))
-	must(os.WriteFile(filepath.Join(dir, "bomb.png"), tinyPNG(20000, 20000), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "bomb.png"), testimages.PNGBomb(20000, 20000), 0o644))
 	// A user's own file where a batch would write.
 	must(os.MkdirAll(filepath.Join(dir, "userdir"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "userdir", "000000.png"), good, 0o644))
@@ -381,38 +383,6 @@ func writeBadFiles(t *testing.T, dir, mnist string) {
 	if code, _, stderr := cli(t, "", "batch", "--prompts", filepath.Join(dir, "prompts.txt"), "--steps", "4", "--out", filepath.Join(dir, "otherbatch"), "--progress", "off", "--provider", "cpu"); code != 0 {
 		t.Fatalf("fixture batch: exit %d\n%s", code, stderr)
 	}
-}
-
-// tinyPNG encodes a w x h black RGB PNG by hand (rows of zeros compress to almost nothing), so
-// a bomb of 20000x20000 costs a few kilobytes to write and its header is honest.
-func tinyPNG(w, h int) []byte {
-	chunk := func(typ string, data []byte) []byte {
-		out := binary.BigEndian.AppendUint32(nil, uint32(len(data)))
-		out = append(out, typ...)
-		out = append(out, data...)
-		return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(append([]byte(typ), data...)))
-	}
-	ihdr := binary.BigEndian.AppendUint32(nil, uint32(w))
-	ihdr = binary.BigEndian.AppendUint32(ihdr, uint32(h))
-	ihdr = append(ihdr, 8, 2, 0, 0, 0)
-	out := []byte("\x89PNG\r\n\x1a\n")
-	out = append(out, chunk("IHDR", ihdr)...)
-	out = append(out, chunk("IDAT", zlibZeros((3*w+1)*h))...)
-	return append(out, chunk("IEND", nil)...)
-}
-
-// zlibZeros is the zlib stream of n zero bytes.
-func zlibZeros(n int) []byte {
-	var b bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&b, zlib.BestCompression)
-	zero := make([]byte, 1<<16)
-	for n > 0 {
-		k := min(n, len(zero))
-		zw.Write(zero[:k])
-		n -= k
-	}
-	zw.Close()
-	return b.Bytes()
 }
 
 // snapshot hashes every file under root except the rows' own folders.

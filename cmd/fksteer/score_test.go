@@ -2,12 +2,9 @@ package main
 
 import (
 	"bytes"
-	"compress/zlib"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/draw"
@@ -24,6 +21,7 @@ import (
 	"golang.org/x/image/math/fixed"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/internal/testimages"
 )
 
 // writePNG writes img to dir/name and returns the path.
@@ -239,7 +237,7 @@ func TestScoreReportsBadFilesAndScoresTheRest(t *testing.T) {
 	png.Encode(&full, solid(8, 8, color.White))
 	for path, data := range map[string][]byte{
 		text:      []byte("not an image\n"),
-		bomb:      pngHeader(20000, 20000),
+		bomb:      testimages.PNGBomb(20000, 20000),
 		truncated: full.Bytes()[:full.Len()/2],
 	} {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -286,28 +284,6 @@ func TestScoreReportsBadFilesAndScoresTheRest(t *testing.T) {
 	if !strings.Contains(stdout, `"image":"`+black+`","score":0,`) {
 		t.Errorf("stdout %q; want black.png's line", stdout)
 	}
-}
-
-// pngHeader returns a PNG of under 100 bytes whose header claims w x h RGB pixels, with a few
-// bytes of compressed data: an image bomb for any decoder that trusts the header.
-func pngHeader(w, h uint32) []byte {
-	var buf bytes.Buffer
-	buf.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, body []byte) {
-		buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body))))
-		buf.WriteString(typ)
-		buf.Write(body)
-		buf.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(append([]byte(typ), body...))))
-	}
-	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, w), h)
-	chunk("IHDR", append(ihdr, 8, 2, 0, 0, 0)) // 8-bit RGB
-	var z bytes.Buffer
-	zw := zlib.NewWriter(&z)
-	zw.Write(make([]byte, 64))
-	zw.Close()
-	chunk("IDAT", z.Bytes())
-	chunk("IEND", nil)
-	return buf.Bytes()
 }
 
 // TestScoreProgress: score shows its progress as batch does: a bar (on a terminal, or with
