@@ -105,8 +105,8 @@ func RunProviders(ctx context.Context, c ProvidersConfig) ([]ProviderRow, error)
 
 func measureProvider(ctx context.Context, c ProvidersConfig, m ProviderModel, k int, row *ProviderRow) error {
 	prefix := filepath.Join(c.TempDir, fmt.Sprintf("%s-%s-k%d", strings.ReplaceAll(m.Name, "/", "_"), row.Provider, k))
-	opts := append(slices.Clone(c.Options), models.WithProvider(string(row.Provider), 0), models.WithProfiling(prefix))
-	p, err := m.Open(opts...)
+	opts := append(slices.Clone(c.Options), models.WithProvider(string(row.Provider), 0))
+	p, err := m.Open(append(opts, models.WithProfiling(prefix))...)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func measureProvider(ctx context.Context, c ProvidersConfig, m ProviderModel, k 
 	if m.IO != nil && row.Provider != models.CPU {
 		in, out := m.IO(row.Rows)
 		row.CopyMB = float64(4*(in+out)) / 1e6
-		d, err := copyProbe(ctx, in, out, opts[:len(opts)-1])
+		d, err := copyProbe(ctx, in, out, opts)
 		if err != nil {
 			return fmt.Errorf("copy probe: %w", err)
 		}

@@ -182,6 +182,12 @@ func WithOptions(opts Options) Option {
 	return func(o *Options) error { *o = opts; return nil }
 }
 
+// Resolve applies opts to [Defaults] as opening a session does: [Auto] becomes the provider it
+// picks, the provider options are narrowed to that provider's and checked. Front ends call it
+// once, to report a bad option before any model opens, and pass the result on with
+// [WithOptions].
+func Resolve(opts ...Option) (Options, error) { return buildOptions(opts) }
+
 func buildOptions(opts []Option) (Options, error) {
 	o := Defaults()
 	for _, f := range opts {

@@ -199,7 +199,7 @@ func (a *app) initRuntime() ([]models.Option, error) {
 	if err := models.Init(a.v.GetString("ort-lib")); err != nil {
 		return nil, err
 	}
-	p, err := models.ParseProvider(a.v.GetString("provider"))
+	requested, err := models.ParseProvider(a.v.GetString("provider"))
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -207,24 +207,21 @@ func (a *app) initRuntime() ([]models.Option, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	if p == models.Auto {
-		c := models.ChooseAuto()
-		a.log.Info("execution provider", "provider", c.Provider, "by", "auto", "reason", c.Reason)
-		p = c.Provider
-		// Unqualified options were meant for an accelerator; auto's CPU fallback keeps only
-		// options qualified for the CPU (none exist), so it cannot fail on them.
-		if p == models.CPU {
-			kv = nil
-		}
-	}
-	if err := models.CheckProviderOptions(p, models.OptionsFor(p, kv)); err != nil {
-		return nil, usageError{err}
-	}
-	return []models.Option{
-		models.WithProvider(string(p), a.v.GetInt("device")),
+	// Resolved once here, so that a bad option is a usage error before any model opens and
+	// every session gets the same provider.
+	o, err := models.Resolve(
+		models.WithProvider(string(requested), a.v.GetInt("device")),
 		models.WithProviderOptions(kv),
 		models.WithThreads(a.v.GetInt("threads"), 0),
-	}, nil
+	)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if requested == models.Auto {
+		c := models.ChooseAuto()
+		a.log.Info("execution provider", "provider", c.Provider, "by", "auto", "reason", c.Reason)
+	}
+	return []models.Option{models.WithOptions(o)}, nil
 }
 
 // providerOptions parses the provider-option list (key=value items) into a map.
