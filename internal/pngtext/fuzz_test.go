@@ -58,7 +58,8 @@ func FuzzRoundTrip(f *testing.F) {
 			}
 		}
 		types, bodies := chunks(t, buf.Bytes())
-		body := bodies[1][len(got[0].Key)+1:] // Latin-1 keyword, then its NUL
+		// The keyword is written in Latin-1, one byte a character (not its UTF-8 length), then a NUL.
+		body := bodies[1][utf8.RuneCountInString(got[0].Key)+1:]
 		wantType := "iTXt"
 		if latin1(want) {
 			wantType = "tEXt"
