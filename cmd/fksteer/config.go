@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -197,6 +198,20 @@ func checkRange(key string, val any) error {
 	return fmt.Errorf("%v is out of range: want a value %s", val, want)
 }
 
+// quotedValue prints a value for an error message on one line: strings quoted, and anything else
+// whose printed form holds control characters quoted too, so a hostile value cannot break
+// the one-line message or forge a second one.
+func quotedValue(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	s := fmt.Sprint(v)
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 // convert turns a value read from YAML, JSON or the environment into the type of def.
 func convert(raw, def any) (any, error) {
 	str, isStr := raw.(string)
@@ -211,7 +226,7 @@ func convert(raw, def any) (any, error) {
 		case string, json.Number, int, int64, uint64, float64, bool:
 			return fmt.Sprint(raw), nil
 		}
-		return nil, fmt.Errorf("%v is not a string", raw)
+		return nil, fmt.Errorf("%s is not a string", quotedValue(raw))
 	case bool:
 		if b, ok := raw.(bool); ok {
 			return b, nil
@@ -219,7 +234,7 @@ func convert(raw, def any) (any, error) {
 		if b, err := strconv.ParseBool(str); isStr && err == nil {
 			return b, nil
 		}
-		return nil, fmt.Errorf("%v is not true or false", raw)
+		return nil, fmt.Errorf("%s is not true or false", quotedValue(raw))
 	case int, uint64:
 		var i int64
 		switch x := raw.(type) {
@@ -232,17 +247,17 @@ func convert(raw, def any) (any, error) {
 				if _, ok := def.(uint64); ok {
 					return x, nil
 				}
-				return nil, fmt.Errorf("%v is too large", raw)
+				return nil, fmt.Errorf("%s is too large", quotedValue(raw))
 			}
 			i = int64(x)
 		case float64:
 			if x != float64(int64(x)) {
-				return nil, fmt.Errorf("%v is not a whole number", raw)
+				return nil, fmt.Errorf("%s is not a whole number", quotedValue(raw))
 			}
 			i = int64(x)
 		default:
 			if !isStr {
-				return nil, fmt.Errorf("%v is not a whole number", raw)
+				return nil, fmt.Errorf("%s is not a whole number", quotedValue(raw))
 			}
 			if _, ok := def.(uint64); ok {
 				u, err := strconv.ParseUint(strings.TrimSpace(str), 10, 64)
@@ -278,7 +293,7 @@ func convert(raw, def any) (any, error) {
 		if f, err := strconv.ParseFloat(strings.TrimSpace(str), 64); isStr && err == nil {
 			return f, nil
 		}
-		return nil, fmt.Errorf("%v is not a number", raw)
+		return nil, fmt.Errorf("%s is not a number", quotedValue(raw))
 	}
 	return nil, fmt.Errorf("unsupported setting type %T", def)
 }
@@ -298,12 +313,12 @@ func stringList(raw any) ([]string, error) {
 		for _, e := range x {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("list item %v is not a string", e)
+				return nil, fmt.Errorf("list item %s is not a string", quotedValue(e))
 			}
 			items = append(items, s)
 		}
 	default:
-		return nil, fmt.Errorf("%v is not a list of strings", raw)
+		return nil, fmt.Errorf("%s is not a list of strings", quotedValue(raw))
 	}
 	out := []string{}
 	for _, it := range items {
