@@ -9,7 +9,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Reader is an independent judge of generated digits: a k-nearest-neighbour vote over real MNIST
@@ -62,7 +62,7 @@ func readMaybeGzip(path string) ([]byte, error) {
 
 // Read returns the reader's digit for each 1x32x32 image (centre-cropped to 28x28): the majority
 // label of its k nearest MNIST digits in Euclidean distance, ties going to the nearest.
-func (r *Reader) Read(ctx context.Context, imgs models.Images) ([]int, error) {
+func (r *Reader) Read(ctx context.Context, imgs pixels.Images) ([]int, error) {
 	if imgs.C != 1 || imgs.H < 28 || imgs.W < 28 {
 		return nil, fmt.Errorf("reader: want single-channel images of at least 28x28, got %dx%dx%d", imgs.C, imgs.H, imgs.W)
 	}

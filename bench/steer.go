@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 )
@@ -43,7 +43,7 @@ type SteerConfig struct {
 
 // Classifier names the top class of each image, as rewards.Classifier does.
 type Classifier interface {
-	TopClass(ctx context.Context, imgs models.Images, dst []int) error
+	TopClass(ctx context.Context, imgs pixels.Images, dst []int) error
 }
 
 // Row is one method at one K, pooled over the digits.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/fksteer/fksteer/finetune"
 	"github.com/fksteer/fksteer/internal/testmodels"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
 )
@@ -128,7 +128,7 @@ func (instant) Predict(_ context.Context, x []float32, _ int, lvl schedule.Level
 	}
 	return nil
 }
-func (instant) Decode(_ context.Context, x []float32, _ int, dst models.Images) error {
+func (instant) Decode(_ context.Context, x []float32, _ int, dst pixels.Images) error {
 	for i, v := range x {
 		dst.Pix[i] = min(1, max(0, (v+1)/2))
 	}

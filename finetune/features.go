@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Features are a vision backbone's features of a batch of images: one CLS vector per image and,
@@ -40,7 +41,7 @@ type FeatureExtractor interface {
 	Name() string
 	// Extract returns the features of imgs (values in [0, 1], any size; grey images are repeated
 	// to RGB).
-	Extract(ctx context.Context, imgs models.Images) (*Features, error)
+	Extract(ctx context.Context, imgs pixels.Images) (*Features, error)
 }
 
 // ViTOptions describe a ViT backbone exported to ONNX the way DINOv2 exports are (Hugging Face
@@ -132,7 +133,7 @@ func (v *ViT) bind() error {
 func (v *ViT) Name() string { return v.name }
 
 // Extract runs the backbone on imgs in one batch.
-func (v *ViT) Extract(ctx context.Context, imgs models.Images) (*Features, error) {
+func (v *ViT) Extract(ctx context.Context, imgs pixels.Images) (*Features, error) {
 	if err := imgs.Validate(); err != nil {
 		return nil, err
 	}
@@ -154,7 +155,7 @@ func (v *ViT) Extract(ctx context.Context, imgs models.Images) (*Features, error
 		for c := range 3 {
 			src := img[min(c, imgs.C-1)*plane : (min(c, imgs.C-1)+1)*plane]
 			dst := in[(i*3+c)*out : (i*3+c+1)*out]
-			models.ResizePlane(dst, v.size, v.size, src, imgs.H, imgs.W)
+			pixels.ResizePlane(dst, v.size, v.size, src, imgs.H, imgs.W)
 			for j, x := range dst {
 				dst[j] = float32((float64(x) - v.o.Mean[c]) / v.o.Std[c])
 			}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/fksteer/fksteer/finetune"
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/onnxgraph"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Sizes of the synthetic ViT: DINOv2's layout (224x224 input, 14x14 patches, so 256 patch
@@ -83,7 +83,7 @@ func openViT(t *testing.T, path string, patches int) *finetune.ViT {
 func TestViTFeatures(t *testing.T) {
 	testenv.Runtime(t)
 	path := syntheticViT(t)
-	imgs := models.NewImages(2, 3, 32, 32)
+	imgs := pixels.NewImages(2, 3, 32, 32)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range imgs.Pix {
 		imgs.Pix[i] = rng.Float32()
@@ -214,7 +214,7 @@ func TestExportAdvGRPO(t *testing.T) {
 	}
 }
 
-func decodePNG(t *testing.T, path string) models.Images {
+func decodePNG(t *testing.T, path string) pixels.Images {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -226,7 +226,7 @@ func decodePNG(t *testing.T, path string) models.Images {
 		t.Fatal(err)
 	}
 	b := img.Bounds()
-	out := models.NewImages(1, 3, b.Dy(), b.Dx())
+	out := pixels.NewImages(1, 3, b.Dy(), b.Dx())
 	plane := b.Dx() * b.Dy()
 	for y := range b.Dy() {
 		for x := range b.Dx() {

@@ -7,8 +7,8 @@ import (
 	"math"
 	"slices"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
@@ -75,7 +75,7 @@ type Group struct {
 	// Lineage[k*Steps+s] is the slot whose step s belongs to sample k's trajectory.
 	Lineage []int
 	// Images holds the K final images, in [0, 1].
-	Images models.Images
+	Images pixels.Images
 	// Features and RefFeatures are image features of the samples and of the prompt's reference
 	// images (Adv-GRPO); References names the reference image files. Nil and empty otherwise.
 	Features, RefFeatures *Features
@@ -180,7 +180,7 @@ func NewGroups(ctx context.Context, p pipelines.Pipeline, cfg sampler.Config, re
 		grp := newGroup(tr, cfg, g, k, first+g, resamplingSteps(res, cfg, g))
 		grp.Prompt, grp.Cond, grp.Info = cfg.Prompt, cond, info
 		grp.Scheduler = schedulerOf(cfg, info, tr.Levels)
-		grp.Images = models.NewImages(k, res.All.C, res.All.H, res.All.W)
+		grp.Images = pixels.NewImages(k, res.All.C, res.All.H, res.All.W)
 		copy(grp.Images.Pix, res.All.Pix[g*k*res.All.Len():(g+1)*k*res.All.Len()])
 		for slot := range grp.Samples {
 			row := g*k + slot

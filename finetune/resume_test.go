@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 var resumePrompts = []string{`"A"`, `a red "B"`, `"C" on navy`, `the word dog`}
@@ -288,7 +288,7 @@ func TestInterruptedExportResumesToTheSameLayout(t *testing.T) {
 type nanReward struct{}
 
 func (nanReward) Name() string { return "nan" }
-func (nanReward) Score(_ context.Context, imgs models.Images, _ string, dst []float64) error {
+func (nanReward) Score(_ context.Context, imgs pixels.Images, _ string, dst []float64) error {
 	for i := range dst {
 		dst[i] = math.NaN()
 	}

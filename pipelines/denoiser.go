@@ -1,8 +1,6 @@
 package pipelines
 
 import (
-	"github.com/fksteer/fksteer/internal/filehash"
-
 	"context"
 	"fmt"
 	"math"
@@ -10,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fksteer/fksteer/internal/filehash"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -375,11 +375,11 @@ func (d *Denoiser) newBatchCall(rows int) (*batchCall, error) {
 }
 
 // Decode maps clean states from the manifest's value range to [0, 1], clipping.
-func (d *Denoiser) Decode(_ context.Context, x []float32, n int, dst models.Images) error {
+func (d *Denoiser) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
 	return decodeRange(d.info, d.m.Sample.Range[0], d.m.Sample.Range[1], x, n, dst)
 }
 
-func decodeRange(info Info, lo, hi float64, x []float32, n int, dst models.Images) error {
+func decodeRange(info Info, lo, hi float64, x []float32, n int, dst pixels.Images) error {
 	if dst.N != n || dst.C != info.ImageChannels || dst.H != info.ImageHeight || dst.W != info.ImageWidth || len(x) != n*info.Len() {
 		return fmt.Errorf("decode: %d states into images %dx%dx%dx%d, want %dx%dx%dx%d", n, dst.N, dst.C, dst.H, dst.W, n, info.ImageChannels, info.ImageHeight, info.ImageWidth)
 	}

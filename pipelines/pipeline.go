@@ -15,7 +15,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -35,7 +35,7 @@ type Pipeline interface {
 	// outputs as u + guidance*(c - u). A NaN or Inf in the model's output is an error.
 	Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error
 	// Decode turns n clean states into images in [0, 1]; dst must hold n images of Info's size.
-	Decode(ctx context.Context, x []float32, n int, dst models.Images) error
+	Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error
 	// Stats reports the model calls made so far and the time spent inside ONNX Runtime.
 	Stats() Stats
 	// Close releases the model's sessions.
@@ -165,7 +165,7 @@ func (c Cond) Guidable() bool {
 // preview decoder) for the intermediate rewards of steering. Preview has Decode's contract and
 // writes images of the same size; the final images are still decoded with Decode.
 type Previewer interface {
-	Preview(ctx context.Context, x []float32, n int, dst models.Images) error
+	Preview(ctx context.Context, x []float32, n int, dst pixels.Images) error
 }
 
 // ImageEncoder is implemented by pipelines that can map images into their state space
@@ -173,7 +173,7 @@ type Previewer interface {
 type ImageEncoder interface {
 	// Encode writes the clean states of imgs (values in [0, 1], of Info's image size) to dst,
 	// imgs.N*Info().Len() values.
-	Encode(ctx context.Context, imgs models.Images, dst []float32) error
+	Encode(ctx context.Context, imgs pixels.Images, dst []float32) error
 }
 
 // Prediction is what a denoiser's output means.

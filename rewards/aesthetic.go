@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 func init() {
@@ -133,7 +134,7 @@ func (r *Aesthetic) bind(head string, o AestheticOptions, opts []models.Option) 
 func (r *Aesthetic) Name() string { return "aesthetic" }
 
 // Score embeds all images in one encoder batch and scores the embeddings with the head.
-func (r *Aesthetic) Score(ctx context.Context, imgs models.Images, _ string, dst []float64) error {
+func (r *Aesthetic) Score(ctx context.Context, imgs pixels.Images, _ string, dst []float64) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func (r *Aesthetic) Score(ctx context.Context, imgs models.Images, _ string, dst
 }
 
 // embed fills r.emb with the (normalised) embeddings of imgs.
-func (r *Aesthetic) embed(ctx context.Context, imgs models.Images) error {
+func (r *Aesthetic) embed(ctx context.Context, imgs pixels.Images) error {
 	return r.encoder.runImages(ctx, imgs, func(call *models.Call, lo, k int) error {
 		out, shape, err := call.Output(r.embedding)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/image/font/gofont/goregular"
 
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -20,8 +20,8 @@ const benchK = 16
 
 // textBatch renders K images of size x size, each with a short line of text in a different
 // colour, like the particles of a text-rendering prompt.
-func textBatch(b *testing.B, size int) models.Images {
-	imgs := models.NewImages(benchK, 3, size, size)
+func textBatch(b *testing.B, size int) pixels.Images {
+	imgs := pixels.NewImages(benchK, 3, size, size)
 	for i := range benchK {
 		fg := color.RGBA{uint8(40 * (i % 4)), uint8(30 * (i % 5)), uint8(200 - 10*i), 255}
 		ttf := goregular.TTF

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 func init() {
@@ -197,7 +198,7 @@ func checkCrop(crop, h, w int) error {
 func (r *Classifier) Name() string { return "classifier" }
 
 // Score runs all images through the classifier in one batch.
-func (r *Classifier) Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
+func (r *Classifier) Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
@@ -277,7 +278,7 @@ func isWordByte(b byte) bool {
 
 // TopClass writes each image's most likely class into dst (len(dst) == imgs.N): the
 // classifier's verdict, for judging generated images independently of any reward.
-func (r *Classifier) TopClass(ctx context.Context, imgs models.Images, dst []int) error {
+func (r *Classifier) TopClass(ctx context.Context, imgs pixels.Images, dst []int) error {
 	if err := imgs.Validate(); err != nil {
 		return err
 	}
@@ -308,7 +309,7 @@ func (r *Classifier) TopClass(ctx context.Context, imgs models.Images, dst []int
 
 // logits preprocesses and classifies a batch; the result is owned by the cached call. r.mu must
 // be held.
-func (r *Classifier) logits(ctx context.Context, imgs models.Images) ([]float32, int, error) {
+func (r *Classifier) logits(ctx context.Context, imgs pixels.Images) ([]float32, int, error) {
 	call, err := r.calls.get(models.Shapes{r.input: r.prep.shape(imgs.N)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("reward classifier: %w", err)

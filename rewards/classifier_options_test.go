@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -25,7 +25,7 @@ func TestClassifierLabelsAndOptions(t *testing.T) {
 	if err := os.WriteFile(lf, []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	first := models.Images{N: 1, C: 1, H: 28, W: 28, Pix: imgs.Pix[:784]}
+	first := pixels.Images{N: 1, C: 1, H: 28, W: 28, Pix: imgs.Pix[:784]}
 	truth := names[labels[0]]
 	score := func(spec, prompt string) float64 {
 		t.Helper()
@@ -48,7 +48,7 @@ func TestClassifierLabelsAndOptions(t *testing.T) {
 	}
 	// The same digit as an RGB image: a one-channel model reads its BT.601 luma, which for
 	// equal channels is the grey value (0.299 + 0.587 + 0.114 = 1), so the score is unchanged.
-	rgb := models.NewImages(1, 3, 28, 28)
+	rgb := pixels.NewImages(1, 3, 28, 28)
 	for c := range 3 {
 		copy(rgb.Pix[c*784:(c+1)*784], first.Pix)
 	}

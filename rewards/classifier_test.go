@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
 // loadMNIST reads the MNIST test split (IDX format) as 28x28 images in [0, 1] and labels.
-func loadMNIST(t *testing.T) (models.Images, []byte) {
+func loadMNIST(t *testing.T) (pixels.Images, []byte) {
 	t.Helper()
 	imgPath := testenv.SharedFile(t, "models/mnist-cnn-classifier/t10k-images-idx3-ubyte.gz")
 	lblPath := testenv.SharedFile(t, "models/mnist-cnn-classifier/t10k-labels-idx1-ubyte")
@@ -40,7 +40,7 @@ func loadMNIST(t *testing.T) (models.Images, []byte) {
 	if len(raw) != 16+n*28*28 || len(labels) != 8+n {
 		t.Fatalf("unexpected MNIST file sizes %d, %d", len(raw), len(labels))
 	}
-	imgs := models.NewImages(n, 1, 28, 28)
+	imgs := pixels.NewImages(n, 1, 28, 28)
 	for i, b := range raw[16:] {
 		imgs.Pix[i] = float32(b) / 255
 	}
@@ -71,7 +71,7 @@ func TestClassifierRewardReachesStatedMNISTAccuracy(t *testing.T) {
 			t.Fatal(err)
 		}
 		for lo := 0; lo < imgs.N; lo += batch {
-			sub := models.Images{N: batch, C: 1, H: 28, W: 28, Pix: imgs.Pix[lo*784 : (lo+batch)*784]}
+			sub := pixels.Images{N: batch, C: 1, H: 28, W: 28, Pix: imgs.Pix[lo*784 : (lo+batch)*784]}
 			if err := cr.Score(context.Background(), sub, "", scores); err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +100,7 @@ func TestClassifierLogProbIsNormalised(t *testing.T) {
 	testenv.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	imgs, _ := loadMNIST(t)
-	sub := models.Images{N: 4, C: 1, H: 28, W: 28, Pix: imgs.Pix[:4*784]}
+	sub := pixels.Images{N: 4, C: 1, H: 28, W: 28, Pix: imgs.Pix[:4*784]}
 	total := make([]float64, 4)
 	for class := range 10 {
 		r, err := rewards.Parse("classifier:model="+path+",target="+string(rune('0'+class))+",score=prob", rewards.Env{})
@@ -144,7 +144,7 @@ func TestClassifierTargetFromPrompt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	sub := models.Images{N: 1, C: 1, H: 28, W: 28, Pix: imgs.Pix[:784]}
+	sub := pixels.Images{N: 1, C: 1, H: 28, W: 28, Pix: imgs.Pix[:784]}
 	s := make([]float64, 1)
 	prompt := "a handwritten " + string(rune('0'+labels[0]))
 	if err := r.Score(context.Background(), sub, prompt, s); err != nil {
@@ -175,7 +175,7 @@ func TestColorReward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs := models.NewImages(3, 3, 2, 2)
+	imgs := pixels.NewImages(3, 3, 2, 2)
 	fill := func(i int, rgb [3]float32) {
 		for c := range 3 {
 			for p := range 4 {

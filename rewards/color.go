@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 func init() { Register("color", newColor, "target") }
@@ -52,7 +52,7 @@ func ParseHexColor(s string) ([3]float64, error) {
 func (c *Color) Name() string { return "color" }
 
 // Score computes each image's mean colour and its closeness to the target.
-func (c *Color) Score(_ context.Context, imgs models.Images, _ string, dst []float64) error {
+func (c *Color) Score(_ context.Context, imgs pixels.Images, _ string, dst []float64) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (c *Color) Score(_ context.Context, imgs models.Images, _ string, dst []flo
 // Close does nothing.
 func (c *Color) Close() error { return nil }
 
-func checkBatch(imgs models.Images, dst []float64) error {
+func checkBatch(imgs pixels.Images, dst []float64) error {
 	if err := imgs.Validate(); err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Part is one term of a [Composite]: its reward's name and its weight.
@@ -73,13 +73,13 @@ func (c *Composite) Parts() []Part {
 func (c *Composite) Rewards() []Reward { return c.parts }
 
 // Score writes sum_j w_j r_j for every image.
-func (c *Composite) Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
+func (c *Composite) Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
 	return c.Explain(ctx, imgs, prompt, dst, nil)
 }
 
 // Explain is Score that also reports each part's score (and the text of parts that read text)
 // for every image, in spec order.
-func (c *Composite) Explain(ctx context.Context, imgs models.Images, prompt string, dst []float64, parts [][]PartScore) error {
+func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt string, dst []float64, parts [][]PartScore) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -25,7 +25,7 @@ type stub struct {
 
 func (s *stub) Name() string { return s.name }
 func (s *stub) Close() error { s.closed = true; return nil }
-func (s *stub) Score(ctx context.Context, imgs models.Images, _ string, dst []float64) error {
+func (s *stub) Score(ctx context.Context, imgs pixels.Images, _ string, dst []float64) error {
 	if s.hook != nil {
 		if err := s.hook(ctx); err != nil {
 			return err
@@ -61,7 +61,7 @@ func scoreSpec(t *testing.T, spec string, n int) (rewards.Reward, []float64) {
 	}
 	t.Cleanup(func() { r.Close() })
 	dst := make([]float64, n)
-	if err := r.Score(context.Background(), models.NewImages(n, 3, 2, 2), "", dst); err != nil {
+	if err := r.Score(context.Background(), pixels.NewImages(n, 3, 2, 2), "", dst); err != nil {
 		t.Fatalf("%s: %v", spec, err)
 	}
 	return r, dst
@@ -119,7 +119,7 @@ func TestCompositeExplainsParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scores, parts, err := rewards.Explain(context.Background(), c, models.NewImages(2, 1, 1, 1), "")
+	scores, parts, err := rewards.Explain(context.Background(), c, pixels.NewImages(2, 1, 1, 1), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestCompositeRunsPartsConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := make([]float64, 4)
-	if err := c.Score(context.Background(), models.NewImages(4, 1, 1, 1), "", dst); err != nil {
+	if err := c.Score(context.Background(), pixels.NewImages(4, 1, 1, 1), "", dst); err != nil {
 		t.Fatal(err)
 	}
 	if dst[0] != 3 {
@@ -199,7 +199,7 @@ func TestCompositeFirstErrorCancels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Score(context.Background(), models.NewImages(2, 1, 1, 1), "", make([]float64, 2))
+	err = c.Score(context.Background(), pixels.NewImages(2, 1, 1, 1), "", make([]float64, 2))
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "failing") {
 		t.Errorf("error %v, want boom naming the part", err)
 	}
@@ -219,7 +219,7 @@ func TestCompositeNaNPropagates(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := make([]float64, 3)
-	if err := c.Score(context.Background(), models.NewImages(3, 1, 1, 1), "", dst); err != nil {
+	if err := c.Score(context.Background(), pixels.NewImages(3, 1, 1, 1), "", dst); err != nil {
 		t.Fatal(err)
 	}
 	if dst[0] != 2 || !math.IsNaN(dst[1]) || !math.IsInf(dst[2], -1) {
@@ -232,10 +232,10 @@ func TestCompositeRejectsBadBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Score(context.Background(), models.NewImages(3, 1, 1, 1), "", make([]float64, 2)); err == nil {
+	if err := c.Score(context.Background(), pixels.NewImages(3, 1, 1, 1), "", make([]float64, 2)); err == nil {
 		t.Error("3 images into 2 slots was accepted")
 	}
-	bad := models.Images{N: 2, C: 1, H: 2, W: 2, Pix: make([]float32, 7)}
+	bad := pixels.Images{N: 2, C: 1, H: 2, W: 2, Pix: make([]float32, 7)}
 	if err := c.Score(context.Background(), bad, "", make([]float64, 2)); err == nil {
 		t.Error("a batch with the wrong number of values was accepted")
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 func init() {
@@ -90,7 +91,7 @@ func newDINO(o *Options, env Env) (Reward, error) {
 }
 
 // loadReferences reads reference images: files, or every PNG, JPEG and WebP file in a folder.
-func loadReferences(paths []string) ([]models.Images, error) {
+func loadReferences(paths []string) ([]pixels.Images, error) {
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -116,7 +117,7 @@ func loadReferences(paths []string) ([]models.Images, error) {
 			return nil, fmt.Errorf("reference folder %s holds no PNG, JPEG or WebP image", p)
 		}
 	}
-	refs := make([]models.Images, len(files))
+	refs := make([]pixels.Images, len(files))
 	for i, f := range files {
 		var err error
 		if refs[i], err = LoadImage(f); err != nil {
@@ -128,7 +129,7 @@ func loadReferences(paths []string) ([]models.Images, error) {
 
 // NewDINO loads the backbone at path and embeds the reference images (each batch may have its
 // own size; every image of every batch is a reference).
-func NewDINO(path string, refs []models.Images, o DINOOptions, opts ...models.Option) (*DINO, error) {
+func NewDINO(path string, refs []pixels.Images, o DINOOptions, opts ...models.Option) (*DINO, error) {
 	if o.Reduce == "" {
 		o.Reduce = "max"
 	}
@@ -158,7 +159,7 @@ func NewDINO(path string, refs []models.Images, o DINOOptions, opts ...models.Op
 }
 
 // init binds the output, settles the resize, and embeds the references in one batch.
-func (r *DINO) init(refs []models.Images) error {
+func (r *DINO) init(refs []pixels.Images) error {
 	name := r.o.Output
 	if name == "" {
 		name = "last_hidden_state"
@@ -296,7 +297,7 @@ func unitRows(buf []float64, h []float32, i, tokens, dim, count int) []float64 {
 func (r *DINO) Name() string { return "dino" }
 
 // Score embeds all images in one batch and compares them with the cached references.
-func (r *DINO) Score(ctx context.Context, imgs models.Images, _ string, dst []float64) error {
+func (r *DINO) Score(ctx context.Context, imgs pixels.Images, _ string, dst []float64) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/synth"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 func TestInferRegisters(t *testing.T) {
@@ -37,12 +37,12 @@ func TestDINOEmbedsReferencesOnce(t *testing.T) {
 	if err := writeFile(path, data); err != nil {
 		t.Fatal(err)
 	}
-	refs := models.NewImages(3, 3, 28, 28)
+	refs := pixels.NewImages(3, 3, 28, 28)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for i := range refs.Pix {
 		refs.Pix[i] = rng.Float32()
 	}
-	r, err := NewDINO(path, []models.Images{refs}, DINOOptions{Registers: -1})
+	r, err := NewDINO(path, []pixels.Images{refs}, DINOOptions{Registers: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestDINOEmbedsReferencesOnce(t *testing.T) {
 	if got := runs(); got != 1 {
 		t.Errorf("%d runs to embed 3 references, want 1", got)
 	}
-	imgs := models.NewImages(16, 3, 64, 64)
+	imgs := pixels.NewImages(16, 3, 64, 64)
 	scores := make([]float64, 16)
 	for range 3 {
 		if err := r.Score(context.Background(), imgs, "", scores); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/synth"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -27,7 +28,7 @@ func TestDINOMatchesDirectComputation(t *testing.T) {
 	copy(imgs.At(3), refs.At(1)) // image 3 is reference 1
 
 	// The tokens of the references and the images, straight from the model.
-	all := models.Images{N: 6, C: 3, H: 56, W: 56, Pix: append(append([]float32(nil), refs.Pix...), imgs.Pix...)}
+	all := pixels.Images{N: 6, C: 3, H: 56, W: 56, Pix: append(append([]float32(nil), refs.Pix...), imgs.Pix...)}
 	hidden := runModel(t, path, map[string][]float32{synth.PixelValues: normalised(all, rewards.ImageNetMean, rewards.ImageNetStd)}, nil,
 		models.Shapes{synth.PixelValues: {6, 3, 56, 56}}, synth.LastHiddenState)[0]
 	tokens, dim := vit.Tokens(), vit.Dim
@@ -45,7 +46,7 @@ func TestDINOMatchesDirectComputation(t *testing.T) {
 		reduce string
 		patch  float64
 	}{{"max", 0}, {"mean", 0}, {"max", 0.3}, {"mean", 1}} {
-		r, err := rewards.NewDINO(path, []models.Images{refs}, rewards.DINOOptions{
+		r, err := rewards.NewDINO(path, []pixels.Images{refs}, rewards.DINOOptions{
 			Image: rewards.ImageOptions{Resize: 56}, Registers: -1, Reduce: tc.reduce, PatchWeight: tc.patch,
 		})
 		if err != nil {
@@ -92,7 +93,7 @@ func TestDINOSpecWithReferenceFiles(t *testing.T) {
 		}
 		out.Close()
 	}
-	loaded := models.NewImages(2, 3, 40, 60)
+	loaded := pixels.NewImages(2, 3, 40, 60)
 	for i, f := range files {
 		img, err := rewards.LoadImage(f)
 		if err != nil {
@@ -132,11 +133,11 @@ func TestDINORejectsOtherLayouts(t *testing.T) {
 	data, err := synth.DINOv2(synth.ViT{Size: 28, Patch: 14, Dim: 8, Seed: 3})
 	path := writeModel(t, "dino.onnx", data, err)
 	refs := randomImages(1, 1, 3, 28, 28)
-	_, err = rewards.NewDINO(path, []models.Images{refs}, rewards.DINOOptions{Output: synth.PoolerOutput, Registers: -1})
+	_, err = rewards.NewDINO(path, []pixels.Images{refs}, rewards.DINOOptions{Output: synth.PoolerOutput, Registers: -1})
 	if err == nil || !strings.Contains(err.Error(), "[batch, tokens, dim]") {
 		t.Errorf("pooler_output as the token output: error %v", err)
 	}
-	_, err = rewards.NewDINO(path, []models.Images{refs}, rewards.DINOOptions{Output: "tokens", Registers: -1})
+	_, err = rewards.NewDINO(path, []pixels.Images{refs}, rewards.DINOOptions{Output: "tokens", Registers: -1})
 	if err == nil || !strings.Contains(err.Error(), "last_hidden_state") {
 		t.Errorf("a missing output: error %v, want one listing the real outputs", err)
 	}

@@ -5,11 +5,11 @@ import (
 	"image/color"
 	"math"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // toRGBA converts image i of an RGB batch in [0, 1] to 8 bits.
-func toRGBA(imgs models.Images, i int) *image.RGBA {
+func toRGBA(imgs pixels.Images, i int) *image.RGBA {
 	pix := imgs.At(i)
 	plane := imgs.H * imgs.W
 	q := func(v float32) uint8 { return uint8(math.Round(float64(v) * 255)) }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Normalisations of common vision models, per RGB channel, for values in [0, 1].
@@ -251,7 +252,7 @@ func (p *imagePrep) shape(n int) []int64 {
 func (p *imagePrep) size() int { return p.c * p.h * p.w }
 
 // fill writes every image of imgs, preprocessed, into dst (imgs.N * size() values).
-func (p *imagePrep) fill(dst []float32, imgs models.Images) {
+func (p *imagePrep) fill(dst []float32, imgs pixels.Images) {
 	for i := range imgs.N {
 		p.fillOne(dst[i*p.size():(i+1)*p.size()], imgs.At(i), imgs.C, imgs.H, imgs.W)
 	}
@@ -320,7 +321,7 @@ func (p *imagePrep) resize(dst []float32, oh, ow int, src []float32, h, w int) {
 		p.tmp = grow(p.tmp, h*ow)
 		resizeAntialias(dst, oh, ow, src, h, w, p.tmp)
 	default:
-		models.ResizePlane(dst, oh, ow, src, h, w)
+		pixels.ResizePlane(dst, oh, ow, src, h, w)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // TestResizeAntialiasWeights: halving 1 x 4 pixels with PIL's bilinear filter (a triangle of
@@ -33,7 +34,7 @@ func TestResizeAntialiasWeights(t *testing.T) {
 	small := []float32{0, 1, 2, 3}
 	a, b := make([]float32, 36), make([]float32, 36)
 	resizeAntialias(a, 6, 6, small, 2, 2, make([]float32, 12))
-	models.ResizePlane(b, 6, 6, small, 2, 2)
+	pixels.ResizePlane(b, 6, 6, small, 2, 2)
 	for i := range a {
 		if math.Abs(float64(a[i]-b[i])) > 1e-6 {
 			t.Fatalf("enlarging: antialiased %v != bilinear %v", a, b)
@@ -52,7 +53,7 @@ func TestImagePrepChannelsAndLayout(t *testing.T) {
 	if !p.opts.NHWC || !slices.Equal(p.shape(5), []int64{5, 2, 2, 3}) {
 		t.Fatalf("layout NHWC %v, shape %v", p.opts.NHWC, p.shape(5))
 	}
-	img := models.NewImages(1, 3, 2, 2)
+	img := pixels.NewImages(1, 3, 2, 2)
 	for c, v := range []float32{0.2, 0.4, 0.6} {
 		for j := range 4 {
 			img.Pix[c*4+j] = v
@@ -88,7 +89,7 @@ func TestImagePrepShorterSideCrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := models.Images{N: 1, C: 1, H: 2, W: 4, Pix: []float32{0, 1, 2, 3, 4, 5, 6, 7}}
+	img := pixels.Images{N: 1, C: 1, H: 2, W: 4, Pix: []float32{0, 1, 2, 3, 4, 5, 6, 7}}
 	out := make([]float32, 4)
 	p.fill(out, img)
 	if !slices.Equal(out, []float32{1, 2, 5, 6}) {

@@ -11,7 +11,7 @@ import (
 	"github.com/disintegration/imaging"
 	_ "golang.org/x/image/webp" // imaging decodes through image.Decode, so this adds WebP
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // DefaultMaxImagePixels is the default of [MaxImagePixels]: 50 megapixels, more than a
@@ -47,10 +47,10 @@ func (e *TooManyPixelsError) Error() string {
 // greyscale files, three (RGB) for everything else, with any transparency composited onto
 // black (what the premultiplied colour of a transparent pixel is). An image larger than
 // [MaxImagePixels] is refused, from its header, with a [*TooManyPixelsError].
-func LoadImage(path string) (models.Images, error) {
+func LoadImage(path string) (pixels.Images, error) {
 	img, err := OpenImage(path)
 	if err != nil {
-		return models.Images{}, err
+		return pixels.Images{}, err
 	}
 	return FromImage(img), nil
 }
@@ -105,12 +105,12 @@ func megapixels(n int64) string {
 }
 
 // FromImage converts img into a batch of one image in [0, 1], as [LoadImage] does.
-func FromImage(img image.Image) models.Images {
+func FromImage(img image.Image) pixels.Images {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	switch m := img.(type) {
 	case *image.Gray:
-		out := models.NewImages(1, 1, h, w)
+		out := pixels.NewImages(1, 1, h, w)
 		for y := range h {
 			row := m.Pix[y*m.Stride : y*m.Stride+w]
 			for x, v := range row {
@@ -119,7 +119,7 @@ func FromImage(img image.Image) models.Images {
 		}
 		return out
 	case *image.Gray16:
-		out := models.NewImages(1, 1, h, w)
+		out := pixels.NewImages(1, 1, h, w)
 		for y := range h {
 			for x := range w {
 				out.Pix[y*w+x] = float32(m.Gray16At(b.Min.X+x, b.Min.Y+y).Y) / 65535
@@ -127,7 +127,7 @@ func FromImage(img image.Image) models.Images {
 		}
 		return out
 	}
-	out := models.NewImages(1, 3, h, w)
+	out := pixels.NewImages(1, 3, h, w)
 	plane := h * w
 	for y := range h {
 		for x := range w {

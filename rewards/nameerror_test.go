@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -36,7 +36,7 @@ func TestNameErrorNamesARewardOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs := models.Images{N: 1, C: 3, H: 2, W: 2, Pix: make([]float32, 12)}
+	imgs := pixels.Images{N: 1, C: 3, H: 2, W: 2, Pix: make([]float32, 12)}
 	err = comp.Score(context.Background(), imgs, "", make([]float64, 1))
 	if err == nil || err.Error() != "reward classifier: no target class given" {
 		t.Errorf("composite error %q, want the part's own message once", err)

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 func init() {
@@ -161,7 +162,7 @@ type TextLine struct {
 // lines read with a mean character probability below MinScore. It follows PaddleOCR's
 // TextSystem step for step: each image is taken to 8 bits, detected, each box cut out by
 // get_rotate_crop_image and read by the recogniser in PaddleOCR's batches.
-func (r *OCR) Read(ctx context.Context, imgs models.Images) ([][]TextLine, error) {
+func (r *OCR) Read(ctx context.Context, imgs pixels.Images) ([][]TextLine, error) {
 	if err := imgs.Validate(); err != nil {
 		return nil, err
 	}
@@ -219,13 +220,13 @@ func (r *OCR) Read(ctx context.Context, imgs models.Images) ([][]TextLine, error
 func (r *OCR) Name() string { return "ocr" }
 
 // Score reads every image and scores the text against the target by [OCRReward].
-func (r *OCR) Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
+func (r *OCR) Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
 	return r.Explain(ctx, imgs, prompt, dst, nil)
 }
 
 // Explain is Score that also reports the text read in each image (its lines joined by
 // newlines).
-func (r *OCR) Explain(ctx context.Context, imgs models.Images, prompt string, dst []float64, parts [][]PartScore) error {
+func (r *OCR) Explain(ctx context.Context, imgs pixels.Images, prompt string, dst []float64, parts [][]PartScore) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}

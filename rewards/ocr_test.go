@@ -20,7 +20,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -91,7 +91,7 @@ func newOCR(t testing.TB, noDetect bool) *rewards.OCR {
 	return r
 }
 
-func loadShared(t *testing.T, rel string) models.Images {
+func loadShared(t *testing.T, rel string) pixels.Images {
 	t.Helper()
 	img, err := rewards.LoadImage(testenv.SharedFile(t, rel))
 	if err != nil {
@@ -392,7 +392,7 @@ func TestOCRRewardScoresABatch(t *testing.T) {
 	}
 	defer r.Close()
 	black, white := color.RGBA{0, 0, 0, 255}, color.RGBA{255, 255, 255, 255}
-	imgs := models.NewImages(3, 3, 128, 384)
+	imgs := pixels.NewImages(3, 3, 128, 384)
 	for i, text := range []string{"Open Sesame", "Open Sesane", "Sesame"} {
 		copy(imgs.At(i), rewards.FromImage(renderText(t, goregular.TTF, 32, black, white, 384, 128, text)).Pix)
 	}

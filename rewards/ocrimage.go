@@ -4,7 +4,7 @@ import (
 	"math"
 	"sync"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // The pixel operations of PaddleOCR's inference, reproduced as OpenCV computes them on 8-bit
@@ -26,7 +26,7 @@ func (m bgr8) plane(c int) []uint8 { return m.pix[c*m.h*m.w : (c+1)*m.h*m.w] }
 // toBGR8 quantises image i of imgs (values in [0, 1]) to 8 bits as fksteer writes PNG files
 // (round(v*255)), so an image scored here reads as the same image saved and read by PaddleOCR.
 // A grey image fills all three planes, as cv2.cvtColor(GRAY2BGR) does.
-func toBGR8(imgs models.Images, i int) bgr8 {
+func toBGR8(imgs pixels.Images, i int) bgr8 {
 	out := newBGR8(imgs.H, imgs.W)
 	src := imgs.At(i)
 	n := imgs.H * imgs.W

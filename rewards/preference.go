@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/tokenizers"
 )
 
@@ -322,7 +323,7 @@ func cmpOr(a, b string) string {
 func (r *Preference) Name() string { return "preference" }
 
 // Score runs all images, each paired with the prompt, through the scorer in one batch.
-func (r *Preference) Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
+func (r *Preference) Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
@@ -331,7 +332,7 @@ func (r *Preference) Score(ctx context.Context, imgs models.Images, prompt strin
 	step := batchLimit(r.image, imgs.N)
 	for lo := 0; lo < imgs.N; lo += step {
 		k := min(step, imgs.N-lo)
-		sub := models.Images{N: k, C: imgs.C, H: imgs.H, W: imgs.W, Pix: imgs.Pix[lo*imgs.Len() : (lo+k)*imgs.Len()]}
+		sub := pixels.Images{N: k, C: imgs.C, H: imgs.H, W: imgs.W, Pix: imgs.Pix[lo*imgs.Len() : (lo+k)*imgs.Len()]}
 		if err := r.run(ctx, sub, prompt, dst[lo:lo+k]); err != nil {
 			return fmt.Errorf("reward preference: %w", err)
 		}
@@ -339,7 +340,7 @@ func (r *Preference) Score(ctx context.Context, imgs models.Images, prompt strin
 	return nil
 }
 
-func (r *Preference) run(ctx context.Context, imgs models.Images, prompt string, dst []float64) error {
+func (r *Preference) run(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
 	n := imgs.N
 	shapes := models.Shapes{r.image.Name: r.prep.shape(n)}
 	if r.text != "" {

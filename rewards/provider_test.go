@@ -7,6 +7,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -30,7 +31,7 @@ func TestRewardProviderOverride(t *testing.T) {
 		t.Fatalf("provider=cpu: %v", err)
 	}
 	defer r.Close()
-	imgs := models.NewImages(2, 1, 28, 28)
+	imgs := pixels.NewImages(2, 1, 28, 28)
 	scores := make([]float64, 2)
 	if err := r.Score(context.Background(), imgs, "", scores); err != nil {
 		t.Fatalf("score with provider=cpu: %v", err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Reward scores a batch of images. Implementations are safe for concurrent use: batch workers
@@ -32,11 +33,11 @@ type Reward interface {
 	// Name identifies the reward in outputs, e.g. "classifier".
 	Name() string
 	// Score writes one score per image into dst (len(dst) == imgs.N). prompt is the prompt the
-	// images were generated for. A batch that is malformed (see [models.Images.Validate]) or
+	// images were generated for. A batch that is malformed (see [pixels.Images.Validate]) or
 	// whose length disagrees with dst is an error. A score may be NaN or ±Inf where the reward
 	// cannot judge an image; callers decide what that means (steering gives such a particle
 	// weight zero, and stops with an error when no particle of a group has a finite score).
-	Score(ctx context.Context, imgs models.Images, prompt string, dst []float64) error
+	Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error
 	// Close releases the reward's models.
 	Close() error
 }
@@ -61,12 +62,12 @@ type PartScore struct {
 // capacity; parts may be nil to skip the breakdown.
 type Explainer interface {
 	Reward
-	Explain(ctx context.Context, imgs models.Images, prompt string, dst []float64, parts [][]PartScore) error
+	Explain(ctx context.Context, imgs pixels.Images, prompt string, dst []float64, parts [][]PartScore) error
 }
 
 // Explain scores imgs with r and breaks every score down: through [Explainer] where r implements
 // it, and otherwise as a single part (r itself, weight 1).
-func Explain(ctx context.Context, r Reward, imgs models.Images, prompt string) ([]float64, [][]PartScore, error) {
+func Explain(ctx context.Context, r Reward, imgs pixels.Images, prompt string) ([]float64, [][]PartScore, error) {
 	if err := imgs.Validate(); err != nil {
 		return nil, nil, err
 	}

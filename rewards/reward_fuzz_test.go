@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -21,7 +21,7 @@ import (
 func FuzzParse(f *testing.F) {
 	dir := f.TempDir() // the working folder, set inside the target: the seeds are read relative to it
 	env := rewards.Env{ModelDir: f.TempDir()}
-	imgs := models.NewImages(2, 3, 2, 2)
+	imgs := pixels.NewImages(2, 3, 2, 2)
 	for i := range imgs.Pix {
 		imgs.Pix[i] = float32(i%5) / 4
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -109,11 +109,11 @@ func TestClassifierTargetAndCropRanges(t *testing.T) {
 	}
 	defer r.Close()
 	dst := make([]float64, 1)
-	err = r.Score(context.Background(), models.NewImages(1, 1, 28, 28), "", dst)
+	err = r.Score(context.Background(), pixels.NewImages(1, 1, 28, 28), "", dst)
 	if want := "reward classifier: crop=100 is larger than the 28x28 images: crop must be 1 to 28 (0: no crop)"; err == nil || err.Error() != want {
 		t.Errorf("crop=100 on 28x28 images: %v; want %q", err, want)
 	}
-	if err := r.Score(context.Background(), models.NewImages(1, 1, 128, 128), "", dst); err != nil {
+	if err := r.Score(context.Background(), pixels.NewImages(1, 1, 128, 128), "", dst); err != nil {
 		t.Errorf("crop=100 on 128x128 images: %v", err)
 	}
 	// A class named by the prompt is checked against the model too.
@@ -122,7 +122,7 @@ func TestClassifierTargetAndCropRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r2.Close()
-	err = r2.Score(context.Background(), models.NewImages(1, 1, 28, 28), "the digit 42", dst)
+	err = r2.Score(context.Background(), pixels.NewImages(1, 1, 28, 28), "the digit 42", dst)
 	if err == nil || !strings.Contains(err.Error(), "target class 42, but the model has 10 classes: the class must be 0 to 9") {
 		t.Errorf("prompt naming class 42: %v", err)
 	}

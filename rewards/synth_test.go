@@ -10,6 +10,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // Helpers for the tests that run rewards on the synthetic models of models/synth.
@@ -29,9 +30,9 @@ func writeModel(t testing.TB, name string, data []byte, err error) string {
 }
 
 // randomImages returns n seeded images in [0, 1].
-func randomImages(seed uint64, n, c, h, w int) models.Images {
+func randomImages(seed uint64, n, c, h, w int) pixels.Images {
 	rng := rand.New(rand.NewPCG(seed, 2))
-	imgs := models.NewImages(n, c, h, w)
+	imgs := pixels.NewImages(n, c, h, w)
 	for i := range imgs.Pix {
 		imgs.Pix[i] = float32(rng.Float64())
 	}
@@ -40,7 +41,7 @@ func randomImages(seed uint64, n, c, h, w int) models.Images {
 
 // normalised returns imgs normalised per channel as (v - mean[c]) / std[c], NCHW: the model
 // input of images already at the model's size.
-func normalised(imgs models.Images, mean, std []float64) []float32 {
+func normalised(imgs pixels.Images, mean, std []float64) []float32 {
 	out := make([]float32, len(imgs.Pix))
 	plane := imgs.H * imgs.W
 	for i, v := range imgs.Pix {

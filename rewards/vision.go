@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 )
 
 // visionModel is a session with one float image input, which it fills through an imagePrep and
@@ -77,9 +78,9 @@ func (m *visionModel) run(ctx context.Context, n int, fill func(in []float32, lo
 }
 
 // runImages is run for a batch of same-sized images.
-func (m *visionModel) runImages(ctx context.Context, imgs models.Images, use func(call *models.Call, lo, k int) error) error {
+func (m *visionModel) runImages(ctx context.Context, imgs pixels.Images, use func(call *models.Call, lo, k int) error) error {
 	return m.run(ctx, imgs.N, func(in []float32, lo, k int) {
-		sub := models.Images{N: k, C: imgs.C, H: imgs.H, W: imgs.W, Pix: imgs.Pix[lo*imgs.Len() : (lo+k)*imgs.Len()]}
+		sub := pixels.Images{N: k, C: imgs.C, H: imgs.H, W: imgs.W, Pix: imgs.Pix[lo*imgs.Len() : (lo+k)*imgs.Len()]}
 		m.prep.fill(in, sub)
 	}, use)
 }

@@ -5,9 +5,9 @@ import (
 	"math"
 	"strings"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/schedule"
@@ -386,13 +386,13 @@ type Output struct {
 // Result is what a run produced.
 type Result struct {
 	// Images holds the selected outputs, in Outputs order.
-	Images  models.Images
+	Images  pixels.Images
 	Outputs []Output
 	// Rewards and LogWeights hold the final reward and normalised log-weight of every particle,
 	// row g*K+k.
 	Rewards, LogWeights []float64
 	// All holds the final images of every particle, row g*K+k (Images holds the selected ones).
-	All   models.Images
+	All   pixels.Images
 	Stats Stats
 	// Trajectories is the recording of a run with Config.Record; nil otherwise.
 	Trajectories *Trajectories

@@ -5,10 +5,10 @@ import (
 	"math"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/glyphs"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -58,7 +58,7 @@ func newExactSetup(t *testing.T) *exactSetup {
 		}
 	}
 	// The exact target, with the reward computed by the same code on each data image.
-	imgs := models.NewImages(len(s.images), 3, 32, 32)
+	imgs := pixels.NewImages(len(s.images), 3, 32, 32)
 	for i, m := range s.images {
 		for j, v := range s.d.Image(m) {
 			imgs.At(i)[j] = (v + 1) / 2

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
 )
@@ -67,7 +67,7 @@ func (g gaussPipeline) Predict(_ context.Context, x []float32, n int, l schedule
 	return nil
 }
 
-func (g gaussPipeline) Decode(_ context.Context, x []float32, n int, dst models.Images) error {
+func (g gaussPipeline) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
 	copy(dst.Pix, x[:n*len(g.mu)])
 	return nil
 }

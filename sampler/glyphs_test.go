@@ -5,14 +5,14 @@ import (
 	"math"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/glyphs"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/sampler"
 )
 
 // nearestGlyph returns the data image closest to image i of imgs (in [0, 1]) and the RMS
 // distance to it.
-func nearestGlyph(d *glyphs.Dataset, imgs models.Images, i int) (int, float64) {
+func nearestGlyph(d *glyphs.Dataset, imgs pixels.Images, i int) (int, float64) {
 	best, bestD := -1, math.Inf(1)
 	img := imgs.At(i)
 	for m := range d.Len() {

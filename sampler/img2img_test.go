@@ -6,9 +6,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
@@ -171,12 +171,12 @@ type previewPipeline struct {
 	decodes, previews *int
 }
 
-func (p previewPipeline) Decode(ctx context.Context, x []float32, n int, dst models.Images) error {
+func (p previewPipeline) Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error {
 	*p.decodes++
 	return p.flatPipeline.Decode(ctx, x, n, dst)
 }
 
-func (p previewPipeline) Preview(_ context.Context, _ []float32, n int, dst models.Images) error {
+func (p previewPipeline) Preview(_ context.Context, _ []float32, n int, dst pixels.Images) error {
 	*p.previews++
 	for i := range dst.Pix[:n*dst.Len()] {
 		dst.Pix[i] = 0.25

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -35,7 +35,7 @@ func (flatPipeline) Predict(_ context.Context, x []float32, _ int, _ schedule.Le
 	copy(eps, x)
 	return nil
 }
-func (flatPipeline) Decode(_ context.Context, x []float32, n int, dst models.Images) error {
+func (flatPipeline) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
 	for i, v := range x[:n*4] {
 		dst.Pix[i] = min(1, max(0, v/2+0.5))
 	}
@@ -52,7 +52,7 @@ type slotReward struct {
 
 func (r slotReward) Name() string { return "slots" }
 func (r slotReward) Close() error { return nil }
-func (r slotReward) Score(_ context.Context, imgs models.Images, _ string, dst []float64) error {
+func (r slotReward) Score(_ context.Context, imgs pixels.Images, _ string, dst []float64) error {
 	for i := range dst {
 		dst[i] = r.score(i % r.k)
 	}

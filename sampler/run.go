@@ -6,9 +6,9 @@ import (
 	"math"
 	"time"
 
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/schedule"
@@ -158,7 +158,7 @@ type run struct {
 	previewer pipelines.Previewer
 	mean      []float32
 	noise     []float32
-	imgs      models.Images
+	imgs      pixels.Images
 	scores    []float64
 	// parts holds each row's final reward breakdown when the reward is a rewards.Explainer.
 	parts   [][]rewards.PartScore
@@ -225,7 +225,7 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info, levels []sche
 	}
 	r.mean = make([]float32, r.rows*r.dim)
 	r.noise = make([]float32, r.rows*r.dim)
-	r.imgs = models.NewImages(r.rows, info.ImageChannels, info.ImageHeight, info.ImageWidth)
+	r.imgs = pixels.NewImages(r.rows, info.ImageChannels, info.ImageHeight, info.ImageWidth)
 	r.scores = make([]float64, r.rows)
 	if _, ok := cfg.Reward.(rewards.Explainer); ok {
 		r.parts = make([][]rewards.PartScore, r.rows)
@@ -427,7 +427,7 @@ func (r *run) finish(ctx context.Context, n int) (*Result, error) {
 		}
 	}
 	size := r.imgs.Len()
-	res.Images = models.NewImages(len(picks), r.imgs.C, r.imgs.H, r.imgs.W)
+	res.Images = pixels.NewImages(len(picks), r.imgs.C, r.imgs.H, r.imgs.W)
 	for i, row := range picks {
 		copy(res.Images.At(i), r.imgs.Pix[row*size:(row+1)*size])
 		g := row / r.k

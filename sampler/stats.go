@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -68,6 +68,6 @@ type StepInfo struct {
 	// Images holds, at evaluation steps, the decoded x0 predictions of every row (what the
 	// reward scored; previews when the pipeline is a pipelines.Previewer). Parents[g*K+k] is the slot within group g that slot k was copied from at
 	// this step (k itself where the group was not resampled).
-	Images  models.Images
+	Images  pixels.Images
 	Parents []int
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -418,7 +418,7 @@ func (promptReward) CheckPrompt(prompt string) error {
 	return nil
 }
 
-func (promptReward) Score(_ context.Context, imgs models.Images, prompt string, dst []float64) error {
+func (promptReward) Score(_ context.Context, imgs pixels.Images, prompt string, dst []float64) error {
 	if strings.Contains(prompt, "explode") {
 		return errors.New("reward test-prompt: the scorer exploded")
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -152,7 +152,7 @@ type scorer struct {
 	progress *scoreProgress
 
 	paths  []string
-	imgs   []models.Images
+	imgs   []pixels.Images
 	pixels int
 
 	failed int
@@ -291,7 +291,7 @@ func (p *scoreProgress) finish() {
 
 // sameSize groups the indices of images by channels and size, in order of first appearance,
 // so each group is scored as one batch.
-func sameSize(imgs []models.Images) [][]int {
+func sameSize(imgs []pixels.Images) [][]int {
 	index := map[[3]int]int{}
 	var groups [][]int
 	for i, im := range imgs {
@@ -308,9 +308,9 @@ func sameSize(imgs []models.Images) [][]int {
 }
 
 // stack copies the single images imgs[i] for i in group into one batch.
-func stack(imgs []models.Images, group []int) models.Images {
+func stack(imgs []pixels.Images, group []int) pixels.Images {
 	first := imgs[group[0]]
-	b := models.NewImages(len(group), first.C, first.H, first.W)
+	b := pixels.NewImages(len(group), first.C, first.H, first.W)
 	for j, i := range group {
 		copy(b.At(j), imgs[i].Pix)
 	}

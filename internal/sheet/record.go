@@ -6,7 +6,7 @@ import (
 	"math"
 	"slices"
 
-	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -20,7 +20,7 @@ type Recorder struct {
 
 type evaluation struct {
 	step      int
-	imgs      models.Images
+	imgs      pixels.Images
 	rewards   []float64
 	ess       []float64
 	resampled []bool

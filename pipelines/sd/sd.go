@@ -14,6 +14,7 @@ import (
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -427,18 +428,18 @@ func stddev(v []float32) float64 {
 }
 
 // Decode runs the VAE decoder on n latents, batched.
-func (p *Pipeline) Decode(ctx context.Context, x []float32, n int, dst models.Images) error {
+func (p *Pipeline) Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error {
 	return p.vae.decode(ctx, p.info, x, n, dst, false)
 }
 
 // Preview decodes with the preview decoder when one was given, and like Decode otherwise.
-func (p *Pipeline) Preview(ctx context.Context, x []float32, n int, dst models.Images) error {
+func (p *Pipeline) Preview(ctx context.Context, x []float32, n int, dst pixels.Images) error {
 	return p.vae.decode(ctx, p.info, x, n, dst, true)
 }
 
 // Encode runs the VAE encoder: images in [0, 1] of the pipeline's image size to latents (the
 // mean of the latent distribution where the export gives it, times the scaling factor).
-func (p *Pipeline) Encode(ctx context.Context, imgs models.Images, dst []float32) error {
+func (p *Pipeline) Encode(ctx context.Context, imgs pixels.Images, dst []float32) error {
 	return p.vae.encode(ctx, p.info, imgs, dst)
 }
 

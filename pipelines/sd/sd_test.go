@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -261,8 +261,8 @@ func TestDecodeEncodeAndPreview(t *testing.T) {
 			for i := range x {
 				x[i] = float32(math.Cos(float64(i) * 0.11))
 			}
-			full := models.NewImages(2, 3, 64, 64)
-			prev := models.NewImages(2, 3, 64, 64)
+			full := pixels.NewImages(2, 3, 64, 64)
+			prev := pixels.NewImages(2, 3, 64, 64)
 			if err := p.Decode(ctx, x, 2, full); err != nil {
 				t.Fatal(err)
 			}
@@ -353,7 +353,7 @@ func TestBrokenFolders(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close()
-		err = p.Encode(context.Background(), models.NewImages(1, 3, 64, 64), make([]float32, p.Info().Len()))
+		err = p.Encode(context.Background(), pixels.NewImages(1, 3, 64, 64), make([]float32, p.Info().Len()))
 		if err == nil || !strings.Contains(err.Error(), "vae_encoder/model.onnx is missing") {
 			t.Errorf("encode without a VAE encoder: %v", err)
 		}
