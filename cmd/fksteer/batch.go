@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fksteer/fksteer/batch"
-	"github.com/fksteer/fksteer/internal/sheet"
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
@@ -114,15 +114,15 @@ func (a *app) batch(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	defer a.rewards.close()
-	p, err := a.openPipeline(a.v.GetString("model"), opts)
+	// The whole-batch settings are checked once here, so a bad flag is one message rather than
+	// one per item.
+	spec, err := specOf(a.v)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	// The whole-batch settings are checked once here, so a bad flag is one message rather than
-	// one per item.
-	base, err := a.samplerConfig(p.Info(), opts, a.v)
+	env := a.newEnv(opts)
+	defer func() { env.Close() }()
+	base, err := env.Prepare(ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (a *app) batch(cmd *cobra.Command) error {
 	why := "--workers"
 	// What one worker holds, from the whole-batch settings (an item that overrides them is
 	// checked when it is prepared): no worker starts whose run cannot fit.
-	est := estimateRun(p.Info(), base, a.v.GetInt("num-images"), a.v.GetBool("contact-sheet"))
+	est := estimateRun(base.Info(), base.Config, spec.Images, spec.ContactSheet)
 	if err := checkMemory(est, workers, "--particles or --num-images"); err != nil {
 		return err
 	}
@@ -145,31 +145,24 @@ func (a *app) batch(cmd *cobra.Command) error {
 	threads := 0
 	if workers > 1 && a.sourceOf(cmd.Flags(), mustLookup("threads")) == fromDefault {
 		threads = max(1, runtime.GOMAXPROCS(0)/workers)
-		p.Close()
-		a.rewards.close()
-		opts = append(opts, models.WithThreads(threads, 0))
-		if p, err = a.openPipeline(a.v.GetString("model"), opts); err != nil {
-			return err
-		}
-		defer p.Close()
-		if base, err = a.samplerConfig(p.Info(), opts, a.v); err != nil {
+		env.Close()
+		env = a.newEnv(append(opts, models.WithThreads(threads, 0)))
+		if base, err = env.Prepare(ctx, spec); err != nil {
 			return err
 		}
 	}
+	p := base.Model
 	a.log.Info("batch", "items", len(items), "shard", shard.String(), "out", out, "model", p.Info().Name,
-		"workers", workers, "bound", why, "threads_per_worker", threads, "steps", base.Steps, "method", base.Method, "particles", base.Particles)
+		"workers", workers, "bound", why, "threads_per_worker", threads, "steps", base.Config.Steps, "method", base.Config.Method, "particles", base.Config.Particles)
 
-	fingerprint, err := a.jobFingerprint(p.Info(), base)
-	if err != nil {
-		return err
-	}
+	fingerprint := jobFingerprint(base)
 	// An item that runs out of memory stops the batch: the items after it, made with the same
 	// settings, would too, and a rerun cannot help.
 	jobCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	job := &batch.Job{
 		Dir: out, Items: items, Shard: shard, Workers: workers,
-		Prepare:     a.itemPreparer(p, opts, stop),
+		Prepare:     a.itemPreparer(env, spec, stop),
 		Fingerprint: fingerprint,
 		Overwrite:   a.v.GetBool("overwrite"),
 		MaxFailures: a.v.GetInt("max-failures"),
@@ -204,16 +197,18 @@ func batchUsage(err error) error {
 // parameters chunk would record with no prompt of its own and the base seed, plus what the chunk
 // leaves out. Records carry it, so that merge can tell two batches' results apart even where no
 // item is in both.
-func (a *app) jobFingerprint(info pipelines.Info, base sampler.Config) (string, error) {
-	start, err := readStart(a.v)
-	if err != nil {
-		return "", err
-	}
-	run := runInfo{info: info, rewardSpec: a.v.GetString("reward"), negative: a.v.GetString("negative-prompt"), start: start}
+func jobFingerprint(base *generation.Run) string {
+	return fingerprint(base, base.Config, base.Spec.Seed)
+}
+
+// fingerprint hashes everything that decides a run's files: the parameters chunk of the first
+// image (prompt, negative prompt, every sampling and steering setting, model and seed) plus
+// what it leaves out.
+func fingerprint(r *generation.Run, cfg sampler.Config, seed uint64) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\nimages=%d contact-sheet=%t model-sha256=%s", parameters(run, base, sampler.Output{Seed: a.v.GetUint64("seed")}),
-		a.v.GetInt("num-images"), a.v.GetBool("contact-sheet"), info.Hash)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	fmt.Fprintf(h, "%s\nimages=%d contact-sheet=%t model-sha256=%s", r.Parameters(cfg, sampler.Output{Seed: seed}),
+		r.Spec.Images, r.Spec.ContactSheet, r.Info().Hash)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // shard is --shard when set, else what a scheduler's environment assigns, else the whole job.
@@ -235,75 +230,48 @@ func (a *app) shard() (batch.Shard, error) {
 	return sh, nil
 }
 
-// itemPreparer builds each item's task: its settings (the configuration with the item's
-// overrides), seed and fingerprint, and the function that samples it and encodes its files. An
-// item whose model runs out of memory calls stop with the error, to stop the batch.
-func (a *app) itemPreparer(p pipelines.Pipeline, opts []models.Option, stop context.CancelCauseFunc) func(batch.Item) (batch.Task, error) {
-	info := p.Info()
-	baseSeed := a.v.GetUint64("seed")
-	sheets := a.v.GetBool("contact-sheet")
-	globalNegative := a.v.GetString("negative-prompt")
+// itemPreparer builds each item's task: its spec (the batch's with the item's prompt, seed,
+// negative prompt, references and overrides), resolved into a run, and the function that
+// samples it and encodes its files. An item whose model runs out of memory calls stop with the
+// error, to stop the batch.
+func (a *app) itemPreparer(env *generation.Env, base generation.Spec, stop context.CancelCauseFunc) func(batch.Item) (batch.Task, error) {
 	return func(it batch.Item) (batch.Task, error) {
 		ov, err := newOverlay(a.v, it.Overrides)
 		if err != nil {
 			return batch.Task{}, usageError{err} // the item must change: retrying cannot help
 		}
-		cfg, err := a.samplerConfig(info, opts, ov)
+		spec, err := specOf(ov)
 		if err != nil {
 			return batch.Task{}, err
 		}
-		cfg.Prompt = it.Prompt
-		cfg.Images = ov.GetInt("num-images")
-		if cfg.Images <= 0 {
-			return batch.Task{}, usageError{fmt.Errorf("num-images must be positive (got %d)", cfg.Images)}
-		}
-		if err := checkMemory(estimateRun(info, cfg, cfg.Images, sheets), 1, "the item's particles or num-images"); err != nil {
-			return batch.Task{}, err
-		}
-		cfg.Seed = batch.Seed(baseSeed, it.ID)
+		spec.Prompt, spec.References = it.Prompt, it.References
+		spec.Seed = batch.Seed(base.Seed, it.ID)
 		if it.Seed != nil {
-			cfg.Seed = *it.Seed
+			spec.Seed = *it.Seed
 		}
-		negative := it.NegativePrompt
-		if negative == "" {
-			negative = globalNegative
-		}
-		if err := applyNegative(info, negative, &cfg); err != nil {
-			return batch.Task{}, err
-		}
-		start, err := readStart(ov)
-		if err != nil {
-			return batch.Task{}, err
+		if it.NegativePrompt != "" {
+			spec.NegativePrompt = it.NegativePrompt
 		}
 		for _, ref := range it.ReferencePaths() {
 			if _, err := os.Stat(ref); err != nil {
 				return batch.Task{}, usageError{fmt.Errorf("reference image %s: %w", ref, err)}
 			}
 		}
-		if err := checkPrompt(p, cfg); err != nil {
+		run, err := env.Prepare(context.Background(), spec)
+		if err != nil {
+			return batch.Task{}, err
+		}
+		if err := checkMemory(estimateRun(run.Info(), run.Config, spec.Images, spec.ContactSheet), 1, "the item's particles or num-images"); err != nil {
+			return batch.Task{}, err
+		}
+		if err := checkPrompt(run.Model, run.Config); err != nil {
 			return batch.Task{}, usageError{err}
 		}
-		for _, text := range []string{it.Prompt, negative} {
-			if err := checkPromptText(text, "the prompt"); err != nil {
-				return batch.Task{}, err
-			}
-		}
-		run := runInfo{info: info, rewardSpec: ov.GetString("reward"), negative: negative, references: it.References, start: start}
-		// Everything that decides the files: the parameters chunk of the first image (prompt,
-		// negative prompt, every sampling and steering setting, model and seed) plus what it
-		// leaves out.
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\nimages=%d contact-sheet=%t model-sha256=%s", parameters(run, cfg, sampler.Output{Seed: cfg.Seed}), cfg.Images, sheets, info.Hash)
 		return batch.Task{
-			Seed:        cfg.Seed,
-			Fingerprint: hex.EncodeToString(h.Sum(nil)),
+			Seed:        spec.Seed,
+			Fingerprint: fingerprint(run, run.Config, spec.Seed),
 			Render: func(ctx context.Context) ([]batch.File, error) {
-				// The start image is encoded when the item runs, not when items are prepared, so
-				// a large batch holds one item's latents at a time.
-				if err := applyStart(ctx, p, run.start, &cfg); err != nil {
-					return nil, err
-				}
-				files, err := renderItem(ctx, p, run, cfg, sheets)
+				files, err := renderItem(ctx, run)
 				if err = allocFailure(err, "--particles, --num-images or --workers"); err != nil {
 					if isAllocFailure(err) {
 						stop(err)
@@ -351,19 +319,14 @@ func checkRewardPrompt(r rewards.Reward, prompt string) error {
 
 // renderItem samples one item and encodes its files: <id>.png (or <id>.<i>.png for several
 // outputs), and with contact sheets <id>.sheet.png per image and <id>.grid.png.
-func renderItem(ctx context.Context, p pipelines.Pipeline, run runInfo, cfg sampler.Config, sheets bool) ([]batch.File, error) {
-	var rec *sheet.Recorder
-	if sheets {
-		rec = sheet.NewRecorder(cfg.Particles)
-		cfg.Observer = rec.Observe
-	}
-	res, err := sampler.Run(ctx, p, cfg)
+func renderItem(ctx context.Context, run *generation.Run) ([]batch.File, error) {
+	res, err := run.Sample(ctx, 0, run.Spec.Images, nil)
 	if err != nil {
 		return nil, err
 	}
 	var files []batch.File
 	for i, o := range res.Outputs {
-		data, err := encodePNG(res.Images.Image(i), parameters(run, cfg, o))
+		data, err := res.PNG(i)
 		if err != nil {
 			return nil, err
 		}
@@ -377,26 +340,27 @@ func renderItem(ctx context.Context, p pipelines.Pipeline, run runInfo, cfg samp
 		}
 		files = append(files, f)
 	}
-	if !sheets {
+	if !run.Spec.ContactSheet {
 		return files, nil
 	}
-	for g := range cfg.Images {
-		data, err := sheetPNG(rec, g, run, cfg, res)
+	images := res.Config.Images
+	for g := range images {
+		data, err := res.SheetPNG(g)
 		if err != nil {
 			return nil, err
 		}
 		suffix := ".sheet.png"
-		if cfg.Images > 1 {
+		if images > 1 {
 			suffix = fmt.Sprintf(".%d.sheet.png", g)
 		}
-		files = append(files, batch.File{Suffix: suffix, Kind: "sheet", Data: data, Seed: cfg.Seed + uint64(g)})
+		files = append(files, batch.File{Suffix: suffix, Kind: "sheet", Data: data, Seed: res.Config.Seed + uint64(g)})
 	}
 	if len(res.Outputs) > 1 {
-		data, err := gridPNG(run, cfg, gridCells(res, 0))
+		data, err := run.GridPNG(res.GridCells(0))
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, batch.File{Suffix: ".grid.png", Kind: "grid", Data: data, Seed: cfg.Seed})
+		files = append(files, batch.File{Suffix: ".grid.png", Kind: "grid", Data: data, Seed: res.Config.Seed})
 	}
 	return files, nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/pixels"
@@ -710,7 +711,7 @@ func TestGenerateOverwriteOnlyWhatItMade(t *testing.T) {
 		t.Fatalf("--overwrite: exit %d: %s", code, stderr)
 	}
 	for _, name := range []string{"100.png", "101.png"} {
-		if p, err := pngParameters(filepath.Join(out, name)); err != nil || !strings.HasPrefix(p, "\"Q\"\n") {
+		if p, err := generation.PNGParameters(filepath.Join(out, name)); err != nil || !strings.HasPrefix(p, "\"Q\"\n") {
 			t.Errorf("%s after --overwrite: %q, %v", name, p, err)
 		}
 	}

@@ -508,7 +508,7 @@ type overlay struct {
 	vals map[string]any
 }
 
-// settings is what samplerConfig reads: viper, or an item's overlay on it.
+// settings is what specOf reads: viper, or an item's overlay on it.
 type settings interface {
 	GetString(key string) string
 	GetInt(key string) int

@@ -112,12 +112,19 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if err != nil {
 		return err
 	}
-	p, err := a.openPipeline(a.v.GetString("model"), opts)
+	spec, err := specOf(a.v)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	defer a.rewards.close()
+	env := a.newEnv(opts)
+	defer env.Close()
+	// The same translation of settings as generate and batch; Export then sets the method,
+	// particles and selection that the mode implies.
+	run, err := env.Prepare(cmd.Context(), spec)
+	if err != nil {
+		return err
+	}
+	p := run.Model
 	out := a.v.GetString("out")
 	o := finetune.Options{
 		Mode: mode, Out: out, Prompts: prompts, Samples: f.samples,
@@ -128,11 +135,7 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if f.shardMiB <= 0 {
 		return usageError{fmt.Errorf("--shard-size must be positive (got %g MiB)", f.shardMiB)}
 	}
-	// The same translation of settings as generate and batch; Export then sets the method,
-	// particles and selection that the mode implies.
-	if o.Sampler, err = a.samplerConfig(p.Info(), opts, a.v); err != nil {
-		return err
-	}
+	o.Sampler = run.Config
 	o.Reward, o.RewardSpec = o.Sampler.Reward, a.v.GetString("reward")
 	if mode == finetune.AdvGRPO {
 		if f.dino == "" || f.references == "" {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
 )
@@ -23,7 +24,7 @@ func TestCompositeRewardPartsReachOutputs(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var res struct {
-		Images []writtenImage `json:"images"`
+		Images []generation.Written `json:"images"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 		t.Fatalf("--json output: %v\n%s", err, stdout)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/testenv"
 )
 
@@ -35,7 +36,7 @@ func TestGenerateOnWebGPUMatchesCPU(t *testing.T) {
 			"--method", "fk", "--particles", "4", "--resample-every", "2", "--reward", "classifier:model=" + classifier + ",target=3,crop=28"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			results := map[string][]writtenImage{}
+			results := map[string][]generation.Written{}
 			for _, p := range []string{"cpu", "webgpu"} {
 				out := filepath.Join(t.TempDir(), p)
 				results[p], _ = generateJSON(t, append([]string{"--provider", p, "--out", out, "--seed", "5"}, tc.args...)...)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
@@ -43,8 +44,6 @@ type app struct {
 	stdout, stderr io.Writer
 	configPath     string
 	log            *slog.Logger
-	// rewards caches the rewards built from specs, so a batch opens each reward model once.
-	rewards rewardCache
 }
 
 // usageError marks errors in how the command was called (exit code 2). Errors of the library
@@ -121,7 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	var ce *sampler.ConfigError
 	var me *pipelines.ManifestError
-	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &me) {
+	var se *generation.SpecError
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &me) || errors.As(err, &se) {
 		return exitUsage
 	}
 	var fe *batch.FailedError

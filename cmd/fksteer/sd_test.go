@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/synth"
@@ -43,15 +44,15 @@ func sdExport(t *testing.T, v synth.SDVariant) string {
 }
 
 // generateJSON runs generate with --json and returns its decoded output.
-func generateJSON(t *testing.T, args ...string) (images []writtenImage, stats summary) {
+func generateJSON(t *testing.T, args ...string) (images []generation.Written, stats summary) {
 	t.Helper()
 	code, out, stderr := cli(t, "", append([]string{"generate", "--json"}, args...)...)
 	if code != 0 {
 		t.Fatalf("generate %v: exit %d\n%s", args, code, stderr)
 	}
 	var res struct {
-		Images []writtenImage `json:"images"`
-		Stats  summary        `json:"stats"`
+		Images []generation.Written `json:"images"`
+		Stats  summary              `json:"stats"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("generate output %q: %v", out, err)

@@ -1,0 +1,198 @@
+package generation_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fksteer/fksteer/generation"
+	"github.com/fksteer/fksteer/internal/keys"
+	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/sampler"
+)
+
+func TestMain(m *testing.M) {
+	// The runtime library lives in the user's cache; keep finding it there.
+	if lib, err := models.FindLibrary(""); err == nil {
+		os.Setenv(models.LibraryEnv, lib)
+	}
+	// One cache for the package, so the glyphs model is built once.
+	cache, err := os.MkdirTemp("", "fksteer-generation-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("FKSTEER_CACHE", cache)
+	code := m.Run()
+	os.RemoveAll(cache)
+	os.Exit(code)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestPNGReproducesItself samples specs on the glyphs model, reads each output PNG back as a
+// spec (its parameters chunk) and samples that spec: the PNG must come out byte for byte.
+func TestPNGReproducesItself(t *testing.T) {
+	testenv.Runtime(t)
+	env := &generation.Env{}
+	t.Cleanup(func() { env.Close() })
+	specs := map[string]generation.Spec{
+		"base": {Prompt: `"A" on black`, Steps: 6, Seed: 5, Images: 2},
+		"fk": {Prompt: `a red "B"`, Steps: 8, Method: "fk", Particles: 4, Reward: "color:target=#cc2222",
+			Lambda: ptr(3.0), LambdaStart: 0.5, LambdaRamp: "linear", ESSThreshold: 0.5, Seed: 1 << 40},
+		"fk-schedule": {Prompt: `"C"`, Steps: 10, Method: "fk", Particles: 3, Reward: "color:target=#2222cc",
+			ResampleEvery: 2, ResampleStart: ptr(0), ResampleEnd: ptr(6), Resampler: "residual", Potential: "max", Seed: 7},
+		"bon-all": {Prompt: `"D"`, Steps: 5, Sampler: "euler-a", Eta: ptr(0.5), Guidance: ptr(1.0), Method: "bon",
+			Particles: 3, Select: "all", Reward: "color:target=#22cc22", Seed: 9},
+	}
+	for name, spec := range specs {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			written := sample(t, env, spec, dir)
+			for _, w := range written {
+				back, err := generation.ReadSpec(w.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				again := sample(t, env, back, t.TempDir())
+				var found bool
+				for _, a := range again {
+					if filepath.Base(a.Path) == filepath.Base(w.Path) {
+						found = true
+						if !sameFile(t, a.Path, w.Path) {
+							t.Errorf("%s regenerated from its own parameters differs; spec read back: %+v", filepath.Base(w.Path), back)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("regenerating %s wrote %d other files", filepath.Base(w.Path), len(again))
+				}
+			}
+		})
+	}
+}
+
+func sample(t *testing.T, env *generation.Env, spec generation.Spec, dir string) []generation.Written {
+	t.Helper()
+	run, err := env.Prepare(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := run.Sample(context.Background(), 0, run.Spec.Images, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := res.WriteImages(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	da, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(da, db)
+}
+
+// TestChunksDoNotChangeImages samples a spec's images at once and in chunks of one: the images
+// of equal seeds are identical, as sampler.Run promises and generate's chunking relies on.
+func TestChunksDoNotChangeImages(t *testing.T) {
+	testenv.Runtime(t)
+	env := &generation.Env{}
+	t.Cleanup(func() { env.Close() })
+	run, err := env.Prepare(context.Background(), generation.Spec{Prompt: `"E"`, Steps: 6, Images: 3, Method: "fk", Particles: 3, Reward: "color:target=#cc2222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := run.Sample(context.Background(), 0, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		one, err := run.Sample(context.Background(), i, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := whole.PNG(i)
+		b, _ := one.PNG(0)
+		if !bytes.Equal(a, b) {
+			t.Errorf("image %d sampled alone differs from the same image sampled with the others", i)
+		}
+	}
+}
+
+// TestSpecErrors: a spec the user must change fails with a *generation.SpecError (or the
+// sampler's *ConfigError) naming what to change, before any sampling.
+func TestSpecErrors(t *testing.T) {
+	testenv.Runtime(t)
+	env := &generation.Env{Limits: generation.Limits{Steps: 50, Particles: 8, PromptChars: 20}}
+	t.Cleanup(func() { env.Close() })
+	for _, c := range []struct {
+		name string
+		spec generation.Spec
+		want string
+	}{
+		{"steps over the limit", generation.Spec{Steps: 51}, "--max-steps"},
+		{"particles over the limit", generation.Spec{Particles: 9}, "--max-particles"},
+		{"long prompt", generation.Spec{Prompt: "a prompt of more than twenty characters"}, "--max-prompt-chars"},
+		{"NUL in the prompt", generation.Spec{Prompt: "a\x00b"}, "NUL"},
+		{"unknown sampler", generation.Spec{Sampler: "heun"}, "sampler"},
+		{"unknown method", generation.Spec{Method: "mcts"}, "method"},
+		{"fk without reward", generation.Spec{Method: "fk", Particles: 2}, "reward"},
+		{"bad reward", generation.Spec{Reward: "colour:target=#fff"}, "color"},
+		{"sd option on glyphs", generation.Spec{Width: 64}, "Stable Diffusion"},
+		{"init image on glyphs", generation.Spec{InitImage: "x.png"}, "init-image"},
+		{"bare onnx", generation.Spec{Model: "model.onnx"}, "manifest"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := env.Prepare(context.Background(), c.spec)
+			var se *generation.SpecError
+			var ce *sampler.ConfigError
+			if !errors.As(err, &se) && !errors.As(err, &ce) {
+				t.Fatalf("error %v (%T) is not a spec error", err, err)
+			}
+			if !bytes.Contains([]byte(err.Error()), []byte(c.want)) {
+				t.Errorf("error %q does not name %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestDecodeSpec reads YAML and JSON specs and refuses unknown keys with a suggestion.
+func TestDecodeSpec(t *testing.T) {
+	y, err := generation.DecodeSpec([]byte("prompt: '\"A\"'\nsteps: 12\nmethod: fk\nparticles: 4\nlambda: 0\nresample-start: 0\nreward: color:target=#cc2222\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y.Prompt != `"A"` || y.Steps != 12 || y.Particles != 4 || y.Lambda == nil || *y.Lambda != 0 || y.ResampleStart == nil || *y.ResampleStart != 0 {
+		t.Errorf("YAML spec read as %+v", y)
+	}
+	j, err := generation.DecodeSpec([]byte(`{"prompt": "\"A\"", "steps": 12, "method": "fk", "particles": 4, "lambda": 0, "resample-start": 0, "reward": "color:target=#cc2222"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Prompt != y.Prompt || j.Steps != y.Steps || *j.Lambda != *y.Lambda || *j.ResampleStart != *y.ResampleStart || j.Reward != y.Reward {
+		t.Errorf("JSON spec %+v differs from the same YAML spec %+v", j, y)
+	}
+	_, err = generation.DecodeSpec([]byte("stpes: 3\n"))
+	var uk *keys.UnknownKeyError
+	if !errors.As(err, &uk) || uk.Suggestion != "steps" {
+		t.Errorf("unknown key: got %v, want a suggestion of steps", err)
+	}
+	// Map and DecodeSpec are inverse: a spec written as its map reads back the same.
+	m := y.Map()
+	if len(m) != 7 {
+		t.Errorf("Map of a spec setting 7 keys has %d: %v", len(m), m)
+	}
+}
