@@ -20,6 +20,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -78,7 +79,7 @@ func TestOCRRewardFormula(t *testing.T) {
 // newOCR builds the OCR reward on the real PaddleOCR models, or skips.
 func newOCR(t testing.TB, noDetect bool) *rewards.OCR {
 	t.Helper()
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := filepath.Dir(filepath.Dir(testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)))
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRRecognizer)
 	o := rewards.DefaultOCROptions(dir)
@@ -225,7 +226,7 @@ func TestOCRFourLinesAccuracy(t *testing.T) {
 // the whole line to the 10-character target is capped at 10, so the reward is 0, as Flow-GRPO
 // would compute it from PaddleOCR's reading.
 func TestOCRFlowGRPORewardENRec(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
 	env := rewards.Env{ModelDir: filepath.Join(testenv.SharedDir(), "models")}
 	img := loadShared(t, "models/ppocr-en/en_rec.jpg")
@@ -250,7 +251,7 @@ func TestOCRFlowGRPORewardENRec(t *testing.T) {
 // en.jpg is kept; at 0.9 the heading's "3" (0.837) is dropped; at 0.99 nothing is left, and
 // the reward is 0. Values outside [0, 1], non-numbers and misspellings are errors.
 func TestOCRMinScore(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
 	env := rewards.Env{ModelDir: filepath.Join(testenv.SharedDir(), "models")}
 	img := loadShared(t, "models/ppocr-en/en.jpg")
@@ -383,7 +384,7 @@ func TestOCRReadsRenderedText(t *testing.T) {
 // image showing the text scores 1, one showing other text less, and Explain reports what was
 // read.
 func TestOCRRewardScoresABatch(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
 	dir := filepath.Join(testenv.SharedDir(), "models")
 	r, err := rewards.Parse("ocr", rewards.Env{ModelDir: dir})

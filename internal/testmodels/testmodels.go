@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -17,7 +18,7 @@ import (
 // the model in the shared folder. It is closed when the test ends.
 func MNIST(tb testing.TB) *pipelines.Denoiser {
 	tb.Helper()
-	testenv.Runtime(tb)
+	modeltest.Runtime(tb)
 	model := testenv.SharedFile(tb, "models/mnist-dit-rf/model.onnx")
 	data, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "examples", "mnist-dit-rf.yaml"))
 	if err != nil {
@@ -40,7 +41,7 @@ func MNIST(tb testing.TB) *pipelines.Denoiser {
 // centre-crop 32 -> 28, pixels mapped to [-1, 1].
 func MNISTJudge(tb testing.TB) *rewards.Classifier {
 	tb.Helper()
-	testenv.Runtime(tb)
+	modeltest.Runtime(tb)
 	path := testenv.SharedFile(tb, "models/mnist-cnn-classifier/mnist-8.onnx")
 	c, err := rewards.NewClassifier(path, rewards.ClassifierOptions{Target: 0, Crop: 28, Mean: 0.5, Std: 0.5, Score: rewards.LogProb})
 	if err != nil {
@@ -53,7 +54,7 @@ func MNISTJudge(tb testing.TB) *rewards.Classifier {
 // Glyphs opens the built-in model, building it into a per-test cache.
 func Glyphs(tb testing.TB) *pipelines.Denoiser {
 	tb.Helper()
-	testenv.Runtime(tb)
+	modeltest.Runtime(tb)
 	p, err := pipelines.OpenGlyphs(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
