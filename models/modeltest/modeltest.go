@@ -6,6 +6,7 @@ package modeltest
 
 import (
 	"errors"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -22,6 +23,20 @@ func Runtime(tb testing.TB) {
 		}
 		tb.Fatal(err)
 	}
+}
+
+// Open readies ONNX Runtime, then returns what open opens and closes it when the test ends. The
+// test skips as [Runtime] says, and fails if open does; open may itself skip (for example
+// through testenv.SharedFile) since it runs on the test's goroutine.
+func Open[T io.Closer](tb testing.TB, open func() (T, error)) T {
+	tb.Helper()
+	Runtime(tb)
+	v, err := open()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { v.Close() })
+	return v
 }
 
 var webgpu struct {
