@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/inspect"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/modeltest"
+	"github.com/fksteer/fksteer/pipelines/inspect"
 )
 
 func TestModelsList(t *testing.T) {
