@@ -2,14 +2,17 @@ package rewards_test
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/agnivade/levenshtein"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goitalic"
@@ -18,7 +21,6 @@ import (
 	"golang.org/x/image/font/opentype"
 	"golang.org/x/image/math/fixed"
 
-	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
@@ -74,6 +76,58 @@ func TestOCRRewardFormula(t *testing.T) {
 	if got := rewards.OCRReward("anything", " "); !math.IsNaN(got) {
 		t.Errorf("an empty target should give NaN, got %g", got)
 	}
+}
+
+// TestLevenshtein checks the distance on pairs worked out by hand (the textbook ones among them),
+// then against an independent implementation on random strings with multi-byte runes.
+func TestLevenshtein(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0},
+		{"", "abc", 3}, // three insertions
+		{"abc", "", 3}, // three deletions
+		{"abc", "abc", 0},
+		{"kitten", "sitting", 3},      // k->s, e->i, insert g
+		{"sitting", "kitten", 3},      // symmetric
+		{"flaw", "lawn", 2},           // delete f, insert n
+		{"saturday", "sunday", 3},     // delete a, t; r->n
+		{"intention", "execution", 5}, // Jurafsky and Martin's example, unit substitution cost
+		{"ab", "ba", 2},               // a transposition is two edits, not one
+		{"ü", "u", 1},                 // one rune, though two bytes
+		{"café", "cafe", 1},
+		{"日本語", "日本", 1},
+		{"日本語", "本語日", 2},   // delete the first rune, insert it at the end
+		{"e\u0301", "é", 2}, // no normalisation: e + combining acute is two runes
+	} {
+		if got := rewards.Levenshtein(tc.a, tc.b); got != tc.want {
+			t.Errorf("Levenshtein(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []rune("ab cé日")
+	word := func() string {
+		r := make([]rune, rng.IntN(12))
+		for i := range r {
+			r[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(r)
+	}
+	for range 2000 {
+		a, b := word(), word()
+		if got, want := rewards.Levenshtein(a, b), levenshtein.ComputeDistance(a, b); got != want {
+			t.Fatalf("Levenshtein(%q, %q) = %d, github.com/agnivade/levenshtein says %d", a, b, got, want)
+		}
+	}
+}
+
+func ExampleLevenshtein() {
+	fmt.Println(rewards.Levenshtein("kitten", "sitting"))
+	fmt.Println(rewards.OCRReward("kitten", "sitting")) // 1 - 3/7
+	// Output:
+	// 3
+	// 0.5714285714285714
 }
 
 // newOCR builds the OCR reward on the real PaddleOCR models, or skips.
@@ -309,7 +363,7 @@ func charAccuracy(got, want []string) float64 {
 		if i < len(got) {
 			g = got[i]
 		}
-		dist += keys.Levenshtein(norm(g), norm(want[i]))
+		dist += rewards.Levenshtein(norm(g), norm(want[i]))
 		total += len([]rune(norm(want[i])))
 	}
 	return 1 - float64(dist)/float64(total)
