@@ -8,7 +8,7 @@ import (
 
 	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/internal/testmodels"
+	"github.com/fksteer/fksteer/pipelines/pipelinetest"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -16,7 +16,7 @@ import (
 // samples (which the CNN reads 40/40, see sampler's tests) as their digit most of the time, or
 // it could not vouch for steered outputs. 20 samples, 2 per digit; at least 18 must be read right.
 func TestReaderReadsConditionalSamples(t *testing.T) {
-	p := testmodels.MNIST(t)
+	p := pipelinetest.MNIST(t)
 	dir := filepath.Dir(testenv.SharedFile(t, "models/mnist-cnn-classifier/t10k-labels-idx1-ubyte"))
 	reader, err := bench.LoadReader(filepath.Join(dir, "t10k-images-idx3-ubyte.gz"), filepath.Join(dir, "t10k-labels-idx1-ubyte"), 5)
 	if err != nil {

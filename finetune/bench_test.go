@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/internal/testmodels"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pipelines/pipelinetest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
@@ -30,7 +30,7 @@ import (
 // costs relative to the plain run's wall time; B/sample and B/sample-f16, dataset bytes per
 // sample (shard + manifest + groups file + image).
 func BenchmarkMNISTRecording(b *testing.B) {
-	p := testmodels.MNIST(b)
+	p := pipelinetest.MNIST(b)
 	ctx := context.Background()
 	cfg := sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: sampler.DDIMRule, Eta: 1, Images: 1, Particles: 16}
 	var plain, record, engineOff, engineOn, export time.Duration

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 	"github.com/fksteer/fksteer/pixels"
 )
@@ -81,7 +81,7 @@ func openViT(t *testing.T, path string, patches int) *finetune.ViT {
 // evenly spaced ones; checked against the synthetic model's own definition (CLS = mean of the
 // patch tokens + bias).
 func TestViTFeatures(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := syntheticViT(t)
 	imgs := pixels.NewImages(2, 3, 32, 32)
 	rng := rand.New(rand.NewPCG(1, 2))

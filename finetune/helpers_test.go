@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 // openGlyphs opens the built-in glyphs model, or skips without ONNX Runtime.
 func openGlyphs(tb testing.TB) *pipelines.Denoiser {
 	tb.Helper()
-	testenv.Runtime(tb)
+	modeltest.Runtime(tb)
 	p, err := pipelines.OpenGlyphs(glyphsCache)
 	if err != nil {
 		tb.Fatal(err)

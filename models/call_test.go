@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 )
 
@@ -35,7 +35,7 @@ func typedModel(t *testing.T) []byte {
 }
 
 func TestCallConvertsDeclaredTypes(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	s, err := models.OpenBytes("typed", typedModel(t))
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func abs32(v float32) float32 {
 // must not free them under it (that crashed a batch stopping early, rarely: the loop and the
 // race detector make the window likely to be hit if it exists).
 func TestCloseWaitsForACancellationInFlight(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	s, err := models.OpenBytes("typed", typedModel(t))
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/glyphs"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 )
 
@@ -48,7 +49,7 @@ type conformanceCase struct {
 }
 
 func TestProviderConformance(t *testing.T) {
-	testenv.WebGPU(t)
+	modeltest.WebGPU(t)
 	var report []string
 	for _, c := range conformanceCases(t) {
 		t.Run(c.name, func(t *testing.T) {

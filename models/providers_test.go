@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/glyphs"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/vulkan"
 )
 
@@ -40,7 +41,7 @@ func TestCheckProviderOptions(t *testing.T) {
 // TestQualifiedProviderOptions opens the probe model on the CPU with an option qualified for
 // WebGPU: it must be dropped, not refused, while an unqualified one is refused.
 func TestQualifiedProviderOptions(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	st := models.CheckProvider(models.CPU, models.WithProviderOptions(map[string]string{"webgpu.preferredLayout": "NHWC", "cuda.device_id": "1"}))
 	if !st.Runs {
 		t.Errorf("CPU with options qualified for other providers: %s", st.Detail)
@@ -54,7 +55,7 @@ func TestQualifiedProviderOptions(t *testing.T) {
 // TestMissingProviderIsNotInLibrary: CUDA on a library built without it is reported as absent
 // from the library (not as a device problem), naming the file ONNX Runtime would load.
 func TestMissingProviderIsNotInLibrary(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	st := models.CheckProvider(models.CUDA)
 	if st.Runs {
 		t.Skip("this ONNX Runtime library runs CUDA")
@@ -67,7 +68,7 @@ func TestMissingProviderIsNotInLibrary(t *testing.T) {
 // TestAutoNeverPicksSoftware: on a machine whose only Vulkan devices are software renderers (CI's
 // lavapipe) or that has none, auto is the CPU, and says why.
 func TestAutoNeverPicksSoftware(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	if len(vulkan.Probe().Hardware()) > 0 {
 		t.Skip("this machine has a hardware GPU")
 	}
@@ -82,7 +83,7 @@ func TestAutoNeverPicksSoftware(t *testing.T) {
 }
 
 func TestWebGPURunsProbeModel(t *testing.T) {
-	testenv.WebGPU(t)
+	modeltest.WebGPU(t)
 	st := models.CheckProvider(models.WebGPU, models.WithProviderOptions(map[string]string{"preferredLayout": "NHWC"}))
 	if !st.Runs {
 		t.Fatalf("WebGPU with preferredLayout=NHWC: %s", st.Detail)
@@ -97,12 +98,12 @@ func TestWebGPURunsProbeModel(t *testing.T) {
 // driver (Dawn's adapter is per process): the error must name the missing driver and the fix.
 func TestWebGPUWithoutAdapter(t *testing.T) {
 	if os.Getenv("FKSTEER_NO_ADAPTER_CHILD") == "1" {
-		testenv.Runtime(t)
+		modeltest.Runtime(t)
 		st := models.CheckProvider(models.WebGPU)
 		os.Stdout.WriteString("DETAIL: " + st.Detail + "\n")
 		return
 	}
-	testenv.WebGPU(t)
+	modeltest.WebGPU(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestWebGPUWithoutAdapter$", "-test.v")
 	none := filepath.Join(t.TempDir(), "none.json")
 	cmd.Env = append(os.Environ(), "FKSTEER_NO_ADAPTER_CHILD=1", "VK_DRIVER_FILES="+none, "VK_ICD_FILENAMES="+none)
@@ -118,7 +119,7 @@ func TestWebGPUWithoutAdapter(t *testing.T) {
 }
 
 func TestProfileNamesProviders(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	prefix := filepath.Join(t.TempDir(), "probe")
 	if st := models.CheckProvider(models.CPU, models.WithProfiling(prefix)); !st.Runs {
 		t.Fatal(st.Detail)
@@ -154,7 +155,7 @@ func TestPinnedRuntimeMatchesInstaller(t *testing.T) {
 // and the glyphs model computes in float64, which WebGPU leaves to the CPU. The error must name
 // the provider and the way back to the CPU, not call the file invalid.
 func TestModelTheProviderRefusesNamesTheFix(t *testing.T) {
-	testenv.WebGPU(t)
+	modeltest.WebGPU(t)
 	path, err := glyphs.EnsureModel(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

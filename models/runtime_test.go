@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // pinnedLibrary returns the pinned ONNX Runtime build installed in the user's cache, or skips.
@@ -198,7 +198,7 @@ func TestPinnedLocationIsHashed(t *testing.T) {
 
 // TestRealLibraryPasses: the installed pinned build passes the check.
 func TestRealLibraryPasses(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	if err := models.CheckLibrary(models.LibraryPath()); err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,11 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 func TestSessionReadsMetadataOfRealModel(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	s, err := models.Open(path)
 	if err != nil {
@@ -40,7 +41,7 @@ func TestSessionReadsMetadataOfRealModel(t *testing.T) {
 }
 
 func TestCallRunsClassifierOnMNIST(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	s, err := models.Open(path)
 	if err != nil {
@@ -92,7 +93,7 @@ func TestCallRunsClassifierOnMNIST(t *testing.T) {
 }
 
 func TestCallRejectsBadShapesAndNames(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	s, err := models.Open(testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx"))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ func TestCallRejectsBadShapesAndNames(t *testing.T) {
 }
 
 func TestOpenErrorsNameTheProblem(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	if _, err := models.Open(filepath.Join(dir, "nope.onnx")); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing file: %v", err)
@@ -127,7 +128,7 @@ func TestOpenErrorsNameTheProblem(t *testing.T) {
 }
 
 func TestUnavailableProviderIsAClearError(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	s, err := models.Open(path, models.WithProvider("cuda", 0))
 	if err == nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/schedule"
@@ -77,7 +77,7 @@ func openEcho(t *testing.T, model, timeKind string) *pipelines.Denoiser {
 // TestDenoiserFeedsEveryTimeLayout runs the echo model with the time input as float [batch],
 // int64 [1] and a float scalar, and float16 samples, with and without guidance.
 func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	b := onnxgraph.Sym("batch")
 	cases := []struct {
 		name       string
@@ -145,7 +145,7 @@ func TestManifestErrors(t *testing.T) {
 // TestDiscreteSchedule: a discrete-time manifest that sets nothing else gets Stable Diffusion
 // 1.5's schedule: 50 leading steps are 981, 961, ..., 1, and the model sees them as integers.
 func TestDiscreteSchedule(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	d := openEcho(t, echoModel(t, onnxgraph.Int64, []onnxgraph.Dim{onnxgraph.Fixed(1)}, onnxgraph.Float32), "discrete")
 	levels, err := d.Schedule(50)
 	if err != nil {

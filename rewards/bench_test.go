@@ -10,6 +10,7 @@ import (
 	"golang.org/x/image/font/gofont/goregular"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -65,7 +66,7 @@ func BenchmarkOCRReward(b *testing.B) {
 // BenchmarkClassifierReward: the MNIST classifier on 16 generated-size (32 x 32) digits,
 // centre-cropped to 28 as steering the MNIST DiT does.
 func BenchmarkClassifierReward(b *testing.B) {
-	testenv.Runtime(b)
+	modeltest.Runtime(b)
 	path := testenv.SharedFile(b, "models/mnist-cnn-classifier/mnist-8.onnx")
 	r, err := rewards.Parse("classifier:model="+path+",target=3,crop=28", rewards.Env{})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -17,7 +18,7 @@ import (
 // longest label it contains) and target= may be a label; size= must agree with a fixed input;
 // prob and logprob agree on the same class.
 func TestClassifierLabelsAndOptions(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	imgs, labels := loadMNIST(t)
 	names := []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}

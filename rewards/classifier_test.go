@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -48,7 +49,7 @@ func loadMNIST(t *testing.T) (pixels.Images, []byte) {
 }
 
 func TestClassifierRewardReachesStatedMNISTAccuracy(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	imgs, labels := loadMNIST(t)
 	r, err := rewards.NewClassifier(path, rewards.ClassifierOptions{Target: 0, Mean: 0.5, Std: 0.5, Score: rewards.Logit})
@@ -97,7 +98,7 @@ func TestClassifierRewardReachesStatedMNISTAccuracy(t *testing.T) {
 }
 
 func TestClassifierLogProbIsNormalised(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	imgs, _ := loadMNIST(t)
 	sub := pixels.Images{N: 4, C: 1, H: 28, W: 28, Pix: imgs.Pix[:4*784]}
@@ -136,7 +137,7 @@ func TestClassifierLogProbIsNormalised(t *testing.T) {
 }
 
 func TestClassifierTargetFromPrompt(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	path := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	imgs, labels := loadMNIST(t)
 	r, err := rewards.Parse("classifier:model="+path, rewards.Env{})

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/pixels"
 )
@@ -28,7 +28,7 @@ func TestInferRegisters(t *testing.T) {
 // TestDINOEmbedsReferencesOnce: the references run through the backbone once, when the reward
 // is built; every Score is then one Run for the whole batch, and the cached embeddings stay.
 func TestDINOEmbedsReferencesOnce(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	data, err := synth.DINOv2(synth.ViT{Size: 28, Patch: 14, Dim: 8, Registers: 4, Seed: 9})
 	if err != nil {
 		t.Fatal(err)

@@ -2,14 +2,17 @@ package rewards_test
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/agnivade/levenshtein"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goitalic"
@@ -18,8 +21,8 @@ import (
 	"golang.org/x/image/font/opentype"
 	"golang.org/x/image/math/fixed"
 
-	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -75,10 +78,62 @@ func TestOCRRewardFormula(t *testing.T) {
 	}
 }
 
+// TestLevenshtein checks the distance on pairs worked out by hand (the textbook ones among them),
+// then against an independent implementation on random strings with multi-byte runes.
+func TestLevenshtein(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0},
+		{"", "abc", 3}, // three insertions
+		{"abc", "", 3}, // three deletions
+		{"abc", "abc", 0},
+		{"kitten", "sitting", 3},      // k->s, e->i, insert g
+		{"sitting", "kitten", 3},      // symmetric
+		{"flaw", "lawn", 2},           // delete f, insert n
+		{"saturday", "sunday", 3},     // delete a, t; r->n
+		{"intention", "execution", 5}, // Jurafsky and Martin's example, unit substitution cost
+		{"ab", "ba", 2},               // a transposition is two edits, not one
+		{"ü", "u", 1},                 // one rune, though two bytes
+		{"café", "cafe", 1},
+		{"日本語", "日本", 1},
+		{"日本語", "本語日", 2},   // delete the first rune, insert it at the end
+		{"e\u0301", "é", 2}, // no normalisation: e + combining acute is two runes
+	} {
+		if got := rewards.Levenshtein(tc.a, tc.b); got != tc.want {
+			t.Errorf("Levenshtein(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []rune("ab cé日")
+	word := func() string {
+		r := make([]rune, rng.IntN(12))
+		for i := range r {
+			r[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(r)
+	}
+	for range 2000 {
+		a, b := word(), word()
+		if got, want := rewards.Levenshtein(a, b), levenshtein.ComputeDistance(a, b); got != want {
+			t.Fatalf("Levenshtein(%q, %q) = %d, github.com/agnivade/levenshtein says %d", a, b, got, want)
+		}
+	}
+}
+
+func ExampleLevenshtein() {
+	fmt.Println(rewards.Levenshtein("kitten", "sitting"))
+	fmt.Println(rewards.OCRReward("kitten", "sitting")) // 1 - 3/7
+	// Output:
+	// 3
+	// 0.5714285714285714
+}
+
 // newOCR builds the OCR reward on the real PaddleOCR models, or skips.
 func newOCR(t testing.TB, noDetect bool) *rewards.OCR {
 	t.Helper()
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := filepath.Dir(filepath.Dir(testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)))
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRRecognizer)
 	o := rewards.DefaultOCROptions(dir)
@@ -225,7 +280,7 @@ func TestOCRFourLinesAccuracy(t *testing.T) {
 // the whole line to the 10-character target is capped at 10, so the reward is 0, as Flow-GRPO
 // would compute it from PaddleOCR's reading.
 func TestOCRFlowGRPORewardENRec(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
 	env := rewards.Env{ModelDir: filepath.Join(testenv.SharedDir(), "models")}
 	img := loadShared(t, "models/ppocr-en/en_rec.jpg")
@@ -250,7 +305,7 @@ func TestOCRFlowGRPORewardENRec(t *testing.T) {
 // en.jpg is kept; at 0.9 the heading's "3" (0.837) is dropped; at 0.99 nothing is left, and
 // the reward is 0. Values outside [0, 1], non-numbers and misspellings are errors.
 func TestOCRMinScore(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
 	env := rewards.Env{ModelDir: filepath.Join(testenv.SharedDir(), "models")}
 	img := loadShared(t, "models/ppocr-en/en.jpg")
@@ -308,7 +363,7 @@ func charAccuracy(got, want []string) float64 {
 		if i < len(got) {
 			g = got[i]
 		}
-		dist += keys.Levenshtein(norm(g), norm(want[i]))
+		dist += rewards.Levenshtein(norm(g), norm(want[i]))
 		total += len([]rune(norm(want[i])))
 	}
 	return 1 - float64(dist)/float64(total)
@@ -383,7 +438,7 @@ func TestOCRReadsRenderedText(t *testing.T) {
 // image showing the text scores 1, one showing other text less, and Explain reports what was
 // read.
 func TestOCRRewardScoresABatch(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/"+rewards.DefaultOCRDetector)
 	dir := filepath.Join(testenv.SharedDir(), "models")
 	r, err := rewards.Parse("ocr", rewards.Env{ModelDir: dir})

@@ -4,8 +4,6 @@ import (
 	"math"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/fksteer/fksteer/internal/keys"
 )
 
 // QuotedText returns the text between the first pair of double quotes in prompt, the target of
@@ -35,7 +33,7 @@ func OCRReward(read, target string) float64 {
 	}
 	d := 0
 	if !strings.Contains(r, t) {
-		d = min(keys.Levenshtein(r, t), n)
+		d = min(Levenshtein(r, t), n)
 	}
 	return 1 - float64(d)/float64(n)
 }
@@ -43,4 +41,30 @@ func OCRReward(read, target string) float64 {
 // ocrNormalize lowercases s and removes its spaces.
 func ocrNormalize(s string) string {
 	return strings.ReplaceAll(strings.ToLower(s), " ", "")
+}
+
+// Levenshtein is the edit distance between a and b: the fewest single-rune insertions, deletions
+// and substitutions that turn one into the other. It counts runes, not bytes, so "café" is one
+// edit from "cafe", just as Flow-GRPO's Python distance counts code points. It does not
+// normalise: OCRReward lowercases and drops spaces first. It keeps two rows of the dynamic
+// programme, len(b)+1 ints each.
+func Levenshtein(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1) // prev[j]: distance from ra[:i-1] to rb[:j]
+	cur := make([]int, len(rb)+1)  // cur[j]: distance from ra[:i] to rb[:j]
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }

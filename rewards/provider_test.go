@@ -7,6 +7,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -15,7 +16,7 @@ import (
 // whatever the run's provider, and drops the run's provider options. The run here asks for
 // WebGPU with an option WebGPU refuses, so the reward only builds if the override applies.
 func TestRewardProviderOverride(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	env := rewards.Env{ModelOptions: []models.Option{
 		models.WithProvider("webgpu", 0),

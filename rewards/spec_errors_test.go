@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -94,7 +95,7 @@ func TestSpecWeightsAreFiniteNumbers(t *testing.T) {
 // Before, target=-5 read the class from the prompt, target=12 failed only on the first Score,
 // and crop=100 on 28x28 images cropped nothing, silently.
 func TestClassifierTargetAndCropRanges(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	spec := "classifier:model=" + model
 	wantSpecError(t, spec+",target=12,crop=28", rewards.Env{},

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 )
 
@@ -21,7 +21,7 @@ func writeModel(t testing.TB, name string, data []byte, err error) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)

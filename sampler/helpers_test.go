@@ -3,14 +3,15 @@ package sampler_test
 import (
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testmodels"
+	"github.com/fksteer/fksteer/pipelines/pipelinetest"
+	"github.com/fksteer/fksteer/rewards/rewardtest"
 )
 
-// The models these tests run; see internal/testmodels.
+// The models these tests run; see pipelines/pipelinetest and rewards/rewardtest.
 var (
-	openMNIST  = testmodels.MNIST
-	mnistJudge = testmodels.MNISTJudge
-	openGlyphs = testmodels.Glyphs
+	openMNIST  = pipelinetest.MNIST
+	mnistJudge = rewardtest.MNISTJudge
+	openGlyphs = pipelinetest.Glyphs
 )
 
 // skipUnderRace skips a large statistical test in the race-detector pass; see raceEnabled.

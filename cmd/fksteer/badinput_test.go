@@ -18,6 +18,7 @@ import (
 	"github.com/fksteer/fksteer/internal/lockfile"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/internal/testimages"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 )
 
@@ -49,7 +50,7 @@ func TestBadInputs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("runs in make test's pass without -race (see raceEnabled)")
 	}
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	mnist := filepath.Join(testenv.ModuleRoot(), "examples", "mnist-dit-rf.yaml")
 	testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	clf := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/batch"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // The batch benchmarks generate the same 48 items on the built-in glyphs model (20 steps, base
@@ -24,7 +24,7 @@ import (
 const benchItems, benchSteps = 48, "20"
 
 func benchSetup(b *testing.B) (string, []string) {
-	testenv.Runtime(b)
+	modeltest.Runtime(b)
 	dir := b.TempDir()
 	prompts := glyphPrompts(benchItems)
 	f, err := os.Create(filepath.Join(dir, "prompts.txt"))

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // TestBatchOnAFullDisk runs a batch into a tmpfs too small for it (issue 15, defect 14: on a full
@@ -20,7 +20,7 @@ import (
 // disk full instead of failing every item after it, and every file it names is one it wrote or
 // one whose write it reports failing. Mounting needs root; elsewhere the test skips.
 func TestBatchOnAFullDisk(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk")
 	if err := os.Mkdir(disk, 0o755); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -126,7 +127,7 @@ func checkResults(t *testing.T, out string, items int) []*batch.Record {
 // and checks the result against an uninterrupted run: exactly 200 results, no duplicates, every
 // PNG decodes, the manifest matches the files, and every byte equals the reference's.
 func TestBatchSurvivesSIGKILL(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	const items, seed = 200, 20261125
 	dir := t.TempDir()
 	writePrompts(t, dir, items)
@@ -241,7 +242,7 @@ func sameFiles(t *testing.T, want, got string) {
 // merges them, and compares every file with one unsharded run: same names, same bytes. The run
 // steers with FK and writes contact sheets, so those are covered too.
 func TestShardsMergeToTheUnshardedRun(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writePrompts(t, dir, 13)
 	args := []string{"batch", "--prompts", "prompts.txt", "--steps", "6", "--method", "fk", "--particles", "3",
@@ -300,7 +301,7 @@ func TestShardsMergeToTheUnshardedRun(t *testing.T) {
 // TestBatchItemsFromJSONL checks JSONL items: ids, seeds, overrides, negative prompts and
 // references reach the images and the manifest, and an item reproduces with generate.
 func TestBatchItemsFromJSONL(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "ref.png"), "not really a png")
 	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "plain", "prompt": "a red \"A\"", "seed": 42}
@@ -354,7 +355,7 @@ func TestBatchItemsFromJSONL(t *testing.T) {
 }
 
 func TestBatchUserErrors(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "typo.jsonl"), "{\"prompt\": \"x\", \"overrides\": {\"stpes\": 3}}\n")
 	writeFile(t, filepath.Join(dir, "model.jsonl"), "{\"prompt\": \"x\", \"overrides\": {\"model\": \"m.yaml\"}}\n")
@@ -436,7 +437,7 @@ func init() {
 // TestBatchFailedItemExitCode makes one item fail while sampling and checks that the others
 // finish, the exit code is 3, and the summary names the failure.
 func TestBatchFailedItemExitCode(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	// The reward fails on item "bad" when it scores it; the others must still be written.
 	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok1", "prompt": "\"7\""}
@@ -462,7 +463,7 @@ func TestBatchFailedItemExitCode(t *testing.T) {
 // batch before any work with exit code 2 (it used to fail its item while running, exit 3): one
 // that names none of a class-conditional model's classes, or one the reward cannot score.
 func TestBatchPromptsThatCannotWorkAreUsageErrors(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	mnist := mnistManifest(t, dir, model) // before cli changes the working folder
@@ -502,7 +503,7 @@ func TestBatchPromptsThatCannotWorkAreUsageErrors(t *testing.T) {
 // TestBatchRejectsUnworkableItemsUpFront: an item whose settings cannot work (FK with a
 // deterministic sampler) is a usage error naming the item, before anything is sampled.
 func TestBatchRejectsUnworkableItemsUpFront(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "items.jsonl"), `{"id": "ok1", "prompt": "\"A\""}
 {"id": "bad", "prompt": "\"A\"", "overrides": {"sampler": "euler"}}
@@ -516,7 +517,7 @@ func TestBatchRejectsUnworkableItemsUpFront(t *testing.T) {
 // TestContactSheets checks generate's sheets and grid: one sheet per image, with a row per
 // evaluation step plus the final row, and a grid of the final images.
 func TestContactSheets(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "out")
 	code, stdout, stderr := cli(t, "", "generate", "--prompt", `"A"`, "--method", "fk", "--particles", "5", "--reward", "color:target=#cc2222",
 		"--steps", "12", "--resample-start", "2", "--resample-every", "3", "--num-images", "3", "--contact-sheet", "--out", out)
@@ -593,7 +594,7 @@ func sameState(t *testing.T, want, got map[string]string) {
 // lost manifest rows; merging a folder into itself said it held no manifest. Both are refused
 // with exit code 2, naming the fix, and leave the folder as it was.
 func TestBatchMergeIntoAnotherBatchIsRefused(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	dir := t.TempDir()
 	mnist := mnistManifest(t, dir, model)
@@ -634,7 +635,7 @@ func TestBatchMergeIntoAnotherBatchIsRefused(t *testing.T) {
 // user's 000000.png and summary.json. It refuses, exit code 2, naming the file and the fix,
 // before any work and without leaving anything behind; --overwrite goes ahead.
 func TestBatchRefusesFilesItDidNotWrite(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writePrompts(t, dir, 2)
 	out := filepath.Join(dir, "out")
@@ -669,7 +670,7 @@ func TestBatchRefusesFilesItDidNotWrite(t *testing.T) {
 // settings silently replaced <seed>.png of an earlier run. It refuses, exit code 2, naming the
 // file and what differs; the same settings rewrite the same bytes; --overwrite replaces.
 func TestGenerateOverwriteOnlyWhatItMade(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "out")
 	gen := func(args ...string) (int, string) {
 		t.Helper()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 type shown struct {
@@ -96,7 +97,7 @@ func TestConfigPrecedence(t *testing.T) {
 // TestConfigReachesGenerate checks that what config show reports is what generate uses: the
 // environment's steps over the file's, recorded in the image.
 func TestConfigReachesGenerate(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "fksteer.yaml"), "steps: 3\nprompt: '\"K\"'\nseed: 21\n")
 	t.Setenv("FKSTEER_STEPS", "4")
@@ -212,7 +213,7 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 // TestConfiguredModels checks the config file's models map: listed by models list, and usable
 // as --model.
 func TestConfiguredModels(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	dir := t.TempDir()
 	mnistManifest(t, dir, model)

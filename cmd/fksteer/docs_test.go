@@ -15,7 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // k8sJob is the part of a Kubernetes Job the docs manifest must get right.
@@ -55,7 +55,7 @@ type k8sJob struct {
 // index of the batch Job with the environment Kubernetes would give it, then the merge Job, with
 // the manifest's paths moved into a temporary folder.
 func TestKubernetesIndexedJob(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "kubernetes-indexed-job.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +127,7 @@ func TestKubernetesIndexedJob(t *testing.T) {
 // TestSlurmArrayScript runs docs/slurm-array.sh once per task of its #SBATCH --array range, with
 // the variables Slurm sets, then merges as the script's header says.
 func TestSlurmArrayScript(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash is not installed")
 	}

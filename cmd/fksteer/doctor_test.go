@@ -5,13 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/vulkan"
 )
 
 func TestDoctorReportsLibraryProvidersAndAuto(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	code, out, errOut := cli(t, "", "doctor", "--json")
 	if code != 0 {
 		t.Fatalf("doctor --json: exit %d\n%s", code, errOut)
@@ -55,7 +55,7 @@ func TestDoctorReportsLibraryProvidersAndAuto(t *testing.T) {
 }
 
 func TestProviderSettingsAreChecked(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := t.TempDir()
 	for _, tc := range []struct {
 		args []string

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 )
 
@@ -40,7 +40,7 @@ func exportArgs(prompts, out string) []string {
 }
 
 func TestExportWritesDataset(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "ds")
 	code, stdout, stderr := cli(t, "", exportArgs(exportPrompts(t, 3), out)...)
 	if code != 0 {
@@ -68,7 +68,7 @@ func TestExportWritesDataset(t *testing.T) {
 }
 
 func TestExportUsageErrors(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	prompts := exportPrompts(t, 1)
 	out := filepath.Join(t.TempDir(), "ds")
 	cases := []struct {
@@ -121,7 +121,7 @@ func countFiles(dir string) int {
 // committed, so the kills land anywhere from mid-sampling to mid-commit. A failure names the
 // kill points, which the seed reproduces.
 func TestExportSurvivesSIGKILL(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	const prompts, samples = 12, 4
 	promptFile := exportPrompts(t, prompts)
 	ref := filepath.Join(t.TempDir(), "ref")
@@ -258,7 +258,7 @@ func tinyViT(t *testing.T, dir string) string {
 // TestExportAdvGRPOFromTheCommandLine: references given as paths relative to the references file,
 // a feature model, and patch tokens by option end up in the dataset.
 func TestExportAdvGRPOFromTheCommandLine(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	vit := tinyViT(t, dir)
 	if err := os.Mkdir(filepath.Join(dir, "refs"), 0o755); err != nil {
@@ -300,7 +300,7 @@ func TestExportAdvGRPOFromTheCommandLine(t *testing.T) {
 // TestExportSteeredFromTheCommandLine: the FK flags reach the sampler, and the rows carry
 // normalised log-weights and the genealogy of the resamplings.
 func TestExportSteeredFromTheCommandLine(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "ds")
 	code, _, stderr := cli(t, "", "export", "--mode", "steered", "--prompts", exportPrompts(t, 1), "--out", out, "--samples", "6",
 		"--steps", "10", "--reward", "color:target=#cc2222", "--lambda", "20", "--resample-every", "2", "--resample-start", "2", "--resample-end", "6")
@@ -329,7 +329,7 @@ func TestExportSteeredFromTheCommandLine(t *testing.T) {
 // TestExportReadsSharedSettings: export's sampling keys are the same configuration keys as
 // generate's, so the environment and the config file set them too (flags still win).
 func TestExportReadsSharedSettings(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "fksteer.yaml"), "reward: color:target=#cc2222\nseed: 9\n")
 	t.Setenv("FKSTEER_STEPS", "5")

@@ -9,13 +9,14 @@ import (
 
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // TestFlowSDERecordsItsNoiseLevel: flow-sde without --eta draws with Flow-GRPO's 0.7, and the
 // PNG's parameters must say 0.7, not the 0 the user left unset, or regenerating from them would
 // not reproduce the image.
 func TestFlowSDERecordsItsNoiseLevel(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	out := t.TempDir()
 	manifest := filepath.Join(testenv.ModuleRoot(), "examples", "mnist-dit-rf.yaml")

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
@@ -117,7 +117,7 @@ func TestCheckMemoryMessages(t *testing.T) {
 // grew by ~50 MB/s inside ONNX Runtime and ignored SIGTERM, so the child is bounded by a deadline
 // and killed if it passes it.
 func TestThreadsAboveTheLimit(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "generate", "--threads", "100000", "--steps", "2", "--out", t.TempDir())
@@ -136,7 +136,7 @@ func TestThreadsAboveTheLimit(t *testing.T) {
 }
 
 func TestStepAndParticleLimits(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	prompts := writeFile(t, filepath.Join(dir, "p.txt"), "a\n")
 	items := writeFile(t, filepath.Join(dir, "items.jsonl"), `{"prompt": "a", "overrides": {"particles": 20000}}`+"\n")
@@ -168,7 +168,7 @@ func TestStepAndParticleLimits(t *testing.T) {
 // TestRunTooLargeForMemory: with 64 MiB available, runs whose estimate is larger are refused
 // before any sampling, naming the estimate, the memory and the flags to lower.
 func TestRunTooLargeForMemory(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	withMemory(t, 64<<20)
 	dir := t.TempDir()
 	prompts := writeFile(t, filepath.Join(dir, "p.txt"), "a\nb\nc\nd\n")
@@ -243,7 +243,7 @@ defaults: {steps: 2, sampler: euler}
 // model whose tensor cannot fit, becomes one message naming the flags to lower, exit code 2;
 // a batch stops at the first such item instead of failing every item the same way.
 func TestAllocationFailureIsOneClearMessage(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	if b, _ := os.ReadFile("/proc/sys/vm/overcommit_memory"); strings.TrimSpace(string(b)) == "1" {
 		t.Skip("with vm.overcommit_memory=1 a 1 TiB allocation succeeds and the kernel kills the process instead")
 	}

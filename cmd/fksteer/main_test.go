@@ -14,6 +14,7 @@ import (
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 func TestMain(m *testing.M) {
@@ -128,7 +129,7 @@ func TestNoRuntimeLibrary(t *testing.T) {
 }
 
 func TestUserErrorsGetOneClearMessage(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -170,7 +171,7 @@ func TestUnknownConfigKey(t *testing.T) {
 }
 
 func TestGenerateWritesIdenticalPNGsWithParameters(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	var files [2][]string
 	for i := range files {
 		out := filepath.Join(t.TempDir(), "out")
@@ -213,7 +214,7 @@ func TestGenerateWritesIdenticalPNGsWithParameters(t *testing.T) {
 // TestInterruptKeepsFinishedImages sends SIGINT to a generate run once its first batch is
 // written: the run must stop with exit code 130, and every image it wrote must be complete.
 func TestInterruptKeepsFinishedImages(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "out")
 	cmd := exec.Command(os.Args[0], "generate", "--prompt", `"B"`, "--num-images", "400", "--batch-size", "2", "--steps", "30", "--out", out)
 	cmd.Env = append(os.Environ(), "FKSTEER_TEST_MAIN=1")

@@ -16,10 +16,10 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/fksteer/fksteer/internal/inspect"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/fetch"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pipelines/inspect"
 	"github.com/fksteer/fksteer/pipelines/sd"
 )
 

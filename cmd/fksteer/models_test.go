@@ -9,8 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/inspect"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
+	"github.com/fksteer/fksteer/pipelines/inspect"
 )
 
 func TestModelsList(t *testing.T) {
@@ -41,7 +42,7 @@ func TestModelsList(t *testing.T) {
 }
 
 func TestModelsInspect(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	code, stdout, stderr := cli(t, "", "models", "inspect", "glyphs", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -71,7 +72,7 @@ func TestModelsInspect(t *testing.T) {
 // copy of its file, then runs it by name; a mirror serving other bytes is refused and leaves
 // nothing in the cache.
 func TestModelsPull(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	data, err := os.ReadFile(testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,13 +10,13 @@ import (
 
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // TestCompositeRewardPartsReachOutputs: a composite reward's parts appear in --json and in the
 // PNG's parameters chunk, and their weighted sum is the reported reward.
 func TestCompositeRewardPartsReachOutputs(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "out")
 	code, stdout, stderr := cli(t, "", "generate", "--prompt", `"fk"`, "--method", "bon", "--particles", "3",
 		"--steps", "8", "--reward", "0.25*color:target=#808080+0.75*color:target=#ff0000", "--json", "--out", out)

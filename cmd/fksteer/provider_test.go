@@ -9,6 +9,7 @@ import (
 
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // maxPixelDiff is the largest per-channel difference, in 8-bit levels, allowed between an image
@@ -21,7 +22,7 @@ const maxPixelDiff = 1
 // built-in model and the real MNIST DiT: FK must select the same particles and every image must
 // match the CPU's within maxPixelDiff.
 func TestGenerateOnWebGPUMatchesCPU(t *testing.T) {
-	testenv.WebGPU(t)
+	modeltest.WebGPU(t)
 	mnist := filepath.Join(testenv.ModuleRoot(), "examples", "mnist-dit-rf.yaml")
 	testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	classifier := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/internal/testimages"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // writePNG writes img to dir/name and returns the path.
@@ -66,7 +67,7 @@ func scoreLines(t *testing.T, args ...string) []map[string]any {
 // TestScoreColorAndComposite scores solid images of two sizes with the colour reward and with a
 // composite: every image gets a line, in argument order, with each part's score.
 func TestScoreColorAndComposite(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	red := writePNG(t, dir, "red.png", solid(4, 4, color.RGBA{255, 0, 0, 255}))
 	blue := writePNG(t, dir, "blue.png", solid(6, 2, color.RGBA{0, 0, 255, 255}))
@@ -126,7 +127,7 @@ func TestScoreColorAndComposite(t *testing.T) {
 // TestScoreOCRPrintsText reads a rendered word with the real PaddleOCR models and prints the
 // text read and the reward against the prompt's quoted text.
 func TestScoreOCRPrintsText(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	det := testenv.SharedFile(t, "models/ppocr-en/en_PP-OCRv3_det_infer.onnx")
 	models := filepath.Dir(det)
 	f, err := opentype.Parse(goregular.TTF)
@@ -322,7 +323,7 @@ func TestScoreProgress(t *testing.T) {
 // whose crop is larger than them) fails those images only, each named once with the reward's
 // message, and the images of another size are scored.
 func TestScoreRewardErrorsPerSize(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-cnn-classifier/mnist-8.onnx")
 	dir := t.TempDir()
 	small := writePNG(t, dir, "small.png", solid(20, 20, color.Black))

@@ -14,7 +14,7 @@ import (
 
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/rewards"
 )
@@ -28,7 +28,7 @@ var (
 // binary into the package's temporary cache.
 func sdExport(t *testing.T, v synth.SDVariant) string {
 	t.Helper()
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	root := filepath.Join(os.Getenv("FKSTEER_CACHE"), "sd-exports")
 	sdOnce.Do(func() {
 		for _, v := range synth.SDVariants {
@@ -148,7 +148,7 @@ func TestSDImageToImage(t *testing.T) {
 
 // TestSDKeysNeedAnSDModel: Stable Diffusion's own settings are refused for other models.
 func TestSDKeysNeedAnSDModel(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	code, _, stderr := cli(t, "", "generate", "--scheduler", "euler", "--out", t.TempDir())
 	wantError(t, code, stderr, 2, "--scheduler", "Stable Diffusion")
 	code, _, stderr = cli(t, "", "generate", "--model", t.TempDir(), "--out", t.TempDir())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // stopBound is how soon after SIGINT or SIGTERM a command must have exited: the current model
@@ -32,7 +33,7 @@ func TestSignalsStopEveryCommand(t *testing.T) {
 	if raceEnabled {
 		t.Skip("runs in make test's pass without -race (see raceEnabled)")
 	}
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	prompts := writeFile(t, filepath.Join(dir, "prompts.txt"), strings.Repeat("\"A\"\n\"B\"\n", 200))
 	// A server that accepts a download and never answers: the state "waiting on the network".

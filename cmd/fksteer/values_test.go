@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 )
 
@@ -23,7 +24,7 @@ import (
 // range, instead of being accepted (negative eta drew pure noise), recorded (a NaN guidance in
 // the PNG) or blamed on the model ("the model returned NaN ... the export is broken").
 func TestInvalidValuesAreUsageErrors(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	prompts := writeFile(t, filepath.Join(dir, "prompts.txt"), "\"A\"\n\"B\"\n")
@@ -78,7 +79,7 @@ func TestInvalidValuesAreUsageErrors(t *testing.T) {
 // classes, and a manifest's null class outside its ids, are refused with the valid ids before
 // the model runs (exit 2), instead of failing inside ONNX Runtime.
 func TestClassIdsAreCheckedAgainstTheModel(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -97,7 +98,7 @@ func TestClassIdsAreCheckedAgainstTheModel(t *testing.T) {
 // config file's unknown key (as its type errors already did), a reward spec that cannot be
 // built, and bench steer's --runs 0, which is refused before the first row runs.
 func TestUsageErrorsExitWith2(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	typo := writeFile(t, filepath.Join(dir, "typo.yaml"), "stpes: 3\n")
 	bad := writeFile(t, filepath.Join(dir, "bad.yaml"), "steps: ten\n")
@@ -212,7 +213,7 @@ func TestHelpPlaceholders(t *testing.T) {
 // shows no progress when its streams are not terminals (tests, pipes); --progress bar draws the
 // steps done of the whole run on stderr, and leaves stdout's JSON alone.
 func TestGenerateJSONAndProgress(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	out := filepath.Join(t.TempDir(), "out")
 	args := []string{"generate", "--prompt", `"A"`, "--num-images", "3", "--batch-size", "2", "--steps", "4", "--out", out, "--json", "--log-level", "warn", "--provider", "cpu"}
 	code, stdout, stderr := cli(t, "", args...)
@@ -254,7 +255,7 @@ func TestGenerateJSONAndProgress(t *testing.T) {
 // TestLongPromptsAreClippedInLogs: a log line repeats at most 200 characters of a prompt, with
 // an ellipsis and the prompt's length, however long the prompt.
 func TestLongPromptsAreClippedInLogs(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	prompt := `"A" ` + strings.Repeat("x", 20000)
 	// Past the prompt limit, raised on purpose: the logs must stay short whatever it is.
 	code, _, stderr := cli(t, "", "generate", "--prompt", prompt, "--max-prompt-chars", "30000", "--steps", "1", "--out", t.TempDir(), "--provider", "cpu")
@@ -279,7 +280,7 @@ func TestLongPromptsAreClippedInLogs(t *testing.T) {
 // message, without ONNX Runtime's own coloured log line before it. ONNX Runtime writes to the
 // process's stderr, so the CLI runs as a child process.
 func TestRuntimeErrorsPrintOnlyFksteersMessage(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	manifest := mnistManifest(t, t.TempDir(), model, `"9"]`, `"9", "x", "y"]`)
 	cmd := exec.Command(os.Args[0], "generate", "--model", manifest, "--class", "11", "--steps", "2", "--out", t.TempDir(), "--provider", "cpu", "--log-level", "warn")
@@ -313,7 +314,7 @@ func nanClassifier(t *testing.T, dir string) string {
 // TestExportWarnsOfMissingRewards: an export whose rewards are all NaN writes null statistics
 // and says so in one warning line, instead of exiting silently with reward_mean 0.
 func TestExportWarnsOfMissingRewards(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "ds")
 	prompts := writeFile(t, filepath.Join(dir, "prompts.txt"), "\"A\"\n\"B\"\n")

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/agnivade/levenshtein"
 )
 
 // Check walks a decoded YAML/JSON document (maps with string keys) against the struct type typ,
@@ -113,10 +115,13 @@ func (e *UnknownKeyError) Error() string {
 
 // Closest returns the candidate nearest to s by edit distance, or "" when none is close enough
 // to be a plausible typo (distance above a third of the longer word, at least 2).
+//
+// The distance comes from a library, not from rewards.Levenshtein: a leaf of internal/ must not
+// import a feature package, and a private copy here would be the same maths twice.
 func Closest(s string, candidates []string) string {
 	best, bestD := "", 1<<30
 	for _, c := range candidates {
-		if d := Levenshtein(strings.ToLower(s), strings.ToLower(c)); d < bestD || (d == bestD && c < best) {
+		if d := levenshtein.ComputeDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD || (d == bestD && c < best) {
 			best, bestD = c, d
 		}
 	}
@@ -124,26 +129,4 @@ func Closest(s string, candidates []string) string {
 		return ""
 	}
 	return best
-}
-
-// Levenshtein is the edit distance between a and b counted in runes.
-func Levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -43,13 +43,27 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestLevenshtein(t *testing.T) {
+// TestClosest pins the suggestions: case is ignored, distance counts runes, a tie goes to the
+// alphabetically first candidate, and a word too far from every candidate (more than a third of
+// its length in bytes, and more than 2) gets none.
+func TestClosest(t *testing.T) {
+	valid := []string{"steps", "seed", "sampler", "größe"}
 	for _, c := range []struct {
-		a, b string
-		d    int
-	}{{"", "", 0}, {"kitten", "sitting", 3}, {"flaw", "lawn", 2}, {"steps", "stpes", 2}, {"ü", "u", 1}} {
-		if got := Levenshtein(c.a, c.b); got != c.d {
-			t.Errorf("Levenshtein(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		s          string
+		candidates []string
+		want       string
+	}{
+		{"stpes", valid, "steps"},        // a transposition is 2 edits, within the floor of 2
+		{"STEPS", valid, "steps"},        // case does not count
+		{"seeds", valid, "seed"},         // 1 deletion beats steps' 2 substitutions
+		{"grösse", valid, "größe"},       // ß for s and one s less: 2 edits, counted in runes
+		{"samplerzzz", valid, "sampler"}, // 3 edits in 10 bytes: within a third
+		{"samplerzzzz", valid, ""},       // 4 edits in 11 bytes: too far
+		{"zzzzzzzz", valid, ""},          // 8 edits from everything
+		{"caz", []string{"cat", "car"}, "car"},
+	} {
+		if got := Closest(c.s, c.candidates); got != c.want {
+			t.Errorf("Closest(%q, %q) = %q, want %q", c.s, c.candidates, got, c.want)
 		}
 	}
 }

@@ -10,8 +10,8 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/glyphs"
+	"github.com/fksteer/fksteer/models/modeltest"
 )
 
 // denoiser is an ONNX Runtime session of the glyphs model for tests.
@@ -73,7 +73,7 @@ func (dn *denoiser) run(t testing.TB, x, ts, prior []float32) []float32 {
 // point halfway between two allowed images (a tie down to small t, where rounding in the logits
 // shows most: a float32 graph was off by 3e-3 there).
 func TestDenoiserMatchesReference(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	d := load(t)
 	dn := newDenoiser(t, d)
 	prompts := []string{"", `a red "A" on black`, "the word cat", "on navy", `"7" in yellow`, "blue"}
@@ -153,7 +153,7 @@ func TestDenoiserMatchesReference(t *testing.T) {
 }
 
 func TestDenoiserSignature(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	d := load(t)
 	model, err := glyphs.BuildDenoiser(d)
 	if err != nil {
@@ -195,7 +195,7 @@ func TestBuildDenoiserDeterministic(t *testing.T) {
 
 // BenchmarkDenoiser times one call on a batch of 8, the default particle count with guidance off.
 func BenchmarkDenoiser(b *testing.B) {
-	testenv.Runtime(b)
+	modeltest.Runtime(b)
 	d := load(b)
 	dn := newDenoiser(b, d)
 	const batch = 8

@@ -10,7 +10,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 	"github.com/fksteer/fksteer/models/onnxpb"
 )
@@ -96,7 +96,7 @@ func TestMarshalExternalRejectsBadLocations(t *testing.T) {
 }
 
 func TestExternalModelRunsLikeInline(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	g := mlp()
 	inline, err := g.Marshal()
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 	"github.com/fksteer/fksteer/models/onnxpb"
 )
@@ -54,7 +54,7 @@ func run1(t *testing.T, model []byte, in, out string, shape ort.Shape, x []float
 }
 
 func TestAffineRunsInORT(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	model := affine(t)
 	w := [2][3]float32{{1, 2, 3}, {4, 5, 6}}
 	b := [3]float32{0.5, 0, -0.5}
@@ -79,7 +79,7 @@ func TestAffineRunsInORT(t *testing.T) {
 }
 
 func TestElemTypesAndSymbolicDims(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	g := onnxgraph.New("types", 17)
 	h := g.Input("h", onnxgraph.Float16, onnxgraph.Sym("n"))
 	i := g.Input("i", onnxgraph.Int32, onnxgraph.Sym("n"))

@@ -15,8 +15,8 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxpb"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/schedule"
@@ -36,7 +36,7 @@ func writeSD(t testing.TB, v synth.SDVariant, o synth.SDOptions) string {
 // openSD loads one model of an export folder.
 func openSD(t testing.TB, dir, model string) *models.Session {
 	t.Helper()
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	s, err := models.Open(filepath.Join(dir, model, "model.onnx"))
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +288,7 @@ type value struct {
 // element type, since models.Call sizes float16 outputs only when an input has their shape.
 func runORT(t testing.TB, path string, inputs map[string]value, outs map[string][]int64) map[string][]float32 {
 	t.Helper()
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	s, err := models.Open(path)
 	if err != nil {
 		t.Fatal(err)

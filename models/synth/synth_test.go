@@ -8,8 +8,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 )
 
@@ -19,7 +19,7 @@ func open(t *testing.T, name string, data []byte, err error) *models.Session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	s, err := models.OpenBytes(name, data)
 	if err != nil {
 		t.Fatal(err)

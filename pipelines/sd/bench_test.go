@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
@@ -26,7 +26,7 @@ import (
 //
 //	go test -run '^$' -bench SD15FK -benchtime 3x ./pipelines/sd/
 func BenchmarkSD15FK(b *testing.B) {
-	testenv.Runtime(b)
+	modeltest.Runtime(b)
 	dir := filepath.Join(b.TempDir(), "sd15")
 	if err := synth.WriteSD(dir, synth.SD15, synth.SDOptions{SampleSize: 64, Convs: 4}); err != nil {
 		b.Fatal(err)

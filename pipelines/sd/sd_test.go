@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fksteer/fksteer/internal/testenv"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
@@ -26,7 +26,7 @@ var (
 // export returns the folder of a synthetic export of variant v, written once per test binary.
 func export(t *testing.T, v synth.SDVariant) string {
 	t.Helper()
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	exportsOnce.Do(func() {
 		exportsDir, exportsErr = os.MkdirTemp("", "fksteer-sd-test-")
 		for _, v := range synth.SDVariants {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pipelines"
 )
 
@@ -36,7 +37,7 @@ func TestGuess(t *testing.T) {
 }
 
 func TestDescribeRealModels(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	dit := testenv.SharedFile(t, "models/mnist-dit-rf/model.onnx")
 	r, err := Describe(dit, t.TempDir())
 	if err != nil {
