@@ -10,8 +10,8 @@ import (
 
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/keys"
-	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -36,7 +36,7 @@ func ptr[T any](v T) *T { return &v }
 // TestPNGReproducesItself samples specs on the glyphs model, reads each output PNG back as a
 // spec (its parameters chunk) and samples that spec: the PNG must come out byte for byte.
 func TestPNGReproducesItself(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	env := &generation.Env{}
 	t.Cleanup(func() { env.Close() })
 	specs := map[string]generation.Spec{
@@ -108,7 +108,7 @@ func sameFile(t *testing.T, a, b string) bool {
 // TestChunksDoNotChangeImages samples a spec's images at once and in chunks of one: the images
 // of equal seeds are identical, as sampler.Run promises and generate's chunking relies on.
 func TestChunksDoNotChangeImages(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	env := &generation.Env{}
 	t.Cleanup(func() { env.Close() })
 	run, err := env.Prepare(context.Background(), generation.Spec{Prompt: `"E"`, Steps: 6, Images: 3, Method: "fk", Particles: 3, Reward: "color:target=#cc2222"})
@@ -135,7 +135,7 @@ func TestChunksDoNotChangeImages(t *testing.T) {
 // TestSpecErrors: a spec the user must change fails with a *generation.SpecError (or the
 // sampler's *ConfigError) naming what to change, before any sampling.
 func TestSpecErrors(t *testing.T) {
-	testenv.Runtime(t)
+	modeltest.Runtime(t)
 	env := &generation.Env{Limits: generation.Limits{Steps: 50, Particles: 8, PromptChars: 20}}
 	t.Cleanup(func() { env.Close() })
 	for _, c := range []struct {

@@ -15,9 +15,7 @@ import (
 
 // moving names the packages under internal/ that still import feature packages, each with the
 // change that takes it out; it only excuses a package while the package is here.
-var moving = map[string]string{
-	"sheet": "contact sheets import pixels and sampler; issue 13 moves the package out",
-}
+var moving = map[string]string{}
 
 // TestLeaves parses the import lines of every Go file under internal/ (tests included, whatever
 // their build tags) and fails for any import of this module outside internal/.
