@@ -62,7 +62,12 @@ func TestPNGReproducesItself(t *testing.T) {
 				for _, a := range again {
 					if filepath.Base(a.Path) == filepath.Base(w.Path) {
 						found = true
-						if !sameFile(t, a.Path, w.Path) {
+						want, err1 := os.ReadFile(w.Path)
+						got, err2 := os.ReadFile(a.Path)
+						if err := errors.Join(err1, err2); err != nil {
+							t.Fatal(err)
+						}
+						if !bytes.Equal(got, want) {
 							t.Errorf("%s regenerated from its own parameters differs; spec read back: %+v", filepath.Base(w.Path), back)
 						}
 					}
@@ -90,19 +95,6 @@ func sample(t *testing.T, env *generation.Env, spec generation.Spec, dir string)
 		t.Fatal(err)
 	}
 	return w
-}
-
-func sameFile(t *testing.T, a, b string) bool {
-	t.Helper()
-	da, err := os.ReadFile(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := os.ReadFile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Equal(da, db)
 }
 
 // TestChunksDoNotChangeImages samples a spec's images at once and in chunks of one: the images

@@ -76,15 +76,16 @@ num-images: 2
 
 func sameBytes(t *testing.T, a, b string) bool {
 	t.Helper()
-	da, err := os.ReadFile(a)
+	return bytes.Equal(mustRead(t, a), mustRead(t, b))
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := os.ReadFile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Equal(da, db)
+	return data
 }
 
 // mnistModelPath is the MNIST DiT in ../shared, a model other than the glyphs one.
