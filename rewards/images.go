@@ -64,26 +64,40 @@ func OpenImage(path string) (image.Image, error) {
 		return nil, fmt.Errorf("load image: %w", err)
 	}
 	defer f.Close()
-	// DecodeConfig reads only the header (PNG's IHDR, JPEG's SOF, ...) of every format that
-	// image.Decode knows, so the size is known before the decoder allocates the image. What it
-	// read is kept, so that a pipe (a process substitution, /dev/stdin) can be decoded too.
+	// What DecodeConfig read is kept, so that a pipe (a process substitution, /dev/stdin) can be
+	// decoded too.
 	var head bytes.Buffer
-	cfg, _, err := image.DecodeConfig(io.TeeReader(f, &head))
+	return decode(io.TeeReader(f, &head), func() io.Reader {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return io.MultiReader(&head, f) // not seekable: replay the header
+		}
+		return f
+	}, path)
+}
+
+// DecodeImage decodes an image held in memory (an upload) as [OpenImage] decodes a file; name
+// says where it came from in messages.
+func DecodeImage(data []byte, name string) (image.Image, error) {
+	return decode(bytes.NewReader(data), func() io.Reader { return bytes.NewReader(data) }, name)
+}
+
+// decode reads the header from head, refuses an image over [MaxImagePixels], then decodes the
+// whole image from the reader again returns.
+func decode(head io.Reader, again func() io.Reader, name string) (image.Image, error) {
+	// DecodeConfig reads only the header (PNG's IHDR, JPEG's SOF, ...) of every format that
+	// image.Decode knows, so the size is known before the decoder allocates the image.
+	cfg, _, err := image.DecodeConfig(head)
 	if err != nil {
-		return nil, fmt.Errorf("load image %s (PNG, JPEG, WebP, GIF, BMP or TIFF): %w", path, err)
+		return nil, fmt.Errorf("load image %s (PNG, JPEG, WebP, GIF, BMP or TIFF): %w", name, err)
 	}
-	if err := checkPixels(path, cfg.Width, cfg.Height); err != nil {
+	if err := checkPixels(name, cfg.Width, cfg.Height); err != nil {
 		return nil, err
-	}
-	var r io.Reader = f
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		r = io.MultiReader(&head, f) // not seekable: replay the header
 	}
 	// imaging applies the EXIF orientation of camera JPEGs, which image.Decode ignores: a
 	// reference photo taken in portrait would otherwise be scored lying on its side.
-	img, err := imaging.Decode(r, imaging.AutoOrientation(true))
+	img, err := imaging.Decode(again(), imaging.AutoOrientation(true))
 	if err != nil {
-		return nil, fmt.Errorf("load image %s (PNG, JPEG, WebP, GIF, BMP or TIFF): %w", path, err)
+		return nil, fmt.Errorf("load image %s (PNG, JPEG, WebP, GIF, BMP or TIFF): %w", name, err)
 	}
 	return img, nil
 }
