@@ -140,10 +140,19 @@ func (e *Env) resolve(ref string) (Architecture, string, error) {
 		return Architecture{}, "", &SpecError{fmt.Errorf("model %s is a bare ONNX file: describe it with a manifest (see examples/mnist-dit-rf.yaml and docs/manifest.md, or run fksteer models inspect %s for a starting one) and pass the manifest", ref, ref)}
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return Architecture{}, "", fmt.Errorf("model %s is a folder without model_index.json: fksteer reads Stable Diffusion export folders (model_index.json, unet/, text_encoder/, vae_decoder/, ...), the built-in glyphs model and single-file models described by a manifest (.yaml)", ref)
+		return Architecture{}, "", &UnknownModelError{Ref: ref, why: fmt.Sprintf("model %s is a folder without model_index.json: fksteer reads Stable Diffusion export folders (model_index.json, unet/, text_encoder/, vae_decoder/, ...), the built-in glyphs model and single-file models described by a manifest (.yaml)", ref)}
 	}
-	return Architecture{}, "", fmt.Errorf("model %q is neither the built-in glyphs model, a configured or pulled model (fksteer models list), nor a manifest .yaml file that exists", ref)
+	return Architecture{}, "", &UnknownModelError{Ref: ref, why: fmt.Sprintf("model %q is neither the built-in glyphs model, a configured or pulled model (fksteer models list), nor a manifest .yaml file that exists", ref)}
 }
+
+// UnknownModelError is a model reference that names no model fksteer can open. It is not a
+// SpecError: the model may yet be pulled or written, and the same spec then runs.
+type UnknownModelError struct {
+	Ref string
+	why string
+}
+
+func (e *UnknownModelError) Error() string { return e.why }
 
 // Model opens the model s names with s's model options, or returns the one already open. The
 // pipeline belongs to e: do not close it.
@@ -234,6 +243,13 @@ func (e *Env) Reward(spec string, info pipelines.Info) (rewards.Reward, error) {
 	// Concurrent runs share one reward: rewards.Reward promises that concurrent calls are safe.
 	e.rewards[spec] = r
 	return r, nil
+}
+
+// Open is the number of models and rewards e holds open.
+func (e *Env) Open() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.pipes) + len(e.rewards)
 }
 
 // Close closes every model and reward e opened.

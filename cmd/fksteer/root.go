@@ -176,7 +176,7 @@ func (a *app) rootCommand() *cobra.Command {
 	addFlags(root.PersistentFlags(), globalSettings)
 	root.AddCommand(a.generateCommand(), a.benchCommand(), a.batchCommand(), a.configCommand(), a.modelsCommand())
 	root.AddCommand(a.exportCommand())
-	root.AddCommand(a.scoreCommand(), a.tokenizeCommand(), a.doctorCommand())
+	root.AddCommand(a.scoreCommand(), a.tokenizeCommand(), a.doctorCommand(), a.serveCommand())
 	return root
 }
 

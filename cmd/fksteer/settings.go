@@ -105,6 +105,22 @@ var batchSettings = []setting{
 	{key: "progress", def: "auto", usage: "progress display: auto (a bar on a terminal; otherwise log lines in batch, nothing in generate), bar, log, off"},
 }
 
+// serveSettings are serve's own keys.
+var serveSettings = []setting{
+	{key: "listen", def: "127.0.0.1:7860", usage: "address to serve on; any address but loopback requires --api-key"},
+	{key: "api-key", def: "", usage: "require Authorization: Bearer <key> on every route but /healthz (set it through FKSTEER_API_KEY rather than the command line, which other users can read)"},
+	{key: "allow-path", def: []string{}, usage: "folder whose files requests may name as models, reward models or references (repeatable); otherwise requests name only configured, catalog and built-in models"},
+	{key: "queue-size", def: 16, usage: "jobs that may wait; a request beyond them gets 429 with Retry-After"},
+	{key: "concurrency", def: 1, usage: "jobs that run at once"},
+	{key: "per-model", def: 1, usage: "jobs that may use one model at once"},
+	{key: "job-timeout", def: 1800, usage: "seconds a job may run before it is cancelled"},
+	{key: "max-request-mib", def: 64, usage: "largest request body in MiB (base64 images for the reward server)"},
+	{key: "max-request-images", def: 16, usage: "images one generation request may ask for (n, batch_size x n_iter)"},
+	{key: "max-request-particles", def: 64, usage: "particles (K) one request may ask for"},
+	{key: "max-request-steps", def: 200, usage: "steps one request may ask for"},
+	{key: "shutdown-grace", def: 30, usage: "seconds running jobs may take to finish on SIGTERM before they are cancelled"},
+}
+
 // tokenizeSettings are tokenize's own keys.
 var tokenizeSettings = []setting{
 	{key: "tokenizer", def: "", usage: "CLIP tokenizer folder (vocab.json, merges.txt); default: the --model export's tokenizer/"},
@@ -126,6 +142,7 @@ var groups = []settingGroup{
 	{"sampling (generate and batch)", samplingSettings},
 	{"generate", generateSettings},
 	{"batch", batchSettings},
+	{"serve", serveSettings},
 	{"tokenize", tokenizeSettings},
 	{"models", modelSettings},
 }
