@@ -112,10 +112,11 @@ func GroupID(i int) string { return fmt.Sprintf("g%06d", i) }
 // Validate fills defaults and rejects options the mode cannot use, with the fix in the message.
 // Export calls it; callers may call it first to tell bad options from failures of the run.
 func (o *Options) Validate() error {
-	m := o.Mode
-	if _, err := ParseMode(string(m)); err != nil {
+	m, err := ParseMode(string(o.Mode))
+	if err != nil {
 		return err
 	}
+	o.Mode = m
 	if o.Out == "" {
 		return errors.New("no output folder: set the dataset folder (--out)")
 	}
@@ -164,7 +165,7 @@ func (o *Options) Validate() error {
 		if o.Pairs == "" {
 			o.Pairs = AllPairs
 		}
-		if _, err := ParsePairPolicy(string(o.Pairs)); err != nil {
+		if o.Pairs, err = ParsePairPolicy(string(o.Pairs)); err != nil {
 			return err
 		}
 	}

@@ -3,8 +3,8 @@ package sampler
 import (
 	"fmt"
 	"math"
-	"strings"
 
+	"github.com/fksteer/fksteer/internal/enum"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
@@ -51,20 +51,9 @@ var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule, FlowSDECl
 // recommend no eta. A flow-sde step with a = 0 would be the Euler step, which Euler names.
 const DefaultFlowSDENoise = 0.7
 
-// ParseRule turns a sampler name into a Rule.
-func ParseRule(s string) (Rule, error) { return parseName("sampler", s, rules) }
-
-// parseName returns the element of valid named s, or an error listing the valid names.
-func parseName[T ~string](what, s string, valid []T) (T, error) {
-	names := make([]string, len(valid))
-	for i, v := range valid {
-		if string(v) == s {
-			return v, nil
-		}
-		names[i] = string(v)
-	}
-	return "", fmt.Errorf("unknown %s %q (valid: %s)", what, s, strings.Join(names, ", "))
-}
+// ParseRule turns a sampler name into a Rule, by [enum.Parse]'s rule (case-insensitive,
+// surrounding space ignored).
+func ParseRule(s string) (Rule, error) { return enum.Parse("sampler", s, rules...) }
 
 // Eta returns the eta that steps of rule r take when eta is configured: eta itself, except that
 // the flow-sde rules read 0 (unset) as DefaultFlowSDENoise. [Config.Validate] stores it in
@@ -128,10 +117,8 @@ const (
 	FK Method = "fk"
 )
 
-// ParseMethod turns a method name into a Method.
-func ParseMethod(s string) (Method, error) {
-	return parseName("method", s, []Method{Base, BestOfN, FK})
-}
+// ParseMethod turns a method name into a Method, by [enum.Parse]'s rule.
+func ParseMethod(s string) (Method, error) { return enum.Parse("method", s, Base, BestOfN, FK) }
 
 // Selection says which final particles a run returns.
 type Selection string
@@ -147,9 +134,9 @@ const (
 	SelectSample Selection = "sample"
 )
 
-// ParseSelection turns a name into a Selection.
+// ParseSelection turns a name into a Selection, by [enum.Parse]'s rule.
 func ParseSelection(s string) (Selection, error) {
-	return parseName("selection", s, []Selection{SelectBest, SelectAll, SelectSample})
+	return enum.Parse("selection", s, SelectBest, SelectAll, SelectSample)
 }
 
 // Config is one sampling run: Images independent groups of Particles particles each, all in one

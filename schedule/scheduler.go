@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // SchedulerKind names a diffusers scheduler family fksteer reproduces. It decides two things: the
@@ -47,19 +49,19 @@ var schedulerClasses = []struct {
 	{LCMScheduler, "LCMScheduler"},
 }
 
-// ParseSchedulerKind turns a --scheduler value into a SchedulerKind. It accepts the kinds' own
-// names (ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm) and the diffusers class names
-// (DDIMScheduler, DDPMScheduler, PNDMScheduler, EulerDiscreteScheduler,
-// EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, LCMScheduler). Anything else,
-// other diffusers schedulers included (LMSDiscreteScheduler, UniPCMultistepScheduler, ...), is an
-// error that lists the valid names.
+// ParseSchedulerKind turns a --scheduler value into a SchedulerKind, by [enum.Parse]'s rule
+// (case-insensitive, surrounding space ignored). It accepts the kinds' own names (ddim, ddpm,
+// pndm, euler, euler-a, dpm++2m, lcm) and the diffusers class names (DDIMScheduler,
+// DDPMScheduler, PNDMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+// DPMSolverMultistepScheduler, LCMScheduler). Anything else, other diffusers schedulers included
+// (LMSDiscreteScheduler, UniPCMultistepScheduler, ...), is an error that lists the valid names.
 func ParseSchedulerKind(s string) (SchedulerKind, error) {
-	for _, c := range schedulerClasses {
-		if s == string(c.kind) || s == c.class {
-			return c.kind, nil
-		}
+	kinds := make([]SchedulerKind, len(schedulerClasses))
+	classes := make(map[string]SchedulerKind, len(schedulerClasses))
+	for i, c := range schedulerClasses {
+		kinds[i], classes[c.class] = c.kind, c.kind
 	}
-	return "", fmt.Errorf("schedule: unknown scheduler %q; --scheduler picks one of %s", s, kindNames())
+	return enum.ParseAliases("scheduler", s, classes, kinds...)
 }
 
 // kindOfClass is the kind of a diffusers class name, or "" for a class fksteer does not reproduce.
@@ -352,7 +354,7 @@ func (s Scheduler) dpmLevels(n int) ([]Level, error) {
 	times := make([]float64, n)
 	var sigmas []float64
 	if d.Karras {
-		if _, err := ParseSpacing(string(d.Spacing)); err != nil { // diffusers spaces first, then replaces
+		if err := checkSpacing(d.Spacing); err != nil { // diffusers spaces first, then replaces
 			return nil, err
 		}
 		sigmas = karrasSigmas(n, table[0], table[T-1])
@@ -405,8 +407,7 @@ func dpmTimesteps(spacing Spacing, T, n, offset int) ([]int, error) {
 	case Trailing:
 		return Timesteps(Trailing, T, n, 0)
 	default:
-		_, err := ParseSpacing(string(spacing))
-		return nil, err
+		return nil, checkSpacing(spacing)
 	}
 	for i, t := range ts {
 		if t < 0 || t > T-1 || i > 0 && t >= ts[i-1] {

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -107,7 +108,7 @@ func TestParseSchedulerKind(t *testing.T) {
 		names []string
 		want  SchedulerKind
 	}{
-		{[]string{"ddim", "DDIMScheduler"}, DDIMScheduler},
+		{[]string{"ddim", "DDIMScheduler", "DDIM", " ddimscheduler "}, DDIMScheduler},
 		{[]string{"ddpm", "DDPMScheduler"}, DDPMScheduler},
 		{[]string{"pndm", "PNDMScheduler"}, PNDMScheduler},
 		{[]string{"euler", "EulerDiscreteScheduler"}, EulerScheduler},
@@ -121,11 +122,11 @@ func TestParseSchedulerKind(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"LMSDiscreteScheduler", "UniPCMultistepScheduler", "DDIM", "", "dpm++"} {
+	for _, bad := range []string{"LMSDiscreteScheduler", "UniPCMultistepScheduler", "", "dpm++"} {
 		_, err := ParseSchedulerKind(bad)
-		if err == nil || !strings.Contains(err.Error(), "--scheduler") || !strings.Contains(err.Error(), "dpm++2m") ||
-			!strings.Contains(err.Error(), "EulerAncestralDiscreteScheduler") {
-			t.Errorf("ParseSchedulerKind(%q) error = %v, want one naming --scheduler and the valid names", bad, err)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("unknown scheduler %q", bad)) ||
+			!strings.Contains(err.Error(), "valid: ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm") {
+			t.Errorf("ParseSchedulerKind(%q) error = %v, want one naming the value and the valid names", bad, err)
 		}
 	}
 }

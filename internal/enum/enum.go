@@ -5,10 +5,11 @@
 //     Names are lower-case identifiers users type and copy between shells, configs and
 //     diffusers' JSON, where a capital letter or a stray space is never a different intent.
 //   - A parser may accept aliases (diffusers' spellings, short forms, "" for a default), matched
-//     by the same rule. Aliases are not listed in messages: each names something a valid name
-//     already names.
+//     by the same rule. Aliases are neither listed nor suggested in messages: each names
+//     something a valid name already names, and a long alias such as EulerDiscreteScheduler is
+//     within typo distance of names that mean something else (LMSDiscreteScheduler).
 //   - An unknown name is an [*Error] that lists the valid names and, for a likely typo, the
-//     closest one.
+//     closest one ([keys.Closest]).
 //
 // It does not validate values built in code; a parser's result is the canonical constant,
 // which is what code compares against.
@@ -45,17 +46,20 @@ func ParseAliases[T ~string](what, s string, aliases map[string]T, valid ...T) (
 	}
 	e := &Error{What: what, Value: s, Valid: Names(valid...)}
 	if in != "" {
-		// Aliases are candidates too: a misspelt class name is closest to the class name.
-		candidates := slices.Clone(e.Valid)
-		for a := range aliases {
-			if a != "" {
-				candidates = append(candidates, a)
-			}
-		}
-		e.Suggestion = keys.Closest(in, candidates)
+		e.Suggestion = keys.Closest(in, e.Valid)
 	}
 	var zero T
 	return zero, e
+}
+
+// Check returns nil if v is exactly one of valid, and otherwise an [*Error] without a
+// suggestion. It is for values built in code rather than typed by a user: those are never
+// re-spelt, so a typed constant written "Linear" is a mistake, not another spelling.
+func Check[T ~string](what string, v T, valid ...T) error {
+	if slices.Contains(valid, v) {
+		return nil
+	}
+	return &Error{What: what, Value: string(v), Valid: Names(valid...)}
 }
 
 // Names returns the names of valid as strings, in order.
@@ -71,8 +75,8 @@ func Names[T ~string](valid ...T) []string {
 type Error struct {
 	What  string // the enum, in the user's words: "sampler"
 	Value string // the name as written
-	// Suggestion is the valid name (or alias) closest to Value when it is close enough to be a
-	// typo; "" otherwise.
+	// Suggestion is the valid name closest to Value when it is close enough to be a typo; ""
+	// otherwise.
 	Suggestion string
 	Valid      []string // the valid names, in the enum's order
 }

@@ -33,7 +33,8 @@ func TestParse(t *testing.T) {
 		{in: "purple", err: `unknown color "purple" (valid: red, green, light-blue)`},
 		{in: "gren", err: `unknown color "gren" (did you mean "green"? valid: red, green, light-blue)`},
 		{in: " lightblue ", err: `unknown color " lightblue " (did you mean "light-blue"? valid: red, green, light-blue)`},
-		{in: "verdent", aliases: aliases, err: `unknown color "verdent" (did you mean "Verdant"? valid: red, green, light-blue)`},
+		{in: "verdent", aliases: aliases, err: `unknown color "verdent" (valid: red, green, light-blue)`},
+		{in: "gren", aliases: aliases, err: `unknown color "gren" (did you mean "green"? valid: red, green, light-blue)`},
 		{in: "verdant", err: `unknown color "verdant" (valid: red, green, light-blue)`},
 	}
 	for _, c := range cases {
@@ -57,6 +58,16 @@ func TestParse(t *testing.T) {
 func TestParseWithoutAliases(t *testing.T) {
 	if got, err := Parse("color", "Green", red, green, blue); err != nil || got != green {
 		t.Errorf("Parse(Green) = %q, %v", got, err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	if err := Check("color", green, red, green, blue); err != nil {
+		t.Errorf("Check(green) = %v", err)
+	}
+	err := Check("color", color("Green"), red, green, blue)
+	if err == nil || err.Error() != `unknown color "Green" (valid: red, green, light-blue)` {
+		t.Errorf("Check(Green) = %v; want an error without a suggestion", err)
 	}
 }
 
