@@ -11,6 +11,7 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // Options configure [Export]. Zero values take the documented defaults.
@@ -142,7 +143,7 @@ func (o *Options) Validate() error {
 	}
 	rule := o.Sampler.Rule
 	if rule == "" {
-		rule = sampler.Euler
+		rule = schedule.EulerRule
 	}
 	// The noise level flow-sde uses when none is set, so that what is logged is what is drawn.
 	o.Sampler.Eta = rule.Eta(o.Sampler.Eta)

@@ -84,10 +84,10 @@ type Group struct {
 
 // Scheduler records how a group was sampled, as the manifest reports it.
 type Scheduler struct {
-	Sampler  sampler.Rule `json:"sampler"`
-	Eta      float64      `json:"eta"`
-	Steps    int          `json:"steps"`
-	Guidance float64      `json:"guidance"`
+	Sampler  schedule.Rule `json:"sampler"`
+	Eta      float64       `json:"eta"`
+	Steps    int           `json:"steps"`
+	Guidance float64       `json:"guidance"`
 	// Levels is "flow" (x = (1-t) x0 + t noise), "vp" (alpha^2 + sigma^2 = 1) or "other".
 	Levels       string               `json:"levels"`
 	Prediction   pipelines.Prediction `json:"prediction"`
@@ -112,7 +112,7 @@ type FKSettings struct {
 }
 
 // schedulerOf describes how cfg samples with a model of this info on these levels. It records
-// the eta the steps used (a flow-sde run with eta 0 draws with sampler.DefaultFlowSDENoise).
+// the eta the steps used (a flow-sde run with eta 0 draws with schedule.DefaultFlowSDENoise).
 func schedulerOf(cfg sampler.Config, info pipelines.Info, levels []schedule.Level) Scheduler {
 	s := Scheduler{
 		Sampler: cfg.Rule, Eta: cfg.Rule.Eta(cfg.Eta), Steps: cfg.Steps, Guidance: cfg.Guidance,

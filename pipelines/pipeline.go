@@ -73,8 +73,10 @@ func (i Info) Len() int { return i.Channels * i.Height * i.Width }
 type Defaults struct {
 	Steps    int     `yaml:"steps"`
 	Guidance float64 `yaml:"guidance"`
-	Sampler  string  `yaml:"sampler"`
-	Eta      float64 `yaml:"eta"`
+	// Sampler is the step rule; "" when the model recommends none. A manifest's is parsed
+	// when the manifest is read, so it is always one of [schedule.Rules].
+	Sampler schedule.Rule `yaml:"sampler"`
+	Eta     float64       `yaml:"eta"`
 }
 
 // Stats counts a pipeline's model calls: the denoiser's, and those of its other models (text

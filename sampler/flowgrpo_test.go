@@ -71,7 +71,7 @@ func gridSigmas(levels []schedule.Level) []float64 {
 // std is 0.7*sqrt((1/12)/(11/12))*sqrt(1/12) = 0.0609.
 func TestFlowSDEMatchesFlowGRPOOnEveryStep(t *testing.T) {
 	const (
-		a = sampler.DefaultFlowSDENoise
+		a = schedule.DefaultFlowSDENoise
 		n = 12
 		d = 256
 	)
@@ -126,7 +126,7 @@ func TestFlowSDEMatchesFlowGRPOOnEveryStep(t *testing.T) {
 }
 
 // flowRun records a 12-step run on the glyphs model (a flow model) with rule and an unset eta.
-func flowRun(t *testing.T, p pipelines.Pipeline, rule sampler.Rule) (sampler.Config, *sampler.Trajectories) {
+func flowRun(t *testing.T, p pipelines.Pipeline, rule schedule.Rule) (sampler.Config, *sampler.Trajectories) {
 	t.Helper()
 	cfg := sampler.Config{Prompt: `"A"`, Steps: 12, Rule: rule, Seed: 17, Images: 2, Particles: 2, Record: true}
 	res, err := sampler.Run(context.Background(), p, cfg)
@@ -144,7 +144,7 @@ func flowRun(t *testing.T, p pipelines.Pipeline, rule sampler.Rule) (sampler.Con
 func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 	p := openGlyphs(t)
 	ctx := context.Background()
-	cfg, tr := flowRun(t, p, sampler.FlowSDERule)
+	cfg, tr := flowRun(t, p, schedule.FlowSDERule)
 	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 			for j := range v {
 				v[j] = float64(eps[j]) - float64(x0[j])
 			}
-			wantMean, wantStd, wantLP := flowGRPOStep(sigmas, s, float64s(tr.State(s, row)), v, float64s(tr.State(s+1, row)), sampler.DefaultFlowSDENoise)
+			wantMean, wantStd, wantLP := flowGRPOStep(sigmas, s, float64s(tr.State(s, row)), v, float64s(tr.State(s+1, row)), schedule.DefaultFlowSDENoise)
 			if got := tr.Stds[s]; got != float64(float32(wantStd)) {
 				t.Errorf("row %d step %d: std %.9g, Flow-GRPO %.9g", row, s, got, wantStd)
 			}
@@ -178,9 +178,9 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 		}
 	}
 	last := tr.Steps - 1
-	want := lastStdFlowGRPO(sigmas[last], sampler.DefaultFlowSDENoise)
+	want := lastStdFlowGRPO(sigmas[last], schedule.DefaultFlowSDENoise)
 	t.Logf("glyphs, 12 steps, eta unset: first std %.6f, last std %.6f (formula %.6f)", tr.Stds[0], tr.Stds[last], want)
-	if tr.Stds[0] != float64(float32(sampler.DefaultFlowSDENoise)) {
+	if tr.Stds[0] != float64(float32(schedule.DefaultFlowSDENoise)) {
 		t.Errorf("first std %v: with eta unset flow-sde's first step (t = 1) has std a = 0.7", tr.Stds[0])
 	}
 }
@@ -190,8 +190,8 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 // final sample equal to that step's mean.
 func TestFlowSDECleanEndsOnThePrediction(t *testing.T) {
 	p := openGlyphs(t)
-	_, sde := flowRun(t, p, sampler.FlowSDERule)
-	_, clean := flowRun(t, p, sampler.FlowSDECleanRule)
+	_, sde := flowRun(t, p, schedule.FlowSDERule)
+	_, clean := flowRun(t, p, schedule.FlowSDECleanRule)
 	last := clean.Steps - 1
 	for row := range clean.Rows {
 		for s := range last {

@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // TestRecordedLogProbsFollowEachLineage records an FK run (so particles are copied) and checks,
@@ -23,7 +24,7 @@ func TestRecordedLogProbsFollowEachLineage(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := sampler.Run(context.Background(), p, sampler.Config{
-		Prompt: `"A"`, Steps: 12, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: 6, Seed: 5,
+		Prompt: `"A"`, Steps: 12, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 6, Seed: 5,
 		Method: sampler.FK, Reward: r, Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 20},
 		Resampling: potentials.Schedule{Every: 2, Start: 2, End: 8}, Resampler: particles.Systematic,
 		Select: sampler.SelectAll, Record: true,
@@ -66,7 +67,7 @@ func TestRecordedLogProbsFollowEachLineage(t *testing.T) {
 
 func TestSharedStartAndPrefix(t *testing.T) {
 	p := openGlyphs(t)
-	base := sampler.Config{Prompt: `"B"`, Steps: 10, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 9, Record: true}
+	base := sampler.Config{Prompt: `"B"`, Steps: 10, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 9, Record: true}
 
 	cfg := base
 	cfg.SharedStart = true
@@ -114,7 +115,7 @@ func TestSharedStartAndPrefix(t *testing.T) {
 // and its log-probabilities NaN.
 func TestRecordingNewRules(t *testing.T) {
 	g := newGauss(16, 0.5, true)
-	res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: sampler.LCMRule, Images: 1, Particles: 3, Seed: 2, Record: true})
+	res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: schedule.LCMRule, Images: 1, Particles: 3, Seed: 2, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestRecordingNewRules(t *testing.T) {
 			}
 		}
 	}
-	res, err = sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: sampler.DPMpp2MRule, Images: 1, Particles: 3, Seed: 2, Record: true})
+	res, err = sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: schedule.DPMpp2MRule, Images: 1, Particles: 3, Seed: 2, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}

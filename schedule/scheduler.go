@@ -11,7 +11,7 @@ import (
 
 // SchedulerKind names a diffusers scheduler family fksteer reproduces. It decides two things: the
 // grid of levels a run walks ([Scheduler.Levels]) and the step rule that walks it by default
-// ([Scheduler.Sampler]).
+// ([Scheduler.Rule]).
 type SchedulerKind string
 
 const (
@@ -446,25 +446,25 @@ func (s Scheduler) lcmLevels(n int) ([]Level, error) {
 	return append(levels, vpLevel(-1, 1)), nil
 }
 
-// Sampler returns the step rule this kind runs by default and its eta, as sampler rule names:
-// ddim and pndm run ("ddim", 0) (pndm as explained under [Scheduler.Levels]), ddpm ("ddpm", 1),
-// euler ("euler", 0), euler-a ("euler-a", 1), dpm++2m ("dpm++2m", 0) and lcm ("lcm", 0). LCM's
+// Rule returns the step rule this kind runs by default and its eta: ddim and pndm run DDIMRule
+// with eta 0 (pndm as explained under [Scheduler.Levels]), ddpm DDPMRule with 1, euler EulerRule
+// with 0, euler-a EulerARule with 1, dpm++2m DPMpp2MRule with 0 and lcm LCMRule with 0. LCM's
 // fresh noise between steps is part of its rule, not an eta. A Scheduler without a known kind
 // returns ("", 0).
-func (s Scheduler) Sampler() (rule string, eta float64) {
+func (s Scheduler) Rule() (rule Rule, eta float64) {
 	switch s.Kind {
 	case DDIMScheduler, PNDMScheduler:
-		return "ddim", 0
+		return DDIMRule, 0
 	case DDPMScheduler:
-		return "ddpm", 1
+		return DDPMRule, 1
 	case EulerScheduler:
-		return "euler", 0
+		return EulerRule, 0
 	case EulerAncestralScheduler:
-		return "euler-a", 1
+		return EulerARule, 1
 	case DPMSolverScheduler:
-		return "dpm++2m", 0
+		return DPMpp2MRule, 0
 	case LCMScheduler:
-		return "lcm", 0
+		return LCMRule, 0
 	}
 	return "", 0
 }

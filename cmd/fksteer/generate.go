@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -22,6 +23,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 func (a *app) generateCommand() *cobra.Command {
@@ -255,16 +257,12 @@ func (a *app) samplerConfig(info pipelines.Info, opts []models.Option, v setting
 		class := int64(c)
 		cfg.CondOpts.Class = &class
 	}
-	rule := info.Defaults.Sampler
-	if v.IsSet("sampler") || rule == "" {
-		rule = v.GetString("sampler")
-	}
-	if rule == "" {
-		rule = string(sampler.Euler)
-	}
 	var err error
-	if cfg.Rule, err = sampler.ParseRule(rule); err != nil {
-		return cfg, usageError{err}
+	cfg.Rule = info.Defaults.Sampler
+	if v.IsSet("sampler") || cfg.Rule == "" {
+		if cfg.Rule, err = schedule.ParseRule(cmp.Or(v.GetString("sampler"), string(schedule.EulerRule))); err != nil {
+			return cfg, usageError{err}
+		}
 	}
 	if cfg.Method, err = sampler.ParseMethod(v.GetString("method")); err != nil {
 		return cfg, usageError{err}
