@@ -14,6 +14,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/sampler/step"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -32,7 +33,7 @@ func checkLogProbs(t *testing.T, d *finetune.Dataset) {
 			t.Fatalf("%s: %d latents, %d means, %d log-probs", r.ID, len(tr.Latents), len(tr.Means), len(tr.LogProbs))
 		}
 		for s := range tr.Means {
-			want := float32(sampler.LogProb(tr.Latents[s+1], tr.Means[s], float64(tr.Stds[s])))
+			want := float32(step.LogProb(tr.Latents[s+1], tr.Means[s], float64(tr.Stds[s])))
 			got := tr.LogProbs[s]
 			if tr.Stds[s] == 0 {
 				if !math.IsNaN(float64(got)) {

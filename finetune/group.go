@@ -69,8 +69,8 @@ type Group struct {
 	MeanIndex []int
 	// Stds[s] is step s's standard deviation, the same for every sample.
 	Stds []float64
-	// LogProbs[k*Steps+s] is the log-probability of sample k's step s, as [sampler.LogProb]
-	// computes it (NaN where Stds[s] is 0).
+	// LogProbs[k*Steps+s] is the log-probability of sample k's step s, as
+	// [github.com/fksteer/fksteer/sampler/step.LogProb] computes it (NaN where Stds[s] is 0).
 	LogProbs []float32
 	// Lineage[k*Steps+s] is the slot whose step s belongs to sample k's trajectory.
 	Lineage []int

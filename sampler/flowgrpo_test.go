@@ -8,12 +8,13 @@ import (
 
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/sampler/step"
 	"github.com/fksteer/fksteer/schedule"
 )
 
 // flowGRPOStep is Flow-GRPO's sde_step_with_logprob (flow_grpo/diffusers_patch/
 // sd3_sde_with_logprob.py, sde_type "sde") written a second time, in float64 and in Flow-GRPO's
-// own variables, so that sampler.FlowSDE and sampler.LogProb are checked against the reference
+// own variables, so that step.FlowSDE and step.LogProb are checked against the reference
 // rather than against themselves. sigmas is the scheduler's grid (1 = noise, ending in 0), i the
 // step index, x the sample, v the model output (the velocity), prev the drawn prev_sample and a
 // the noise level. It returns prev_sample_mean, the standard deviation std_dev_t*sqrt(-dt) that
@@ -92,12 +93,12 @@ func TestFlowSDEMatchesFlowGRPOOnEveryStep(t *testing.T) {
 				x0[j] = float32(float64(x[j]) - t0*float64(v[j]))
 				eps[j] = float32(float64(x[j]) + (1-t0)*float64(v[j]))
 			}
-			std := sampler.FlowSDE(mean, x, x0, eps, levels[i], levels[i+1], a)
+			std := step.FlowSDE(mean, x, x0, eps, levels[i], levels[i+1], a)
 			std32 := float32(std)
 			for j := range prev {
 				prev[j] = mean[j] + std32*float32(r.NormFloat64())
 			}
-			lp := sampler.LogProb(prev, mean, float64(std32))
+			lp := step.LogProb(prev, mean, float64(std32))
 
 			wantMean, wantStd, wantLP := flowGRPOStep(sigmas, i, float64s(x), float64s(v), float64s(prev), a)
 			if math.Abs(std-wantStd) > 1e-12*wantStd || !(std > 0) {

@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/sampler/step"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -48,7 +49,7 @@ func TestRecordedLogProbsFollowEachLineage(t *testing.T) {
 				}
 				continue
 			}
-			want := sampler.LogProb(states[s+1], means[s], stds[s])
+			want := step.LogProb(states[s+1], means[s], stds[s])
 			if float32(want) != lps[s] || math.IsNaN(want) {
 				t.Fatalf("row %d step %d: stored log-prob %g, recomputed %g", i, s, lps[s], want)
 			}
@@ -132,7 +133,7 @@ func TestRecordingNewRules(t *testing.T) {
 				}
 				continue
 			}
-			if want := float32(sampler.LogProb(tr.State(s+1, r), tr.Mean(s, r), tr.Stds[s])); lp != want || math.IsNaN(float64(lp)) {
+			if want := float32(step.LogProb(tr.State(s+1, r), tr.Mean(s, r), tr.Stds[s])); lp != want || math.IsNaN(float64(lp)) {
 				t.Errorf("lcm step %d row %d: log-prob %v, recomputed %v", s, r, lp, want)
 			}
 		}

@@ -1,4 +1,4 @@
-package sampler
+package step
 
 import (
 	"math"
@@ -261,7 +261,7 @@ func TestStepsOntoCleanData(t *testing.T) {
 		"ddpm":            func() float64 { return DDPM(mean, x, x0, from, clean) },
 		"euler-ancestral": func() float64 { return EulerAncestral(mean, x0, eps, from, clean, 1) },
 		"flow-sde-clean": func() float64 {
-			return takeStep(schedule.FlowSDECleanRule, mean, x, x0, eps, nil, nil, from, clean, 0.7)
+			return Take(schedule.FlowSDECleanRule, mean, x, x0, eps, nil, nil, from, clean, 0.7)
 		},
 		"dpm++2m":         func() float64 { return DPMSolver2M(mean, x, x0, nil, nil, from, clean) },
 		"dpm++2m with m1": func() float64 { return DPMSolver2M(mean, x, x0, prevX0, &prev, from, clean) },
