@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/fksteer
 PROMPT  ?= the letters "fk"
 
-.PHONY: all ort build demo test vet bench gpu-check clean fuzz fuzz-smoke
+.PHONY: all ort build demo test test-nocgo vet bench gpu-check clean fuzz fuzz-smoke
 
 all: build
 
@@ -29,6 +29,17 @@ vet:
 STATISTICAL := TestUnsteered|TestFKIsExact|TestAdaptiveFK|TestMNISTConditional
 # The suites that run the CLI as child processes skip under -race too (cmd/fksteer/race_on_test.go).
 CHILDREN := TestBadInputs|TestSignalsStopEveryCommand
+
+# The packages that build and test without cgo, so without ONNX Runtime: the maths (schedule,
+# sampler/step, particles, potentials, pixels) and the leaf helpers. Listing them here keeps them
+# so: a cgo import reaching one of them fails this target.
+NOCGO := ./batch/ ./internal/atomicfile/ ./internal/enum/ ./internal/filehash/ ./internal/keys/ \
+	./internal/lockfile/ ./internal/pngtext/ ./internal/testimages/ ./models/onnxpb/ ./particles/ \
+	./pixels/ ./potentials/ ./sampler/step/ ./schedule/ ./tokenizers/hfconfig/
+
+test-nocgo:
+	CGO_ENABLED=0 $(GO) test $(NOCGO)
+test: test-nocgo
 
 # The WebGPU tests (models' conformance suite, the generate comparisons, the GPU check) run where
 # a Vulkan adapter exists; CI installs Mesa's software one first (scripts/install-vulkan.sh).

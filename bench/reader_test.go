@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/pipelines/pipelinetest"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // TestReaderReadsConditionalSamples: the k-NN reader must read the DiT's class-conditional
@@ -24,7 +25,7 @@ func TestReaderReadsConditionalSamples(t *testing.T) {
 	}
 	right := 0
 	for digit := range 10 {
-		res, err := sampler.Run(context.Background(), p, sampler.Config{Prompt: fmt.Sprint(digit), Steps: 50, Guidance: 2, Rule: sampler.Euler, Seed: uint64(digit), Images: 2, Particles: 1})
+		res, err := sampler.Run(context.Background(), p, sampler.Config{Prompt: fmt.Sprint(digit), Steps: 50, Guidance: 2, Rule: schedule.EulerRule, Seed: uint64(digit), Images: 2, Particles: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

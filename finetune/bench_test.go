@@ -32,7 +32,7 @@ import (
 func BenchmarkMNISTRecording(b *testing.B) {
 	p := pipelinetest.MNIST(b)
 	ctx := context.Background()
-	cfg := sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: sampler.DDIMRule, Eta: 1, Images: 1, Particles: 16}
+	cfg := sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: schedule.DDIMRule, Eta: 1, Images: 1, Particles: 16}
 	var plain, record, engineOff, engineOn, export time.Duration
 	var perSample, perSampleHalf float64
 	for i := 0; b.Loop(); i++ {
@@ -144,7 +144,7 @@ func (instant) Close() error           { return nil }
 func BenchmarkRecordingCost(b *testing.B) {
 	for _, rec := range []bool{false, true} {
 		b.Run(map[bool]string{false: "record=off", true: "record=on"}[rec], func(b *testing.B) {
-			cfg := sampler.Config{Steps: 50, Rule: sampler.DDIMRule, Eta: 1, Images: 1, Particles: 16, Record: rec}
+			cfg := sampler.Config{Steps: 50, Rule: schedule.DDIMRule, Eta: 1, Images: 1, Particles: 16, Record: rec}
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				cfg.Seed = uint64(i)

@@ -12,6 +12,7 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // The data side of one iteration of a GRPO fine-tuning loop: sample a group with recording, take
@@ -57,7 +58,7 @@ func fineTuningStep() error {
 
 	// 2. Sample a group of 4 with recording; a stochastic step, so every step has a log-probability.
 	cfg := sampler.Config{
-		Prompt: `a red "A"`, Steps: 8, Rule: sampler.DDIMRule, Eta: 1,
+		Prompt: `a red "A"`, Steps: 8, Rule: schedule.DDIMRule, Eta: 1,
 		Images: 1, Particles: 4, Seed: 1, Record: true,
 	}
 	res, err := sampler.Run(ctx, p, cfg)

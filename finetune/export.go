@@ -11,6 +11,7 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // Options configure [Export]. Zero values take the documented defaults.
@@ -112,10 +113,11 @@ func GroupID(i int) string { return fmt.Sprintf("g%06d", i) }
 // Validate fills defaults and rejects options the mode cannot use, with the fix in the message.
 // Export calls it; callers may call it first to tell bad options from failures of the run.
 func (o *Options) Validate() error {
-	m := o.Mode
-	if _, err := ParseMode(string(m)); err != nil {
+	m, err := ParseMode(string(o.Mode))
+	if err != nil {
 		return err
 	}
+	o.Mode = m
 	if o.Out == "" {
 		return errors.New("no output folder: set the dataset folder (--out)")
 	}
@@ -141,7 +143,7 @@ func (o *Options) Validate() error {
 	}
 	rule := o.Sampler.Rule
 	if rule == "" {
-		rule = sampler.Euler
+		rule = schedule.EulerRule
 	}
 	// The noise level flow-sde uses when none is set, so that what is logged is what is drawn.
 	o.Sampler.Eta = rule.Eta(o.Sampler.Eta)
@@ -164,7 +166,7 @@ func (o *Options) Validate() error {
 		if o.Pairs == "" {
 			o.Pairs = AllPairs
 		}
-		if _, err := ParsePairPolicy(string(o.Pairs)); err != nil {
+		if o.Pairs, err = ParsePairPolicy(string(o.Pairs)); err != nil {
 			return err
 		}
 	}

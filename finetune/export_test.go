@@ -14,6 +14,8 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/sampler/step"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // checkLogProbs recomputes every stored log-probability of every sample from the exported
@@ -31,7 +33,7 @@ func checkLogProbs(t *testing.T, d *finetune.Dataset) {
 			t.Fatalf("%s: %d latents, %d means, %d log-probs", r.ID, len(tr.Latents), len(tr.Means), len(tr.LogProbs))
 		}
 		for s := range tr.Means {
-			want := float32(sampler.LogProb(tr.Latents[s+1], tr.Means[s], float64(tr.Stds[s])))
+			want := float32(step.LogProb(tr.Latents[s+1], tr.Means[s], float64(tr.Stds[s])))
 			got := tr.LogProbs[s]
 			if tr.Stds[s] == 0 {
 				if !math.IsNaN(float64(got)) {
@@ -78,7 +80,7 @@ func TestExportFlowSDELogProbsOnEveryStep(t *testing.T) {
 	p := openGlyphs(t)
 	out := filepath.Join(t.TempDir(), "ds")
 	o := glyphOptions(t, finetune.GRPO, out, `a red "A"`)
-	o.Sampler.Rule, o.Sampler.Eta = sampler.FlowSDERule, 0
+	o.Sampler.Rule, o.Sampler.Eta = schedule.FlowSDERule, 0
 	export(t, p, o)
 	d := openDataset(t, out)
 	checkLogProbs(t, d)
@@ -89,11 +91,11 @@ func TestExportFlowSDELogProbsOnEveryStep(t *testing.T) {
 	if err := d.Settings(&s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Scheduler.Sampler != sampler.FlowSDERule || s.Scheduler.Eta != sampler.DefaultFlowSDENoise {
+	if s.Scheduler.Sampler != schedule.FlowSDERule || s.Scheduler.Eta != schedule.DefaultFlowSDENoise {
 		t.Errorf("dataset.json scheduler %+v: want flow-sde with eta 0.7", s.Scheduler)
 	}
 	for _, r := range d.Rows {
-		if r.Scheduler.Sampler != sampler.FlowSDERule || r.Scheduler.Eta != sampler.DefaultFlowSDENoise {
+		if r.Scheduler.Sampler != schedule.FlowSDERule || r.Scheduler.Eta != schedule.DefaultFlowSDENoise {
 			t.Errorf("%s: scheduler %+v, want flow-sde with eta 0.7", r.ID, r.Scheduler)
 		}
 		tr, err := d.Trajectory(r)
@@ -209,7 +211,7 @@ func TestExportGRPO(t *testing.T) {
 			t.Fatalf("sample %s twice", r.ID)
 		}
 		seen[r.ID] = true
-		if r.Scheduler.Sampler != sampler.DDIMRule || r.Scheduler.Eta != 1 || r.Scheduler.Steps != 8 || r.Scheduler.Levels != "flow" || r.ModelHash == "" || r.Model != "glyphs" {
+		if r.Scheduler.Sampler != schedule.DDIMRule || r.Scheduler.Eta != 1 || r.Scheduler.Steps != 8 || r.Scheduler.Levels != "flow" || r.ModelHash == "" || r.Model != "glyphs" {
 			t.Errorf("%s: scheduler %+v, model %s %s", r.ID, r.Scheduler, r.Model, r.ModelHash)
 		}
 		f, err := os.Open(filepath.Join(out, r.Image))
@@ -395,7 +397,7 @@ func TestPRDPAdjacentPairs(t *testing.T) {
 // deterministic step does not have; the error says so and names the fix.
 func TestDeterministicSamplerIsRejected(t *testing.T) {
 	for _, mode := range []finetune.Mode{finetune.DDPO, finetune.D3PO, finetune.PRDP, finetune.GRPO, finetune.AdvGRPO, finetune.Steered} {
-		for _, sc := range []sampler.Config{{Steps: 8, Rule: sampler.Euler}, {Steps: 8, Rule: sampler.DDIMRule, Eta: 0}} {
+		for _, sc := range []sampler.Config{{Steps: 8, Rule: schedule.EulerRule}, {Steps: 8, Rule: schedule.DDIMRule, Eta: 0}} {
 			o := finetune.Options{Mode: mode, Out: t.TempDir(), Prompts: []string{"x"}, Sampler: sc, Reward: redness(t)}
 			_, err := finetune.Export(context.Background(), nil, o)
 			if err == nil || !strings.Contains(err.Error(), "deterministic") || !strings.Contains(err.Error(), "--sampler ddim --eta 1") || !strings.Contains(err.Error(), string(mode)) {

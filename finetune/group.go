@@ -69,8 +69,8 @@ type Group struct {
 	MeanIndex []int
 	// Stds[s] is step s's standard deviation, the same for every sample.
 	Stds []float64
-	// LogProbs[k*Steps+s] is the log-probability of sample k's step s, as [sampler.LogProb]
-	// computes it (NaN where Stds[s] is 0).
+	// LogProbs[k*Steps+s] is the log-probability of sample k's step s, as
+	// [github.com/fksteer/fksteer/sampler/step.LogProb] computes it (NaN where Stds[s] is 0).
 	LogProbs []float32
 	// Lineage[k*Steps+s] is the slot whose step s belongs to sample k's trajectory.
 	Lineage []int
@@ -84,10 +84,10 @@ type Group struct {
 
 // Scheduler records how a group was sampled, as the manifest reports it.
 type Scheduler struct {
-	Sampler  sampler.Rule `json:"sampler"`
-	Eta      float64      `json:"eta"`
-	Steps    int          `json:"steps"`
-	Guidance float64      `json:"guidance"`
+	Sampler  schedule.Rule `json:"sampler"`
+	Eta      float64       `json:"eta"`
+	Steps    int           `json:"steps"`
+	Guidance float64       `json:"guidance"`
 	// Levels is "flow" (x = (1-t) x0 + t noise), "vp" (alpha^2 + sigma^2 = 1) or "other".
 	Levels       string               `json:"levels"`
 	Prediction   pipelines.Prediction `json:"prediction"`
@@ -112,7 +112,7 @@ type FKSettings struct {
 }
 
 // schedulerOf describes how cfg samples with a model of this info on these levels. It records
-// the eta the steps used (a flow-sde run with eta 0 draws with sampler.DefaultFlowSDENoise).
+// the eta the steps used (a flow-sde run with eta 0 draws with schedule.DefaultFlowSDENoise).
 func schedulerOf(cfg sampler.Config, info pipelines.Info, levels []schedule.Level) Scheduler {
 	s := Scheduler{
 		Sampler: cfg.Rule, Eta: cfg.Rule.Eta(cfg.Eta), Steps: cfg.Steps, Guidance: cfg.Guidance,

@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // glyphsCache holds the built-in model, built once for the package's tests.
@@ -56,7 +57,7 @@ func glyphOptions(tb testing.TB, mode finetune.Mode, out string, prompts ...stri
 	tb.Helper()
 	return finetune.Options{
 		Mode: mode, Out: out, Prompts: prompts, Samples: 4,
-		Sampler: sampler.Config{Steps: 8, Rule: sampler.DDIMRule, Eta: 1, Seed: 100},
+		Sampler: sampler.Config{Steps: 8, Rule: schedule.DDIMRule, Eta: 1, Seed: 100},
 		Reward:  redness(tb), RewardSpec: redSpec,
 	}
 }

@@ -23,7 +23,8 @@ const (
 // LogProbConvention names how log_probs are computed, as the manifest records it: the Gaussian
 // log-density log N(x_{t-1}; mean, std^2 I) with its constants, averaged (not summed) over the
 // C*H*W elements, computed in float64 and stored as float32 (DDPO's ddim_with_logprob, which
-// D3PO and Flow-GRPO share). See [sampler.LogProb] and docs/datasets.md.
+// D3PO and Flow-GRPO share). See [github.com/fksteer/fksteer/sampler/step.LogProb] and
+// docs/datasets.md.
 const LogProbConvention = "gaussian-mean-over-elements"
 
 // Float is a float64 that JSON encodes as null when it is NaN or infinite (which JSON cannot

@@ -1,9 +1,6 @@
 package finetune
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/fksteer/fksteer/internal/enum"
 
 // Mode is the kind of dataset an export writes, named after the trainer that reads it.
 type Mode string
@@ -32,19 +29,9 @@ const (
 
 var modes = []Mode{DDPO, D3PO, PRDP, GRPO, AdvGRPO, Steered}
 
-// ParseMode turns a mode name into a Mode.
-func ParseMode(s string) (Mode, error) {
-	for _, m := range modes {
-		if Mode(s) == m {
-			return m, nil
-		}
-	}
-	names := make([]string, len(modes))
-	for i, m := range modes {
-		names[i] = string(m)
-	}
-	return "", fmt.Errorf("unknown dataset mode %q (valid: %s)", s, strings.Join(names, ", "))
-}
+// ParseMode turns a mode name into a Mode, by [enum.Parse]'s rule (case-insensitive,
+// surrounding space ignored).
+func ParseMode(s string) (Mode, error) { return enum.Parse("dataset mode", s, modes...) }
 
 // Pairs reports whether the mode writes preference pairs (pairs.jsonl).
 func (m Mode) Pairs() bool { return m == D3PO || m == PRDP }

@@ -1,8 +1,9 @@
 package finetune
 
 import (
-	"fmt"
 	"math"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // PairPolicy says which pairs of a group's samples the pair modes (D3PO, PRDP) write.
@@ -16,13 +17,10 @@ const (
 	AdjacentPairs PairPolicy = "adjacent"
 )
 
-// ParsePairPolicy turns "all" or "adjacent" into a PairPolicy.
+// ParsePairPolicy turns "all" or "adjacent" into a PairPolicy, by [enum.Parse]'s rule
+// (case-insensitive, surrounding space ignored).
 func ParsePairPolicy(s string) (PairPolicy, error) {
-	switch p := PairPolicy(s); p {
-	case AllPairs, AdjacentPairs:
-		return p, nil
-	}
-	return "", fmt.Errorf("unknown pair policy %q (valid: all, adjacent)", s)
+	return enum.Parse("pair policy", s, AllPairs, AdjacentPairs)
 }
 
 // Preference values of a [Pair].

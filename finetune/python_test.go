@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
-	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // expectedTensor is what check_dataset.py compares bit for bit with a shard: a tensor's dtype,
@@ -65,8 +65,8 @@ func TestPythonReadsDataset(t *testing.T) {
 	for _, tc := range []struct {
 		mode finetune.Mode
 		half bool
-		rule sampler.Rule // "": glyphOptions' ddim
-	}{{finetune.GRPO, false, ""}, {finetune.D3PO, true, ""}, {finetune.GRPO, false, sampler.FlowSDERule}} {
+		rule schedule.Rule // "": glyphOptions' ddim
+	}{{finetune.GRPO, false, ""}, {finetune.D3PO, true, ""}, {finetune.GRPO, false, schedule.FlowSDERule}} {
 		name := string(tc.mode)
 		if tc.rule != "" {
 			name += "-" + string(tc.rule)

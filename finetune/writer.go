@@ -111,7 +111,8 @@ type pendingGroup struct {
 // that exists, is not empty and holds no dataset.json is refused, so that an export never mixes
 // into unrelated files.
 func OpenWriter(dir string, o WriterOptions) (*Writer, error) {
-	if _, err := ParseMode(string(o.Mode)); err != nil {
+	var err error
+	if o.Mode, err = ParseMode(string(o.Mode)); err != nil {
 		return nil, err
 	}
 	if o.ShardSize <= 0 {

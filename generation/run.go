@@ -1,6 +1,7 @@
 package generation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // Run is a Spec resolved against an Env: the open model, the reward, and the sampler's
@@ -120,10 +122,12 @@ func (e *Env) config(s Spec, info pipelines.Info) (sampler.Config, error) {
 		cfg.Eta = *s.Eta
 	}
 	cfg.CondOpts.Class = s.Class
-	rule := cmpOr(s.Sampler, info.Defaults.Sampler, string(sampler.Euler))
 	var err error
-	if cfg.Rule, err = sampler.ParseRule(rule); err != nil {
-		return cfg, &SpecError{err}
+	cfg.Rule = cmp.Or(info.Defaults.Sampler, schedule.EulerRule)
+	if s.Sampler != "" {
+		if cfg.Rule, err = schedule.ParseRule(s.Sampler); err != nil {
+			return cfg, &SpecError{err}
+		}
 	}
 	if cfg.Method, err = sampler.ParseMethod(s.Method); err != nil {
 		return cfg, &SpecError{err}
@@ -170,15 +174,6 @@ func (e *Env) config(s Spec, info pipelines.Info) (sampler.Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
-}
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // resampling builds the FK schedule from the resample-every/start/end settings, where 0 (every)

@@ -5,9 +5,9 @@ import (
 	"maps"
 	goruntime "runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
+	"github.com/fksteer/fksteer/internal/enum"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -31,27 +31,11 @@ const (
 
 var providers = []Provider{Auto, CPU, WebGPU, CUDA, TensorRT, CoreML, DirectML, OpenVINO}
 
-// ParseProvider turns a user's provider name into a Provider. The empty name is CPU, what a
-// zero [Options] has always meant.
+// ParseProvider turns a user's provider name into a Provider, by [enum.Parse]'s rule
+// (case-insensitive, surrounding space ignored). The empty name is CPU, what a zero [Options]
+// has always meant.
 func ParseProvider(s string) (Provider, error) {
-	p := Provider(strings.ToLower(strings.TrimSpace(s)))
-	if p == "" {
-		return CPU, nil
-	}
-	for _, q := range providers {
-		if p == q {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("unknown execution provider %q (valid: %s)", s, joinProviders())
-}
-
-func joinProviders() string {
-	names := make([]string, len(providers))
-	for i, p := range providers {
-		names[i] = string(p)
-	}
-	return strings.Join(names, ", ")
+	return enum.ParseAliases("execution provider", s, map[string]Provider{"": CPU}, providers...)
 }
 
 // OptLevel is ONNX Runtime's graph optimisation level.
@@ -65,15 +49,10 @@ const (
 	OptAll      OptLevel = "all"
 )
 
-// ParseOptLevel turns a user's level name into an OptLevel.
+// ParseOptLevel turns a user's level name into an OptLevel, by [enum.Parse]'s rule. The empty
+// name is OptAll, as in [Defaults].
 func ParseOptLevel(s string) (OptLevel, error) {
-	switch l := OptLevel(strings.ToLower(strings.TrimSpace(s))); l {
-	case "":
-		return OptAll, nil
-	case OptDisabled, OptBasic, OptExtended, OptAll:
-		return l, nil
-	}
-	return "", fmt.Errorf("unknown graph optimisation level %q (valid: disabled, basic, extended, all)", s)
+	return enum.ParseAliases("graph optimisation level", s, map[string]OptLevel{"": OptAll}, OptDisabled, OptBasic, OptExtended, OptAll)
 }
 
 // Options configure a session. Build them with [Defaults] and Option functions; the zero value
@@ -323,5 +302,6 @@ func (o Options) appendProvider(so *ort.SessionOptions) error {
 		}
 		return so.AppendExecutionProviderOpenVINO(kv(nil))
 	}
-	return fmt.Errorf("unknown execution provider %q (valid: %s)", o.Provider, joinProviders())
+	// Auto ends here too: it must have been resolved before a session is opened.
+	return &enum.Error{What: "execution provider", Value: string(o.Provider), Valid: enum.Names(providers...)}
 }

@@ -2,10 +2,10 @@ package particles
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // Scheme names a resampling scheme. Every scheme is unbiased: particle i receives, in
@@ -37,34 +37,9 @@ func Schemes() []Scheme { return []Scheme{Multinomial, Stratified, Systematic, R
 // group (usually: every reward was NaN).
 var ErrZeroWeights = errors.New("particles: every weight is zero (all log-weights are -Inf or NaN)")
 
-// ParseScheme returns the scheme named s (case-insensitive, surrounding space ignored), or an
-// error that lists the valid names.
-func ParseScheme(s string) (Scheme, error) {
-	sc := Scheme(strings.ToLower(strings.TrimSpace(s)))
-	if sc.valid() {
-		return sc, nil
-	}
-	return "", fmt.Errorf("particles: unknown resampling scheme %q (valid: %s)", s, schemeNames())
-}
-
-func (s Scheme) valid() bool {
-	switch s {
-	case Multinomial, Stratified, Systematic, Residual:
-		return true
-	}
-	return false
-}
-
-func schemeNames() string {
-	var b strings.Builder
-	for i, s := range Schemes() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(string(s))
-	}
-	return b.String()
-}
+// ParseScheme returns the scheme named s, by [enum.Parse]'s rule (case-insensitive, surrounding
+// space ignored), or an error that lists the valid names.
+func ParseScheme(s string) (Scheme, error) { return enum.Parse("resampling scheme", s, Schemes()...) }
 
 // Resample draws len(parents) ancestor indices into parents from the weights exp(logw[i]),
 // normalised over logw; parents and logw may have different lengths. It is unbiased: the
@@ -91,8 +66,8 @@ func schemeNames() string {
 // It returns [ErrZeroWeights] if every weight is zero, and an error for an unknown scheme; on
 // error parents is unchanged and rng is not read. rng must not be nil.
 func (s Scheme) Resample(rng *rand.Rand, logw []float64, parents []int) error {
-	if !s.valid() {
-		return fmt.Errorf("particles: unknown resampling scheme %q (valid: %s)", string(s), schemeNames())
+	if err := enum.Check("resampling scheme", s, Schemes()...); err != nil {
+		return err
 	}
 	sc := scaleOf(logw)
 	if sc.zero() {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/glyphs"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // GlyphsName is the name under which the built-in glyphs model is selected (`--model glyphs`,
@@ -38,7 +39,7 @@ func GlyphsManifest(modelPath string) *Manifest {
 		},
 		// The denoiser is exactly conditional, so guidance is off; a stochastic sampler by default
 		// lets FK steering work without extra flags.
-		Defaults: Defaults{Steps: 50, Guidance: 1, Sampler: "ddim", Eta: 1},
+		Defaults: Defaults{Steps: 50, Guidance: 1, Sampler: schedule.DDIMRule, Eta: 1},
 	}
 }
 

@@ -204,6 +204,13 @@ func (m *Manifest) validate() error {
 		problems = append(problems, fmt.Sprintf("`conditioning.kind` must be none, class or text (got %q)", m.Conditioning.Kind))
 	}
 	need(m.Defaults.Steps >= 0, "`defaults.steps` must not be negative")
+	if m.Defaults.Sampler != "" {
+		rule, err := schedule.ParseRule(string(m.Defaults.Sampler))
+		if err != nil {
+			problems = append(problems, "`defaults.sampler`: "+err.Error())
+		}
+		m.Defaults.Sampler = rule
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}

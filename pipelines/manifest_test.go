@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // classManifest is a valid class-conditional manifest with ten classes and the given null class.
@@ -43,5 +44,23 @@ func TestManifestNullClassRange(t *testing.T) {
 		if got := fmt.Sprint(*m.Conditioning.NullClass); got != null {
 			t.Errorf("null_class %s read as %s", null, got)
 		}
+	}
+}
+
+// TestManifestDefaultSampler: defaults.sampler is parsed when the manifest is read, so the
+// pipeline's Defaults hold a schedule.Rule and a misspelt one is a manifest error naming the key.
+func TestManifestDefaultSampler(t *testing.T) {
+	for in, want := range map[string]schedule.Rule{"": "", "euler": schedule.EulerRule, " DDIM": schedule.DDIMRule} {
+		m, err := pipelines.ParseManifest([]byte(classManifest("10") + fmt.Sprintf("defaults: {sampler: %q}\n", in)))
+		if err != nil {
+			t.Errorf("sampler %q refused: %v", in, err)
+		} else if m.Defaults.Sampler != want {
+			t.Errorf("sampler %q read as %q, want %q", in, m.Defaults.Sampler, want)
+		}
+	}
+	_, err := pipelines.ParseManifest([]byte(classManifest("10") + "defaults: {sampler: eulr}\n"))
+	want := "`defaults.sampler`: unknown sampler \"eulr\" (did you mean \"euler\"?"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("sampler eulr: error %v, want one containing %q", err, want)
 	}
 }

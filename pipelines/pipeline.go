@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fksteer/fksteer/internal/enum"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/schedule"
 )
@@ -72,8 +73,10 @@ func (i Info) Len() int { return i.Channels * i.Height * i.Width }
 type Defaults struct {
 	Steps    int     `yaml:"steps"`
 	Guidance float64 `yaml:"guidance"`
-	Sampler  string  `yaml:"sampler"`
-	Eta      float64 `yaml:"eta"`
+	// Sampler is the step rule; "" when the model recommends none. A manifest's is parsed
+	// when the manifest is read, so it is always one of [schedule.Rules].
+	Sampler schedule.Rule `yaml:"sampler"`
+	Eta     float64       `yaml:"eta"`
 }
 
 // Stats counts a pipeline's model calls: the denoiser's, and those of its other models (text
@@ -187,19 +190,16 @@ const (
 	PredictFlow    Prediction = "flow"
 )
 
-// ParsePrediction accepts the names above and diffusers' aliases (v_prediction, sample).
+// ParsePrediction accepts the names above, diffusers' aliases (v_prediction, sample) and the
+// short forms eps, velocity and flow_velocity, by [enum.Parse]'s rule (case-insensitive,
+// surrounding space ignored).
 func ParsePrediction(s string) (Prediction, error) {
-	switch s {
-	case "epsilon", "eps":
-		return PredictEpsilon, nil
-	case "v", "v_prediction":
-		return PredictV, nil
-	case "x0", "sample":
-		return PredictX0, nil
-	case "flow", "velocity", "flow_velocity":
-		return PredictFlow, nil
-	}
-	return "", fmt.Errorf("unknown prediction %q (valid: epsilon, v, x0, flow)", s)
+	return enum.ParseAliases("prediction", s, predictionAliases, PredictEpsilon, PredictV, PredictX0, PredictFlow)
+}
+
+var predictionAliases = map[string]Prediction{
+	"eps": PredictEpsilon, "v_prediction": PredictV, "sample": PredictX0,
+	"velocity": PredictFlow, "flow_velocity": PredictFlow,
 }
 
 // ToX0Eps converts a model output at level l into the predicted clean state and noise, for

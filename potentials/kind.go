@@ -1,9 +1,6 @@
 package potentials
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/fksteer/fksteer/internal/enum"
 
 // Kind names a potential: how a particle's reward history becomes its log-potential at an
 // intermediate evaluation step (see the package documentation for the formulas). All kinds use
@@ -30,24 +27,6 @@ const DefaultKind = Diff
 // Kinds lists every valid kind, in the order error messages list them.
 func Kinds() []Kind { return []Kind{Max, Diff, Sum, Immediate} }
 
-// ParseKind returns the kind named s (case-insensitive, surrounding space ignored), or an error
-// that lists the valid names.
-func ParseKind(s string) (Kind, error) {
-	k := Kind(strings.ToLower(strings.TrimSpace(s)))
-	if k.valid() {
-		return k, nil
-	}
-	names := make([]string, 0, 4)
-	for _, k := range Kinds() {
-		names = append(names, string(k))
-	}
-	return "", fmt.Errorf("potentials: unknown potential %q (valid: %s)", s, strings.Join(names, ", "))
-}
-
-func (k Kind) valid() bool {
-	switch k {
-	case Max, Diff, Sum, Immediate:
-		return true
-	}
-	return false
-}
+// ParseKind returns the kind named s, by [enum.Parse]'s rule (case-insensitive, surrounding space
+// ignored), or an error that lists the valid names.
+func ParseKind(s string) (Kind, error) { return enum.Parse("potential", s, Kinds()...) }

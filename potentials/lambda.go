@@ -3,7 +3,8 @@ package potentials
 import (
 	"fmt"
 	"math"
-	"strings"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // Ramp names how lambda moves over the evaluation steps. The zero value "" means [Constant].
@@ -19,18 +20,10 @@ const (
 	Exponential Ramp = "exponential"
 )
 
-// ParseRamp returns the ramp named s (case-insensitive; "" and "constant" are [Constant], "exp"
-// is accepted for [Exponential]), or an error that lists the valid names.
+// ParseRamp returns the ramp named s, by [enum.Parse]'s rule (case-insensitive, surrounding space
+// ignored; "" is [Constant], "exp" is [Exponential]), or an error that lists the valid names.
 func ParseRamp(s string) (Ramp, error) {
-	switch r := Ramp(strings.ToLower(strings.TrimSpace(s))); r {
-	case "", Constant:
-		return Constant, nil
-	case Linear, Exponential:
-		return r, nil
-	case "exp":
-		return Exponential, nil
-	}
-	return "", fmt.Errorf("potentials: unknown lambda ramp %q (valid: %s, %s, %s)", s, Constant, Linear, Exponential)
+	return enum.ParseAliases("lambda ramp", s, map[string]Ramp{"": Constant, "exp": Exponential}, Constant, Linear, Exponential)
 }
 
 // Lambda is the inverse temperature of the steering target p(x0) exp(lambda r(x0)), with an

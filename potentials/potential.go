@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fksteer/fksteer/internal/enum"
 	"github.com/fksteer/fksteer/particles"
 )
 
@@ -45,8 +46,7 @@ type RowState struct {
 // given kind over it. It returns an error, and leaves pop unchanged, if kind is unknown or pop
 // already has those fields (one Potential per population).
 func New(pop *particles.Population, kind Kind) (*Potential, error) {
-	if !kind.valid() {
-		_, err := ParseKind(string(kind))
+	if err := enum.Check("potential", kind, Kinds()...); err != nil {
 		return nil, err
 	}
 	for _, name := range []string{FieldPrevReward, FieldPrevLambda, FieldMaxReward, FieldSumReward, FieldLogApplied} {

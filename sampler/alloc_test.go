@@ -8,6 +8,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // TestStepLoopDoesNotAllocate compares the allocations of FK runs of 10 and 30 steps: all
@@ -22,7 +23,7 @@ func TestStepLoopDoesNotAllocate(t *testing.T) {
 	}
 	allocs := func(steps int) float64 {
 		cfg := sampler.Config{
-			Prompt: `"A"`, Steps: steps, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 1,
+			Prompt: `"A"`, Steps: steps, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 1,
 			Method: sampler.FK, Reward: r, Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 5},
 			Resampling: potentials.Schedule{Every: 2, Start: 2, End: 6}, Resampler: particles.Systematic,
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // reportShares reports the run's split of wall time: the share outside ONNX Runtime's Run
@@ -29,7 +30,7 @@ func reportShares(b *testing.B, st sampler.Stats) {
 // ONNX Runtime's Run calls.
 func BenchmarkMNISTGenerate(b *testing.B) {
 	p := openMNIST(b)
-	benchRuns(b, p, sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: sampler.Euler, Images: 16, Particles: 1})
+	benchRuns(b, p, sampler.Config{Prompt: "3", Steps: 50, Guidance: 2, Rule: schedule.EulerRule, Images: 16, Particles: 1})
 }
 
 // benchRuns runs cfg once per iteration with a new seed and reports the last run's shares.
@@ -59,7 +60,7 @@ func BenchmarkMNISTFK(b *testing.B) {
 	}
 	b.Cleanup(func() { r.Close() })
 	benchRuns(b, p, sampler.Config{
-		Prompt: "", Steps: 50, Rule: sampler.DDIMRule, Eta: 1, Images: 1, Particles: 16,
+		Prompt: "", Steps: 50, Rule: schedule.DDIMRule, Eta: 1, Images: 1, Particles: 16,
 		Method: sampler.FK, Reward: r, Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 10},
 		Resampling: potentials.Schedule{Every: 5, Start: 5, End: 30}, Resampler: particles.Systematic,
 	})

@@ -3,8 +3,8 @@ package sampler
 import (
 	"fmt"
 	"math"
-	"strings"
 
+	"github.com/fksteer/fksteer/internal/enum"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
@@ -12,108 +12,6 @@ import (
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/schedule"
 )
-
-// Rule names a step rule.
-type Rule string
-
-// The step rules a run can use.
-const (
-	// Euler is the deterministic step (DDIM with eta = 0): for flows, x' = x - (t-t') v.
-	Euler Rule = "euler"
-	// DDIMRule is DDIM with the run's eta; on flow levels, the marginal-preserving flow step.
-	DDIMRule Rule = "ddim"
-	// DDPMRule is the ancestral posterior q(x'|x, x0) (DDIM with eta = 1, computed directly).
-	DDPMRule Rule = "ddpm"
-	// EulerARule is k-diffusion's Euler-ancestral step with the run's eta.
-	EulerARule Rule = "euler-a"
-	// FlowSDERule is Flow-GRPO's SDE step for rectified flows on every step, the last (onto
-	// t' = 0) included, as Flow-GRPO samples: its final images keep a little noise and every
-	// step has a log-probability. Eta is the noise level a; 0 means DefaultFlowSDENoise.
-	FlowSDERule Rule = "flow-sde"
-	// FlowSDECleanRule is FlowSDERule except at a step onto clean data (t' = 0), which lands on
-	// the prediction x0 (std 0, no log-probability): clean final images, for users who want
-	// them more than Flow-GRPO's exact sampler, whose last step a trainer could use. Eta as
-	// FlowSDERule.
-	FlowSDECleanRule Rule = "flow-sde-clean"
-	// DPMpp2MRule is DPM-Solver++(2M), diffusers' default multistep ODE solver for Stable
-	// Diffusion; deterministic, eta is ignored. Each particle's previous x0 prediction travels
-	// with it in the population.
-	DPMpp2MRule Rule = "dpm++2m"
-	// LCMRule is the Latent Consistency Model step: the prediction brought to the next level
-	// with all of that level's noise drawn fresh; eta is ignored.
-	LCMRule Rule = "lcm"
-)
-
-var rules = []Rule{Euler, DDIMRule, DDPMRule, EulerARule, FlowSDERule, FlowSDECleanRule, DPMpp2MRule, LCMRule}
-
-// DefaultFlowSDENoise is Flow-GRPO's default noise level a (sde_step_with_logprob's
-// noise_level), which the flow-sde rules use when eta is 0, so that they run on models that
-// recommend no eta. A flow-sde step with a = 0 would be the Euler step, which Euler names.
-const DefaultFlowSDENoise = 0.7
-
-// ParseRule turns a sampler name into a Rule.
-func ParseRule(s string) (Rule, error) { return parseName("sampler", s, rules) }
-
-// parseName returns the element of valid named s, or an error listing the valid names.
-func parseName[T ~string](what, s string, valid []T) (T, error) {
-	names := make([]string, len(valid))
-	for i, v := range valid {
-		if string(v) == s {
-			return v, nil
-		}
-		names[i] = string(v)
-	}
-	return "", fmt.Errorf("unknown %s %q (valid: %s)", what, s, strings.Join(names, ", "))
-}
-
-// Eta returns the eta that steps of rule r take when eta is configured: eta itself, except that
-// the flow-sde rules read 0 (unset) as DefaultFlowSDENoise. [Config.Validate] stores it in
-// Config.Eta, so what a run records is what it used.
-func (r Rule) Eta(eta float64) float64 {
-	if (r == FlowSDERule || r == FlowSDECleanRule) && eta == 0 {
-		return DefaultFlowSDENoise
-	}
-	return eta
-}
-
-// Stochastic reports whether the rule draws fresh noise with this eta. FK steering needs it:
-// a deterministic sampler gives resampled copies nothing to diverge with.
-func (r Rule) Stochastic(eta float64) bool {
-	switch r {
-	case Euler, DPMpp2MRule:
-		return false
-	case DDPMRule, LCMRule:
-		return true
-	}
-	return r.Eta(eta) > 0
-}
-
-// step writes the mean of one step for a whole batch and returns its standard deviation.
-// prevX0 and prev are DPM-Solver++(2M)'s previous prediction and its level (prev nil: a
-// first-order step); the other rules ignore them.
-func (r Rule) step(mean, x, x0, eps, prevX0 []float32, prev *schedule.Level, from, to schedule.Level, eta float64) float64 {
-	switch r {
-	case DPMpp2MRule:
-		return DPMSolver2M(mean, x, x0, prevX0, prev, from, to)
-	case LCMRule:
-		return LCM(mean, x0, to)
-	case DDIMRule:
-		return DDIM(mean, x0, eps, from, to, eta)
-	case DDPMRule:
-		return DDPM(mean, x, x0, from, to)
-	case EulerARule:
-		return EulerAncestral(mean, x0, eps, from, to, eta)
-	case FlowSDERule:
-		return FlowSDE(mean, x, x0, eps, from, to, eta)
-	case FlowSDECleanRule:
-		if to.Clean() {
-			// The Euler step onto t' = 0, x - t v, is the prediction x0 itself.
-			return DDIM(mean, x0, eps, from, to, 0)
-		}
-		return FlowSDE(mean, x, x0, eps, from, to, eta)
-	}
-	return DDIM(mean, x0, eps, from, to, 0)
-}
 
 // Method is a steering method.
 type Method string
@@ -128,10 +26,8 @@ const (
 	FK Method = "fk"
 )
 
-// ParseMethod turns a method name into a Method.
-func ParseMethod(s string) (Method, error) {
-	return parseName("method", s, []Method{Base, BestOfN, FK})
-}
+// ParseMethod turns a method name into a Method, by [enum.Parse]'s rule.
+func ParseMethod(s string) (Method, error) { return enum.Parse("method", s, Base, BestOfN, FK) }
 
 // Selection says which final particles a run returns.
 type Selection string
@@ -147,9 +43,9 @@ const (
 	SelectSample Selection = "sample"
 )
 
-// ParseSelection turns a name into a Selection.
+// ParseSelection turns a name into a Selection, by [enum.Parse]'s rule.
 func ParseSelection(s string) (Selection, error) {
-	return parseName("selection", s, []Selection{SelectBest, SelectAll, SelectSample})
+	return enum.Parse("selection", s, SelectBest, SelectAll, SelectSample)
 }
 
 // Config is one sampling run: Images independent groups of Particles particles each, all in one
@@ -161,9 +57,9 @@ type Config struct {
 	// of them, or with Init the last StepsWalked() of them.
 	Steps    int
 	Guidance float64
-	Rule     Rule
+	Rule     schedule.Rule
 	// Eta is the noise of ddim and euler-a, and the noise level a of the flow-sde rules, where 0
-	// means DefaultFlowSDENoise (Validate fills it in); the other rules ignore it.
+	// means schedule.DefaultFlowSDENoise (Validate fills it in); the other rules ignore it.
 	Eta        float64
 	Seed       uint64
 	Images     int
@@ -258,7 +154,7 @@ func (c *Config) Validate() error {
 		return invalid("guidance %g is not a finite number (--guidance; values <= 1 turn guidance off)", c.Guidance)
 	}
 	if c.Rule == "" {
-		c.Rule = Euler
+		c.Rule = schedule.EulerRule
 	}
 	c.Eta = c.Rule.Eta(c.Eta)
 	if c.Method == "" {

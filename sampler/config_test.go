@@ -9,21 +9,10 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 func TestParseNames(t *testing.T) {
-	if r, err := ParseRule("euler-a"); err != nil || r != EulerARule {
-		t.Errorf("ParseRule(euler-a) = %v, %v", r, err)
-	}
-	if r, err := ParseRule("dpm++2m"); err != nil || r != DPMpp2MRule {
-		t.Errorf("ParseRule(dpm++2m) = %v, %v", r, err)
-	}
-	if r, err := ParseRule("lcm"); err != nil || r != LCMRule {
-		t.Errorf("ParseRule(lcm) = %v, %v", r, err)
-	}
-	if _, err := ParseRule("heun"); err == nil || !strings.Contains(err.Error(), "valid: euler, ddim, ddpm, euler-a, flow-sde, flow-sde-clean, dpm++2m, lcm") {
-		t.Errorf("ParseRule(heun) error = %v", err)
-	}
 	if m, err := ParseMethod("bon"); err != nil || m != BestOfN {
 		t.Errorf("ParseMethod(bon) = %v, %v", m, err)
 	}
@@ -34,7 +23,7 @@ func TestParseNames(t *testing.T) {
 
 func TestValidateNamesTheProblem(t *testing.T) {
 	color := rewards.NewColor([3]float64{1, 0, 0})
-	fk := Config{Steps: 10, Images: 1, Particles: 4, Method: FK, Reward: color, Rule: DDIMRule, Eta: 1,
+	fk := Config{Steps: 10, Images: 1, Particles: 4, Method: FK, Reward: color, Rule: schedule.DDIMRule, Eta: 1,
 		Lambda: potentials.Lambda{Value: 1}, Resampling: potentials.Schedule{Every: 2, Start: 2, End: 6}}
 	for _, c := range []struct {
 		name   string
@@ -43,8 +32,8 @@ func TestValidateNamesTheProblem(t *testing.T) {
 	}{
 		{"zero steps", func(c *Config) { c.Steps = 0 }, "steps must be positive"},
 		{"no particles", func(c *Config) { c.Particles = 0 }, "particles must be positive"},
-		{"deterministic FK", func(c *Config) { c.Rule, c.Eta = Euler, 0 }, "FK steering needs a stochastic sampler"},
-		{"dpm++2m FK", func(c *Config) { c.Rule = DPMpp2MRule }, "FK steering needs a stochastic sampler: dpm++2m"},
+		{"deterministic FK", func(c *Config) { c.Rule, c.Eta = schedule.EulerRule, 0 }, "FK steering needs a stochastic sampler"},
+		{"dpm++2m FK", func(c *Config) { c.Rule = schedule.DPMpp2MRule }, "FK steering needs a stochastic sampler: dpm++2m"},
 		{"ddim without eta", func(c *Config) { c.Eta = 0 }, "FK steering needs a stochastic sampler"},
 		{"no reward", func(c *Config) { c.Reward = nil }, "needs a reward"},
 		{"bad schedule", func(c *Config) { c.Resampling.Every = 0 }, "resampling interval 0 must be at least 1 step (--resample-every)"},
@@ -93,7 +82,7 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		t.Errorf("valid FK config rejected: %v", err)
 	}
 	lcm := fk
-	lcm.Rule, lcm.Eta = LCMRule, 0
+	lcm.Rule, lcm.Eta = schedule.LCMRule, 0
 	if err := lcm.Validate(); err != nil {
 		t.Errorf("FK with lcm rejected: %v", err)
 	}
@@ -126,11 +115,11 @@ func TestStepsWalked(t *testing.T) {
 // on models that recommend no eta (the MNIST DiT); a set eta, and every other rule's, is kept.
 func TestValidateFillsTheFlowSDENoiseLevel(t *testing.T) {
 	for _, c := range []struct {
-		rule      Rule
+		rule      schedule.Rule
 		eta, want float64
 	}{
-		{FlowSDERule, 0, 0.7}, {FlowSDECleanRule, 0, 0.7}, {FlowSDERule, 0.3, 0.3}, {FlowSDECleanRule, 1.2, 1.2},
-		{DDIMRule, 0, 0}, {EulerARule, 0, 0}, {Euler, 0, 0},
+		{schedule.FlowSDERule, 0, 0.7}, {schedule.FlowSDECleanRule, 0, 0.7}, {schedule.FlowSDERule, 0.3, 0.3}, {schedule.FlowSDECleanRule, 1.2, 1.2},
+		{schedule.DDIMRule, 0, 0}, {schedule.EulerARule, 0, 0}, {schedule.EulerRule, 0, 0},
 	} {
 		cfg := Config{Steps: 4, Images: 1, Particles: 1, Rule: c.rule, Eta: c.eta}
 		if err := cfg.Validate(); err != nil || cfg.Eta != c.want {
@@ -140,8 +129,8 @@ func TestValidateFillsTheFlowSDENoiseLevel(t *testing.T) {
 			t.Errorf("%s eta %v: Stochastic %v, want %v", c.rule, c.eta, got, want)
 		}
 	}
-	if DefaultFlowSDENoise != 0.7 {
-		t.Errorf("DefaultFlowSDENoise = %v, want Flow-GRPO's noise_level 0.7", DefaultFlowSDENoise)
+	if schedule.DefaultFlowSDENoise != 0.7 {
+		t.Errorf("schedule.DefaultFlowSDENoise = %v, want Flow-GRPO's noise_level 0.7", schedule.DefaultFlowSDENoise)
 	}
 }
 

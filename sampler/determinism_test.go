@@ -7,6 +7,7 @@ import (
 
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // TestResultsDoNotDependOnBatching runs the same seeds as one batch of four images and as four
@@ -15,7 +16,7 @@ func TestResultsDoNotDependOnBatching(t *testing.T) {
 	for name, open := range map[string]func(testing.TB) *pipelines.Denoiser{"glyphs": openGlyphs, "mnist": openMNIST} {
 		t.Run(name, func(t *testing.T) {
 			p := open(t)
-			cfg := sampler.Config{Prompt: "3", Steps: 12, Guidance: 2, Rule: sampler.DDIMRule, Eta: 1, Seed: 40, Images: 4, Particles: 1}
+			cfg := sampler.Config{Prompt: "3", Steps: 12, Guidance: 2, Rule: schedule.DDIMRule, Eta: 1, Seed: 40, Images: 4, Particles: 1}
 			if name == "glyphs" {
 				cfg.Prompt, cfg.Guidance = `a "7" in yellow`, 1
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // The exactness problem: the built-in glyphs model's denoiser is the exact posterior mean of a
@@ -86,7 +87,7 @@ func newExactSetup(t *testing.T) *exactSetup {
 // selected data images, averaged over the run's groups (each group's weights are normalised).
 func (s *exactSetup) distribution(t *testing.T, cfg sampler.Config) []float64 {
 	t.Helper()
-	cfg.Prompt, cfg.Steps, cfg.Rule, cfg.Eta, cfg.Guidance = exactPrompt, exactSteps, sampler.DDIMRule, exactEta, 1
+	cfg.Prompt, cfg.Steps, cfg.Rule, cfg.Eta, cfg.Guidance = exactPrompt, exactSteps, schedule.DDIMRule, exactEta, 1
 	cfg.Select = sampler.SelectAll
 	if cfg.Method == sampler.FK {
 		cfg.Reward = s.reward

@@ -8,12 +8,13 @@ import (
 
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/sampler/step"
 	"github.com/fksteer/fksteer/schedule"
 )
 
 // flowGRPOStep is Flow-GRPO's sde_step_with_logprob (flow_grpo/diffusers_patch/
 // sd3_sde_with_logprob.py, sde_type "sde") written a second time, in float64 and in Flow-GRPO's
-// own variables, so that sampler.FlowSDE and sampler.LogProb are checked against the reference
+// own variables, so that step.FlowSDE and step.LogProb are checked against the reference
 // rather than against themselves. sigmas is the scheduler's grid (1 = noise, ending in 0), i the
 // step index, x the sample, v the model output (the velocity), prev the drawn prev_sample and a
 // the noise level. It returns prev_sample_mean, the standard deviation std_dev_t*sqrt(-dt) that
@@ -71,7 +72,7 @@ func gridSigmas(levels []schedule.Level) []float64 {
 // std is 0.7*sqrt((1/12)/(11/12))*sqrt(1/12) = 0.0609.
 func TestFlowSDEMatchesFlowGRPOOnEveryStep(t *testing.T) {
 	const (
-		a = sampler.DefaultFlowSDENoise
+		a = schedule.DefaultFlowSDENoise
 		n = 12
 		d = 256
 	)
@@ -92,12 +93,12 @@ func TestFlowSDEMatchesFlowGRPOOnEveryStep(t *testing.T) {
 				x0[j] = float32(float64(x[j]) - t0*float64(v[j]))
 				eps[j] = float32(float64(x[j]) + (1-t0)*float64(v[j]))
 			}
-			std := sampler.FlowSDE(mean, x, x0, eps, levels[i], levels[i+1], a)
+			std := step.FlowSDE(mean, x, x0, eps, levels[i], levels[i+1], a)
 			std32 := float32(std)
 			for j := range prev {
 				prev[j] = mean[j] + std32*float32(r.NormFloat64())
 			}
-			lp := sampler.LogProb(prev, mean, float64(std32))
+			lp := step.LogProb(prev, mean, float64(std32))
 
 			wantMean, wantStd, wantLP := flowGRPOStep(sigmas, i, float64s(x), float64s(v), float64s(prev), a)
 			if math.Abs(std-wantStd) > 1e-12*wantStd || !(std > 0) {
@@ -126,7 +127,7 @@ func TestFlowSDEMatchesFlowGRPOOnEveryStep(t *testing.T) {
 }
 
 // flowRun records a 12-step run on the glyphs model (a flow model) with rule and an unset eta.
-func flowRun(t *testing.T, p pipelines.Pipeline, rule sampler.Rule) (sampler.Config, *sampler.Trajectories) {
+func flowRun(t *testing.T, p pipelines.Pipeline, rule schedule.Rule) (sampler.Config, *sampler.Trajectories) {
 	t.Helper()
 	cfg := sampler.Config{Prompt: `"A"`, Steps: 12, Rule: rule, Seed: 17, Images: 2, Particles: 2, Record: true}
 	res, err := sampler.Run(context.Background(), p, cfg)
@@ -144,7 +145,7 @@ func flowRun(t *testing.T, p pipelines.Pipeline, rule sampler.Rule) (sampler.Con
 func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 	p := openGlyphs(t)
 	ctx := context.Background()
-	cfg, tr := flowRun(t, p, sampler.FlowSDERule)
+	cfg, tr := flowRun(t, p, schedule.FlowSDERule)
 	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +163,7 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 			for j := range v {
 				v[j] = float64(eps[j]) - float64(x0[j])
 			}
-			wantMean, wantStd, wantLP := flowGRPOStep(sigmas, s, float64s(tr.State(s, row)), v, float64s(tr.State(s+1, row)), sampler.DefaultFlowSDENoise)
+			wantMean, wantStd, wantLP := flowGRPOStep(sigmas, s, float64s(tr.State(s, row)), v, float64s(tr.State(s+1, row)), schedule.DefaultFlowSDENoise)
 			if got := tr.Stds[s]; got != float64(float32(wantStd)) {
 				t.Errorf("row %d step %d: std %.9g, Flow-GRPO %.9g", row, s, got, wantStd)
 			}
@@ -178,9 +179,9 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 		}
 	}
 	last := tr.Steps - 1
-	want := lastStdFlowGRPO(sigmas[last], sampler.DefaultFlowSDENoise)
+	want := lastStdFlowGRPO(sigmas[last], schedule.DefaultFlowSDENoise)
 	t.Logf("glyphs, 12 steps, eta unset: first std %.6f, last std %.6f (formula %.6f)", tr.Stds[0], tr.Stds[last], want)
-	if tr.Stds[0] != float64(float32(sampler.DefaultFlowSDENoise)) {
+	if tr.Stds[0] != float64(float32(schedule.DefaultFlowSDENoise)) {
 		t.Errorf("first std %v: with eta unset flow-sde's first step (t = 1) has std a = 0.7", tr.Stds[0])
 	}
 }
@@ -190,8 +191,8 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 // final sample equal to that step's mean.
 func TestFlowSDECleanEndsOnThePrediction(t *testing.T) {
 	p := openGlyphs(t)
-	_, sde := flowRun(t, p, sampler.FlowSDERule)
-	_, clean := flowRun(t, p, sampler.FlowSDECleanRule)
+	_, sde := flowRun(t, p, schedule.FlowSDERule)
+	_, clean := flowRun(t, p, schedule.FlowSDECleanRule)
 	last := clean.Steps - 1
 	for row := range clean.Rows {
 		for s := range last {

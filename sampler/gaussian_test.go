@@ -132,7 +132,7 @@ func lambdaGrid(lo, hi float64) func(n int) ([]schedule.Level, error) {
 // odeError runs a deterministic rule for steps steps (2 images of 4 particles, 16 elements each:
 // 128 trajectories) and returns the largest absolute difference between a final state and the
 // exact end of the flow from the same x_T.
-func odeError(t *testing.T, g gaussPipeline, rule sampler.Rule, steps int) float64 {
+func odeError(t *testing.T, g gaussPipeline, rule schedule.Rule, steps int) float64 {
 	t.Helper()
 	res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: steps, Rule: rule, Images: 2, Particles: 4, Seed: 7, Record: true})
 	if err != nil {
@@ -218,14 +218,14 @@ func discreteLevels(t *testing.T, d schedule.Discrete, n int) []schedule.Level {
 // TestGaussianSolverOrder shows the clean 4 on a grid uniform in lambda.
 func TestGaussianTrajectoriesReachTheFlow(t *testing.T) {
 	for _, c := range []struct {
-		rule           sampler.Rule
+		rule           schedule.Rule
 		euler          bool
 		tol            float64
 		minRat, maxRat float64
 	}{
-		{sampler.DDIMRule, false, 0.08, 1.7, 2.3},
-		{sampler.Euler, true, 0.08, 1.7, 2.3},
-		{sampler.DPMpp2MRule, true, 0.052, 2.5, 4.5},
+		{schedule.DDIMRule, false, 0.08, 1.7, 2.3},
+		{schedule.EulerRule, true, 0.08, 1.7, 2.3},
+		{schedule.DPMpp2MRule, true, 0.052, 2.5, 4.5},
 	} {
 		g := newGauss(16, 0.5, c.euler)
 		e50, e100 := odeError(t, g, c.rule, 50), odeError(t, g, c.rule, 100)
@@ -248,12 +248,12 @@ func TestGaussianSolverOrder(t *testing.T) {
 	g := newGauss(16, 0.5, false)
 	g.grid = lambdaGrid(-2.5, 3.5)
 	for _, c := range []struct {
-		rule     sampler.Rule
+		rule     schedule.Rule
 		lo, hi   float64
 		errAt100 float64
 	}{
-		{sampler.DDIMRule, 1.8, 2.2, 0.025},
-		{sampler.DPMpp2MRule, 3.6, 4.4, 0.0004},
+		{schedule.DDIMRule, 1.8, 2.2, 0.025},
+		{schedule.DPMpp2MRule, 3.6, 4.4, 0.0004},
 	} {
 		prev := odeError(t, g, c.rule, 25)
 		for _, n := range []int{50, 100, 200} {
@@ -317,7 +317,7 @@ func TestDPMpp2MRunMatchesKDiffusion(t *testing.T) {
 		strength float64
 	}{{false, 10, 0}, {false, 20, 0}, {true, 10, 0}, {true, 20, 0}, {false, 20, 0.6}, {false, 10, 0.8}} {
 		g := newGauss(16, 0.5, c.euler)
-		cfg := sampler.Config{Steps: c.steps, Rule: sampler.DPMpp2MRule, Images: 2, Particles: 2, Seed: 3, Record: true}
+		cfg := sampler.Config{Steps: c.steps, Rule: schedule.DPMpp2MRule, Images: 2, Particles: 2, Seed: 3, Record: true}
 		if c.strength > 0 {
 			cfg.Init, cfg.Strength = g.mu, c.strength
 		}
@@ -350,7 +350,7 @@ func TestDPMpp2MRunMatchesKDiffusion(t *testing.T) {
 func TestDPMpp2MMemoryTravelsWithTheParticle(t *testing.T) {
 	g := newGauss(16, 0.5, false)
 	res, err := sampler.Run(context.Background(), g, sampler.Config{
-		Steps: 20, Rule: sampler.DPMpp2MRule, Images: 2, Particles: 3, Seed: 5, SharedPrefix: 5, Record: true,
+		Steps: 20, Rule: schedule.DPMpp2MRule, Images: 2, Particles: 3, Seed: 5, SharedPrefix: 5, Record: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +379,7 @@ func TestDPMpp2MMemoryTravelsWithTheParticle(t *testing.T) {
 //	ddpm (Ho et al. eq. 7): x' = sqrt(abar') beta/(1-abar) x0 + sqrt(alpha)(1-abar')/(1-abar) x
 //	                        + sqrt((1-abar')/(1-abar) beta) z,  alpha = abar/abar', beta = 1-alpha
 //	lcm:                    x' = sqrt(abar') x0 + sqrt(1-abar') z
-func chainMoments(g gaussPipeline, rule sampler.Rule, levels []schedule.Level, j int) (mean, variance float64) {
+func chainMoments(g gaussPipeline, rule schedule.Rule, levels []schedule.Level, j int) (mean, variance float64) {
 	mu := float64(g.mu[j])
 	mean, variance = 0, 1
 	for i := range len(levels) - 1 {
@@ -387,13 +387,13 @@ func chainMoments(g gaussPipeline, rule sampler.Rule, levels []schedule.Level, j
 		k := levels[i].Alpha * g.s * g.s / g.variance(levels[i])
 		var cx0, cx, v float64
 		switch rule {
-		case sampler.DDPMRule:
+		case schedule.DDPMRule:
 			alpha := ab / abNext
 			beta := 1 - alpha
 			cx0 = math.Sqrt(abNext) * beta / (1 - ab)
 			cx = math.Sqrt(alpha) * (1 - abNext) / (1 - ab)
 			v = (1 - abNext) / (1 - ab) * beta
-		case sampler.LCMRule:
+		case schedule.LCMRule:
 			cx0, v = math.Sqrt(abNext), 1-abNext
 		}
 		slope := cx + cx0*k
@@ -423,9 +423,9 @@ func TestGaussianStochasticChains(t *testing.T) {
 		nSigma = 5
 	)
 	for _, c := range []struct {
-		rule   sampler.Rule
+		rule   schedule.Rule
 		varGap float64
-	}{{sampler.DDPMRule, 0.2}, {sampler.LCMRule, 0.6}} {
+	}{{schedule.DDPMRule, 0.2}, {schedule.LCMRule, 0.6}} {
 		g := newGauss(16, 0.5, false)
 		res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: 50, Rule: c.rule, Images: 1, Particles: k, Seed: 1})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/fksteer/fksteer/models/glyphs"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // nearestGlyph returns the data image closest to image i of imgs (in [0, 1]) and the RMS
@@ -42,7 +43,7 @@ func TestGlyphsSamplesAreMatchingDataImages(t *testing.T) {
 		if !sel.Matched {
 			t.Fatalf("prompt %q selects nothing: the test's prompts must be satisfiable", prompt)
 		}
-		for _, rule := range []sampler.Rule{sampler.Euler, sampler.DDIMRule} {
+		for _, rule := range []schedule.Rule{schedule.EulerRule, schedule.DDIMRule} {
 			res, err := sampler.Run(context.Background(), p, sampler.Config{
 				Prompt: prompt, Steps: 50, Guidance: 1, Rule: rule, Eta: 1, Seed: 7, Images: 6, Particles: 1,
 			})

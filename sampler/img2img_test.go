@@ -57,7 +57,7 @@ func TestImageToImageWalksTheEndOfTheSchedule(t *testing.T) {
 	}
 	var observed []int
 	cfg := sampler.Config{
-		Steps: steps, Rule: sampler.DDPMRule, Images: groups, Particles: k, Seed: seed, Record: true,
+		Steps: steps, Rule: schedule.DDPMRule, Images: groups, Particles: k, Seed: seed, Record: true,
 		Init: init, Strength: 0.5, Observer: func(si sampler.StepInfo) { observed = append(observed, si.Steps) },
 	}
 	res, err := sampler.Run(context.Background(), p, cfg)
@@ -112,7 +112,7 @@ func TestImageToImageWalksTheEndOfTheSchedule(t *testing.T) {
 // same result as a run of that image alone (same seed), as a run from noise does.
 func TestImageToImageIsIndependentOfBatching(t *testing.T) {
 	g := newGauss(16, 0.5, true)
-	cfg := sampler.Config{Steps: 12, Rule: sampler.LCMRule, Images: 2, Particles: 2, Seed: 21, Init: g.mu, Strength: 0.7}
+	cfg := sampler.Config{Steps: 12, Rule: schedule.LCMRule, Images: 2, Particles: 2, Seed: 21, Init: g.mu, Strength: 0.7}
 	both, err := sampler.Run(context.Background(), g, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestImageToImageIsIndependentOfBatching(t *testing.T) {
 // 0.5 walk 10; evaluations at steps 2, 4 and 6 of those, then the final one.
 func TestImageToImageFK(t *testing.T) {
 	res, err := sampler.Run(context.Background(), flatPipeline{}, sampler.Config{
-		Steps: 20, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 3,
+		Steps: 20, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 3,
 		Init: []float32{0.5, -0.5, 0.25, 0}, Strength: 0.5,
 		Method: sampler.FK, Reward: slotReward{k: 4, score: func(k int) float64 { return float64(k) }},
 		Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 1},
@@ -193,7 +193,7 @@ func TestPreviewDecodesIntermediateRewards(t *testing.T) {
 	var _ pipelines.Previewer = p
 	var seen int
 	res, err := sampler.Run(context.Background(), p, sampler.Config{
-		Steps: 8, Rule: sampler.LCMRule, Images: 2, Particles: 3, Seed: 3,
+		Steps: 8, Rule: schedule.LCMRule, Images: 2, Particles: 3, Seed: 3,
 		Method: sampler.FK, Reward: slotReward{k: 3, score: func(k int) float64 { return float64(k) }},
 		Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 1},
 		Resampling: potentials.Schedule{Every: 2, Start: 2, End: 6}, Resampler: particles.Systematic,
@@ -218,7 +218,7 @@ func TestPreviewDecodesIntermediateRewards(t *testing.T) {
 		}
 	}
 	decodes, previews = 0, 0
-	if _, err := sampler.Run(context.Background(), p, sampler.Config{Steps: 8, Rule: sampler.DDIMRule, Images: 1, Particles: 2}); err != nil {
+	if _, err := sampler.Run(context.Background(), p, sampler.Config{Steps: 8, Rule: schedule.DDIMRule, Images: 1, Particles: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if previews != 0 || decodes != 1 {
@@ -232,9 +232,9 @@ func TestPreviewDecodesIntermediateRewards(t *testing.T) {
 func TestNewRulesStepLoopDoesNotAllocate(t *testing.T) {
 	g := newGauss(16, 0.5, false)
 	for _, cfg := range []sampler.Config{
-		{Rule: sampler.DPMpp2MRule, Images: 2, Particles: 4, Seed: 1},
-		{Rule: sampler.DPMpp2MRule, Images: 2, Particles: 4, Seed: 1, Init: g.mu, Strength: 0.8},
-		{Rule: sampler.LCMRule, Images: 2, Particles: 4, Seed: 1, Method: sampler.FK,
+		{Rule: schedule.DPMpp2MRule, Images: 2, Particles: 4, Seed: 1},
+		{Rule: schedule.DPMpp2MRule, Images: 2, Particles: 4, Seed: 1, Init: g.mu, Strength: 0.8},
+		{Rule: schedule.LCMRule, Images: 2, Particles: 4, Seed: 1, Method: sampler.FK,
 			Reward: slotReward{k: 4, score: func(k int) float64 { return float64(k) }}, Potential: potentials.Diff,
 			Lambda: potentials.Lambda{Value: 1}, Resampling: potentials.Schedule{Every: 2, Start: 2, End: 6}},
 	} {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // TestMNISTConditionalSamplesAreTheirDigit generates 4 samples of every digit with the real DiT
@@ -17,9 +18,9 @@ func TestMNISTConditionalSamplesAreTheirDigit(t *testing.T) {
 	p := openMNIST(t)
 	judge := mnistJudge(t)
 	for _, tc := range []struct {
-		rule sampler.Rule
+		rule schedule.Rule
 		eta  float64
-	}{{sampler.Euler, 0}, {sampler.DDIMRule, 1}} {
+	}{{schedule.EulerRule, 0}, {schedule.DDIMRule, 1}} {
 		t.Run(string(tc.rule), func(t *testing.T) {
 			correct := 0
 			var misses []string
@@ -58,7 +59,7 @@ func TestMNISTConditionalSamplesAreTheirDigit(t *testing.T) {
 func TestMNISTFlowSDEDrawsEveryStep(t *testing.T) {
 	p := openMNIST(t)
 	res, err := sampler.Run(context.Background(), p, sampler.Config{
-		Prompt: "3", Steps: 12, Guidance: 2, Rule: sampler.FlowSDERule, Seed: 8, Images: 1, Particles: 2, Record: true,
+		Prompt: "3", Steps: 12, Guidance: 2, Rule: schedule.FlowSDERule, Seed: 8, Images: 1, Particles: 2, Record: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +69,10 @@ func TestMNISTFlowSDEDrawsEveryStep(t *testing.T) {
 	if tr.Levels[last].Sigma != 1.0/12 || tr.Levels[last+1].Sigma != 0 {
 		t.Fatalf("MNIST grid ends %v, %v: want the unshifted grid's 1/12 and 0", tr.Levels[last].Sigma, tr.Levels[last+1].Sigma)
 	}
-	if want := float64(float32(sampler.DefaultFlowSDENoise)); tr.Stds[0] != want {
+	if want := float64(float32(schedule.DefaultFlowSDENoise)); tr.Stds[0] != want {
 		t.Errorf("first std %v, want a = %v (eta unset)", tr.Stds[0], want)
 	}
-	want := lastStdFlowGRPO(1.0/12, sampler.DefaultFlowSDENoise)
+	want := lastStdFlowGRPO(1.0/12, schedule.DefaultFlowSDENoise)
 	if tr.Stds[last] != float64(float32(want)) {
 		t.Errorf("last std %v, want %v", tr.Stds[last], want)
 	}

@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/sampler/step"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -23,7 +24,7 @@ type Trajectories struct {
 	Means []float32
 	Stds  []float64
 	// LogProbs[s*Rows+r] is log N(x_{s+1}; mean, std^2 I) of that step averaged over the Dim
-	// elements (DDPO's convention, see LogProb), in float32; NaN where std is 0 (a deterministic
+	// elements (DDPO's convention, see step.LogProb), in float32; NaN where std is 0 (a deterministic
 	// step has no density: euler, DDIM with eta 0, dpm++2m, a step onto clean data by any rule
 	// but flow-sde, which draws that step too).
 	LogProbs []float32
@@ -92,7 +93,7 @@ func (rec *recorder) step(s int, mean, x []float32, std float64) {
 	copy(t.Means[s*t.Rows*t.Dim:], mean)
 	t.Stds[s] = std
 	for r := range t.Rows {
-		lp := LogProb(x[r*t.Dim:(r+1)*t.Dim], mean[r*t.Dim:(r+1)*t.Dim], std)
+		lp := step.LogProb(x[r*t.Dim:(r+1)*t.Dim], mean[r*t.Dim:(r+1)*t.Dim], std)
 		t.LogProbs[s*t.Rows+r] = float32(lp)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/sampler/step"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // TestRecordedLogProbsFollowEachLineage records an FK run (so particles are copied) and checks,
@@ -23,7 +25,7 @@ func TestRecordedLogProbsFollowEachLineage(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := sampler.Run(context.Background(), p, sampler.Config{
-		Prompt: `"A"`, Steps: 12, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: 6, Seed: 5,
+		Prompt: `"A"`, Steps: 12, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 6, Seed: 5,
 		Method: sampler.FK, Reward: r, Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 20},
 		Resampling: potentials.Schedule{Every: 2, Start: 2, End: 8}, Resampler: particles.Systematic,
 		Select: sampler.SelectAll, Record: true,
@@ -47,7 +49,7 @@ func TestRecordedLogProbsFollowEachLineage(t *testing.T) {
 				}
 				continue
 			}
-			want := sampler.LogProb(states[s+1], means[s], stds[s])
+			want := step.LogProb(states[s+1], means[s], stds[s])
 			if float32(want) != lps[s] || math.IsNaN(want) {
 				t.Fatalf("row %d step %d: stored log-prob %g, recomputed %g", i, s, lps[s], want)
 			}
@@ -66,7 +68,7 @@ func TestRecordedLogProbsFollowEachLineage(t *testing.T) {
 
 func TestSharedStartAndPrefix(t *testing.T) {
 	p := openGlyphs(t)
-	base := sampler.Config{Prompt: `"B"`, Steps: 10, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 9, Record: true}
+	base := sampler.Config{Prompt: `"B"`, Steps: 10, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 4, Seed: 9, Record: true}
 
 	cfg := base
 	cfg.SharedStart = true
@@ -114,7 +116,7 @@ func TestSharedStartAndPrefix(t *testing.T) {
 // and its log-probabilities NaN.
 func TestRecordingNewRules(t *testing.T) {
 	g := newGauss(16, 0.5, true)
-	res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: sampler.LCMRule, Images: 1, Particles: 3, Seed: 2, Record: true})
+	res, err := sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: schedule.LCMRule, Images: 1, Particles: 3, Seed: 2, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +133,12 @@ func TestRecordingNewRules(t *testing.T) {
 				}
 				continue
 			}
-			if want := float32(sampler.LogProb(tr.State(s+1, r), tr.Mean(s, r), tr.Stds[s])); lp != want || math.IsNaN(float64(lp)) {
+			if want := float32(step.LogProb(tr.State(s+1, r), tr.Mean(s, r), tr.Stds[s])); lp != want || math.IsNaN(float64(lp)) {
 				t.Errorf("lcm step %d row %d: log-prob %v, recomputed %v", s, r, lp, want)
 			}
 		}
 	}
-	res, err = sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: sampler.DPMpp2MRule, Images: 1, Particles: 3, Seed: 2, Record: true})
+	res, err = sampler.Run(context.Background(), g, sampler.Config{Steps: 6, Rule: schedule.DPMpp2MRule, Images: 1, Particles: 3, Seed: 2, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func (r slotReward) Score(_ context.Context, imgs pixels.Images, _ string, dst [
 
 func fkRun(reward rewards.Reward, k int, observe func(sampler.StepInfo)) (*sampler.Result, error) {
 	return sampler.Run(context.Background(), flatPipeline{}, sampler.Config{
-		Steps: 8, Rule: sampler.DDIMRule, Eta: 1, Images: 2, Particles: k, Seed: 3,
+		Steps: 8, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: k, Seed: 3,
 		Method: sampler.FK, Reward: reward, Potential: potentials.Immediate, Lambda: potentials.Lambda{Value: 1},
 		Resampling: potentials.Schedule{Every: 2, Start: 2, End: 6}, Resampler: particles.Multinomial,
 		Select: sampler.SelectAll, Observer: observe,

@@ -11,6 +11,7 @@ import (
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
+	"github.com/fksteer/fksteer/sampler/step"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -83,7 +84,7 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 		if r.prevX0 != nil && r.secondOrder(i, n, to) {
 			prev = &levels[i-1]
 		}
-		std := cfg.Rule.step(r.mean, r.pop.X, r.x0, r.eps, r.prevX0, prev, from, to, cfg.Eta)
+		std := step.Take(cfg.Rule, r.mean, r.pop.X, r.x0, r.eps, r.prevX0, prev, from, to, cfg.Eta)
 		if std > 0 {
 			for row := range r.rows {
 				r.streams.FillNormal(row, r.noise[row*r.dim:(row+1)*r.dim])
@@ -191,7 +192,7 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info, levels []sche
 	if r.pop, err = particles.New(r.groups, r.k, r.dim); err != nil {
 		return nil, err
 	}
-	if cfg.Rule == DPMpp2MRule {
+	if cfg.Rule == schedule.DPMpp2MRule {
 		r.prevX0 = r.pop.AddFloat32(fieldPrevX0, r.dim)
 	}
 	r.previewer, _ = p.(pipelines.Previewer)

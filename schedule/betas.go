@@ -3,7 +3,8 @@ package schedule
 import (
 	"fmt"
 	"math"
-	"strings"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // BetaSchedule names how a discrete-time model's per-step noise variances beta_t are laid out
@@ -31,8 +32,10 @@ const MaxTrainSteps = 100_000
 
 // ParseBetaSchedule turns a scheduler_config.json "beta_schedule" value into a BetaSchedule.
 func ParseBetaSchedule(s string) (BetaSchedule, error) {
-	return parseName("beta schedule", s, Linear, ScaledLinear, SquaredCosCapV2)
+	return enum.Parse("beta schedule", s, betaSchedules...)
 }
+
+var betaSchedules = []BetaSchedule{Linear, ScaledLinear, SquaredCosCapV2}
 
 // Betas returns the trainSteps noise variances beta_0..beta_{T-1} of a discrete-time model,
 // computed as diffusers computes them:
@@ -49,7 +52,7 @@ func Betas(kind BetaSchedule, trainSteps int, betaStart, betaEnd float64) ([]flo
 	if trainSteps <= 0 || trainSteps > MaxTrainSteps {
 		return nil, fmt.Errorf("schedule: %d training steps: want 1..%d", trainSteps, MaxTrainSteps)
 	}
-	if _, err := ParseBetaSchedule(string(kind)); err != nil {
+	if err := enum.Check("beta schedule", kind, betaSchedules...); err != nil {
 		return nil, err
 	}
 	if kind == SquaredCosCapV2 {
@@ -109,18 +112,6 @@ func linspace(start, stop float64, n int) []float64 {
 	}
 	y[n-1] = stop
 	return y
-}
-
-// parseName accepts s if it is one of valid, and otherwise says which values are.
-func parseName[T ~string](what, s string, valid ...T) (T, error) {
-	names := make([]string, len(valid))
-	for i, v := range valid {
-		if string(v) == s {
-			return v, nil
-		}
-		names[i] = string(v)
-	}
-	return "", fmt.Errorf("schedule: unknown %s %q (valid: %s)", what, s, strings.Join(names, ", "))
 }
 
 // rescaleZeroTerminalSNR is diffusers' rescale_zero_terminal_snr (Lin et al. 2024, Algorithm 1):

@@ -120,9 +120,12 @@ func TestParseBetaSchedule(t *testing.T) {
 			t.Errorf("ParseBetaSchedule(%q) = %q, %v", s, got, err)
 		}
 	}
-	_, err := ParseBetaSchedule("Linear")
-	if err == nil || !strings.Contains(err.Error(), `"Linear"`) || !strings.Contains(err.Error(), "scaled_linear") {
-		t.Errorf("ParseBetaSchedule(%q) error = %v, want it to name the value and the valid ones", "Linear", err)
+	if got, err := ParseBetaSchedule(" Scaled_Linear"); err != nil || got != ScaledLinear {
+		t.Errorf("ParseBetaSchedule(%q) = %q, %v; want scaled_linear (case and space ignored)", " Scaled_Linear", got, err)
+	}
+	_, err := ParseBetaSchedule("cosine")
+	if err == nil || !strings.Contains(err.Error(), `"cosine"`) || !strings.Contains(err.Error(), "scaled_linear") {
+		t.Errorf("ParseBetaSchedule(%q) error = %v, want it to name the value and the valid ones", "cosine", err)
 	}
 }
 

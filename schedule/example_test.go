@@ -42,7 +42,7 @@ func ExampleParseScheduler() {
 		fmt.Println(err)
 		return
 	}
-	rule, eta := s.Sampler()
+	rule, eta := s.Rule()
 	fmt.Println(s.Kind, rule, eta)
 	levels, _ := s.Levels(4)
 	for _, l := range levels {

@@ -10,7 +10,8 @@
 // [Scheduler] reads a diffusers scheduler_config.json ([LoadScheduler]) and builds the exact grid
 // of each scheduler family fksteer reproduces (DDIM, DDPM, PNDM, Euler, Euler ancestral,
 // DPM-Solver++ 2M, LCM) with [Scheduler.Levels], naming the step rule that walks it
-// ([Scheduler.Sampler]). Underneath, [Discrete] holds a discrete-time model's noise schedule
+// ([Scheduler.Rule]; [Rule] is the one vocabulary of step rules, which package sampler/step runs
+// and the CLI's --sampler parses). Underneath, [Discrete] holds a discrete-time model's noise schedule
 // ([Discrete.Levels] for DDIM-style samplers, [Discrete.EulerLevels] for sigma-space ones such
 // as Euler and Karras grids); [Flow] builds rectified-flow grids. The beta
 // tables and timestep spacings behind them ([Betas], [AlphasCumprod], [Timesteps]) follow

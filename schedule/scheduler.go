@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // SchedulerKind names a diffusers scheduler family fksteer reproduces. It decides two things: the
 // grid of levels a run walks ([Scheduler.Levels]) and the step rule that walks it by default
-// ([Scheduler.Sampler]).
+// ([Scheduler.Rule]).
 type SchedulerKind string
 
 const (
@@ -47,19 +49,19 @@ var schedulerClasses = []struct {
 	{LCMScheduler, "LCMScheduler"},
 }
 
-// ParseSchedulerKind turns a --scheduler value into a SchedulerKind. It accepts the kinds' own
-// names (ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm) and the diffusers class names
-// (DDIMScheduler, DDPMScheduler, PNDMScheduler, EulerDiscreteScheduler,
-// EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, LCMScheduler). Anything else,
-// other diffusers schedulers included (LMSDiscreteScheduler, UniPCMultistepScheduler, ...), is an
-// error that lists the valid names.
+// ParseSchedulerKind turns a --scheduler value into a SchedulerKind, by [enum.Parse]'s rule
+// (case-insensitive, surrounding space ignored). It accepts the kinds' own names (ddim, ddpm,
+// pndm, euler, euler-a, dpm++2m, lcm) and the diffusers class names (DDIMScheduler,
+// DDPMScheduler, PNDMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+// DPMSolverMultistepScheduler, LCMScheduler). Anything else, other diffusers schedulers included
+// (LMSDiscreteScheduler, UniPCMultistepScheduler, ...), is an error that lists the valid names.
 func ParseSchedulerKind(s string) (SchedulerKind, error) {
-	for _, c := range schedulerClasses {
-		if s == string(c.kind) || s == c.class {
-			return c.kind, nil
-		}
+	kinds := make([]SchedulerKind, len(schedulerClasses))
+	classes := make(map[string]SchedulerKind, len(schedulerClasses))
+	for i, c := range schedulerClasses {
+		kinds[i], classes[c.class] = c.kind, c.kind
 	}
-	return "", fmt.Errorf("schedule: unknown scheduler %q; --scheduler picks one of %s", s, kindNames())
+	return enum.ParseAliases("scheduler", s, classes, kinds...)
 }
 
 // kindOfClass is the kind of a diffusers class name, or "" for a class fksteer does not reproduce.
@@ -352,7 +354,7 @@ func (s Scheduler) dpmLevels(n int) ([]Level, error) {
 	times := make([]float64, n)
 	var sigmas []float64
 	if d.Karras {
-		if _, err := ParseSpacing(string(d.Spacing)); err != nil { // diffusers spaces first, then replaces
+		if err := checkSpacing(d.Spacing); err != nil { // diffusers spaces first, then replaces
 			return nil, err
 		}
 		sigmas = karrasSigmas(n, table[0], table[T-1])
@@ -405,8 +407,7 @@ func dpmTimesteps(spacing Spacing, T, n, offset int) ([]int, error) {
 	case Trailing:
 		return Timesteps(Trailing, T, n, 0)
 	default:
-		_, err := ParseSpacing(string(spacing))
-		return nil, err
+		return nil, checkSpacing(spacing)
 	}
 	for i, t := range ts {
 		if t < 0 || t > T-1 || i > 0 && t >= ts[i-1] {
@@ -445,25 +446,25 @@ func (s Scheduler) lcmLevels(n int) ([]Level, error) {
 	return append(levels, vpLevel(-1, 1)), nil
 }
 
-// Sampler returns the step rule this kind runs by default and its eta, as sampler rule names:
-// ddim and pndm run ("ddim", 0) (pndm as explained under [Scheduler.Levels]), ddpm ("ddpm", 1),
-// euler ("euler", 0), euler-a ("euler-a", 1), dpm++2m ("dpm++2m", 0) and lcm ("lcm", 0). LCM's
+// Rule returns the step rule this kind runs by default and its eta: ddim and pndm run DDIMRule
+// with eta 0 (pndm as explained under [Scheduler.Levels]), ddpm DDPMRule with 1, euler EulerRule
+// with 0, euler-a EulerARule with 1, dpm++2m DPMpp2MRule with 0 and lcm LCMRule with 0. LCM's
 // fresh noise between steps is part of its rule, not an eta. A Scheduler without a known kind
 // returns ("", 0).
-func (s Scheduler) Sampler() (rule string, eta float64) {
+func (s Scheduler) Rule() (rule Rule, eta float64) {
 	switch s.Kind {
 	case DDIMScheduler, PNDMScheduler:
-		return "ddim", 0
+		return DDIMRule, 0
 	case DDPMScheduler:
-		return "ddpm", 1
+		return DDPMRule, 1
 	case EulerScheduler:
-		return "euler", 0
+		return EulerRule, 0
 	case EulerAncestralScheduler:
-		return "euler-a", 1
+		return EulerARule, 1
 	case DPMSolverScheduler:
-		return "dpm++2m", 0
+		return DPMpp2MRule, 0
 	case LCMScheduler:
-		return "lcm", 0
+		return LCMRule, 0
 	}
 	return "", 0
 }

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -107,7 +108,7 @@ func TestParseSchedulerKind(t *testing.T) {
 		names []string
 		want  SchedulerKind
 	}{
-		{[]string{"ddim", "DDIMScheduler"}, DDIMScheduler},
+		{[]string{"ddim", "DDIMScheduler", "DDIM", " ddimscheduler "}, DDIMScheduler},
 		{[]string{"ddpm", "DDPMScheduler"}, DDPMScheduler},
 		{[]string{"pndm", "PNDMScheduler"}, PNDMScheduler},
 		{[]string{"euler", "EulerDiscreteScheduler"}, EulerScheduler},
@@ -121,11 +122,11 @@ func TestParseSchedulerKind(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"LMSDiscreteScheduler", "UniPCMultistepScheduler", "DDIM", "", "dpm++"} {
+	for _, bad := range []string{"LMSDiscreteScheduler", "UniPCMultistepScheduler", "", "dpm++"} {
 		_, err := ParseSchedulerKind(bad)
-		if err == nil || !strings.Contains(err.Error(), "--scheduler") || !strings.Contains(err.Error(), "dpm++2m") ||
-			!strings.Contains(err.Error(), "EulerAncestralDiscreteScheduler") {
-			t.Errorf("ParseSchedulerKind(%q) error = %v, want one naming --scheduler and the valid names", bad, err)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("unknown scheduler %q", bad)) ||
+			!strings.Contains(err.Error(), "valid: ddim, ddpm, pndm, euler, euler-a, dpm++2m, lcm") {
+			t.Errorf("ParseSchedulerKind(%q) error = %v, want one naming the value and the valid names", bad, err)
 		}
 	}
 }
@@ -143,8 +144,8 @@ func TestParseSchedulerSD15(t *testing.T) {
 		d.SetAlphaToOne || d.Karras || d.TrainedBetas != nil || d.RescaleZeroSNR {
 		t.Errorf("Discrete = %+v, want DefaultSD() = %+v", d, want)
 	}
-	if rule, eta := s.Sampler(); rule != "ddim" || eta != 0 {
-		t.Errorf("Sampler() = %q, %v; want ddim, 0", rule, eta)
+	if rule, eta := s.Rule(); rule != "ddim" || eta != 0 {
+		t.Errorf("Rule() = %q, %v; want ddim, 0", rule, eta)
 	}
 	levels := mustLevels(t, s, 50)
 	for i, tm := range times(levels) {
@@ -188,8 +189,8 @@ func TestParseSchedulerSDTurbo(t *testing.T) {
 	if s.Kind != EulerScheduler || s.Spacing != Trailing || !s.FinalSigmasZero {
 		t.Errorf("got %+v", s)
 	}
-	if rule, eta := s.Sampler(); rule != "euler" || eta != 0 {
-		t.Errorf("Sampler() = %q, %v", rule, eta)
+	if rule, eta := s.Rule(); rule != "euler" || eta != 0 {
+		t.Errorf("Rule() = %q, %v", rule, eta)
 	}
 	one := mustLevels(t, s, 1)
 	if one[0].Time != 999 || !near(sigmaOf(one[0]), sdSigmaMax) || !one[1].Clean() || one[1].Alpha != 1 {
@@ -246,8 +247,8 @@ func TestEulerSigmaMax(t *testing.T) {
 // EulerAncestralDiscreteScheduler has neither use_karras_sigmas nor final_sigmas_type.
 func TestEulerAncestralIgnoresKarras(t *testing.T) {
 	s := mustParse(t, strings.Replace(sdxlConfig, "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", 1))
-	if rule, eta := s.Sampler(); s.Kind != EulerAncestralScheduler || rule != "euler-a" || eta != 1 {
-		t.Fatalf("Kind %q Sampler %q %v", s.Kind, rule, eta)
+	if rule, eta := s.Rule(); s.Kind != EulerAncestralScheduler || rule != "euler-a" || eta != 1 {
+		t.Fatalf("Kind %q Rule %q %v", s.Kind, rule, eta)
 	}
 	plain := mustLevels(t, s, 20)
 	s.Karras, s.FinalSigmasZero = true, false
@@ -258,8 +259,8 @@ func TestEulerAncestralIgnoresKarras(t *testing.T) {
 
 func TestDDPMLevels(t *testing.T) {
 	s := mustParse(t, strings.Replace(sd21Config, "DDIMScheduler", "DDPMScheduler", 1))
-	if rule, eta := s.Sampler(); s.Kind != DDPMScheduler || rule != "ddpm" || eta != 1 {
-		t.Fatalf("Kind %q Sampler %q %v", s.Kind, rule, eta)
+	if rule, eta := s.Rule(); s.Kind != DDPMScheduler || rule != "ddpm" || eta != 1 {
+		t.Fatalf("Kind %q Rule %q %v", s.Kind, rule, eta)
 	}
 	levels := mustLevels(t, s, 50)
 	ddim, err := DefaultSD().Levels(50)
@@ -276,8 +277,8 @@ func TestDDPMLevels(t *testing.T) {
 
 func TestDPMSolverLevels(t *testing.T) {
 	s := mustParse(t, dpmConfig)
-	if rule, eta := s.Sampler(); s.Kind != DPMSolverScheduler || rule != "dpm++2m" || eta != 0 || !s.FinalSigmasZero {
-		t.Fatalf("Kind %q Sampler %q %v, final zero %v", s.Kind, rule, eta, s.FinalSigmasZero)
+	if rule, eta := s.Rule(); s.Kind != DPMSolverScheduler || rule != "dpm++2m" || eta != 0 || !s.FinalSigmasZero {
+		t.Fatalf("Kind %q Rule %q %v, final zero %v", s.Kind, rule, eta, s.FinalSigmasZero)
 	}
 
 	// leading, offset 1, 20 steps: step ratio 1000 // 21 = 47; arange(21)*47 = 0..940 reversed,
@@ -370,8 +371,8 @@ func TestDPMSolverKarras(t *testing.T) {
 // floor(linspace(0, 50, n, endpoint=False)).
 func TestLCMLevels(t *testing.T) {
 	s := mustParse(t, lcmConfig)
-	if rule, eta := s.Sampler(); s.Kind != LCMScheduler || rule != "lcm" || eta != 0 || s.OriginalSteps != 50 || s.TimestepScaling != 10 {
-		t.Fatalf("got %+v, Sampler %q %v", s, rule, eta)
+	if rule, eta := s.Rule(); s.Kind != LCMScheduler || rule != "lcm" || eta != 0 || s.OriginalSteps != 50 || s.TimestepScaling != 10 {
+		t.Fatalf("got %+v, Rule %q %v", s, rule, eta)
 	}
 	for _, tc := range []struct {
 		n    int
@@ -720,8 +721,8 @@ func TestSchedulerLiteral(t *testing.T) {
 	if _, err := (Scheduler{Kind: "heun", Discrete: DefaultSD()}).Levels(4); err == nil || !strings.Contains(err.Error(), "heun") {
 		t.Errorf("unknown kind: error %v", err)
 	}
-	if rule, eta := (Scheduler{}).Sampler(); rule != "" || eta != 0 {
-		t.Errorf("zero Scheduler Sampler() = %q, %v", rule, eta)
+	if rule, eta := (Scheduler{}).Rule(); rule != "" || eta != 0 {
+		t.Errorf("zero Scheduler Rule() = %q, %v", rule, eta)
 	}
 }
 

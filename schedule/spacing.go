@@ -3,6 +3,8 @@ package schedule
 import (
 	"fmt"
 	"math"
+
+	"github.com/fksteer/fksteer/internal/enum"
 )
 
 // Spacing names how N inference timesteps are picked out of a model's T training timesteps. The
@@ -22,8 +24,13 @@ const (
 
 // ParseSpacing turns a scheduler_config.json "timestep_spacing" value into a Spacing.
 func ParseSpacing(s string) (Spacing, error) {
-	return parseName("timestep spacing", s, Leading, Trailing, Linspace)
+	return enum.Parse("timestep spacing", s, spacings...)
 }
+
+var spacings = []Spacing{Leading, Trailing, Linspace}
+
+// checkSpacing reports a Spacing built in code that is none of the spacings.
+func checkSpacing(s Spacing) error { return enum.Check("timestep spacing", s, spacings...) }
 
 // Timesteps returns the n inference timesteps out of trainSteps, noisiest first, exactly as
 // diffusers' DDIMScheduler.set_timesteps picks them (T = trainSteps):
@@ -54,7 +61,7 @@ func Timesteps(spacing Spacing, trainSteps, n, stepsOffset int) ([]int, error) {
 // spacedTimes is Timesteps in float64. With round false, linspace keeps its fractional values, as
 // diffusers' EulerDiscreteScheduler does; the other spacings are whole numbers either way.
 func spacedTimes(spacing Spacing, trainSteps, n, stepsOffset int, round bool) ([]float64, error) {
-	if _, err := ParseSpacing(string(spacing)); err != nil {
+	if err := checkSpacing(spacing); err != nil {
 		return nil, err
 	}
 	if trainSteps <= 0 {

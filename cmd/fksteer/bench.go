@@ -23,6 +23,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 func (a *app) benchCommand() *cobra.Command {
@@ -148,12 +149,12 @@ func providerBenchModel(name, manifest string, sdSize int, tmp string) (bench.Pr
 		if err != nil {
 			return bench.ProviderModel{}, err
 		}
-		return bench.ProviderModel{Name: name, Base: sampler.Config{Prompt: `"A"`, Rule: sampler.DDIMRule, Eta: 1},
+		return bench.ProviderModel{Name: name, Base: sampler.Config{Prompt: `"A"`, Rule: schedule.DDIMRule, Eta: 1},
 			// x [3,32,32], t and the log-prior over 968 images in; x0 [3,32,32] out.
 			IO:   func(rows int) (int, int) { return rows * (3*32*32 + 1 + 968), rows * 3 * 32 * 32 },
 			Open: func(opts ...models.Option) (pipelines.Pipeline, error) { return pipelines.OpenGlyphs(cache, opts...) }}, nil
 	case "mnist-dit-rf":
-		return bench.ProviderModel{Name: name, Base: sampler.Config{Prompt: "3", Guidance: 2, Rule: sampler.Euler},
+		return bench.ProviderModel{Name: name, Base: sampler.Config{Prompt: "3", Guidance: 2, Rule: schedule.EulerRule},
 			// zt [1,32,32], t and the class (an int64: two float32s' worth) in; v [1,32,32] out.
 			IO: func(rows int) (int, int) { return rows * (32*32 + 3), rows * 32 * 32 },
 			Open: func(opts ...models.Option) (pipelines.Pipeline, error) {
@@ -168,7 +169,7 @@ func providerBenchModel(name, manifest string, sdSize int, tmp string) (bench.Pr
 			return bench.ProviderModel{}, err
 		}
 		latent := (sdSize / 8) * (sdSize / 8) * 4
-		return bench.ProviderModel{Name: fmt.Sprintf("sd15-synthetic-%d", sdSize), Base: sampler.Config{Prompt: "a red apple", Guidance: 7.5, Rule: sampler.DDIMRule, Eta: 1},
+		return bench.ProviderModel{Name: fmt.Sprintf("sd15-synthetic-%d", sdSize), Base: sampler.Config{Prompt: "a red apple", Guidance: 7.5, Rule: schedule.DDIMRule, Eta: 1},
 			// latents, the timestep and 77 text states of the synthetic encoder's width 32 in
 			// (a real SD 1.5 sends 77x768); the noise prediction out.
 			IO:   func(rows int) (int, int) { return rows*(latent+77*32) + 1, rows * latent },
@@ -224,7 +225,7 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 				}
 				methods = append(methods, m)
 			}
-			rule, err := sampler.ParseRule(f.rule)
+			rule, err := schedule.ParseRule(f.rule)
 			if err != nil {
 				return usageError{err}
 			}

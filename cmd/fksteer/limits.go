@@ -16,6 +16,7 @@ import (
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 const (
@@ -127,7 +128,7 @@ func estimateRun(info pipelines.Info, cfg sampler.Config, images int, sheets boo
 	rows := max(1, images) * max(1, cfg.Particles)
 	dim, img := uint64(info.Len()), uint64(info.ImageChannels*info.ImageHeight*info.ImageWidth)
 	states := uint64(5)
-	if cfg.Rule == sampler.DPMpp2MRule {
+	if cfg.Rule == schedule.DPMpp2MRule {
 		states++
 	}
 	call := uint64(1)

@@ -21,6 +21,7 @@ import (
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // withMemory makes the CLI see avail bytes of available memory for the rest of the test.
@@ -62,14 +63,14 @@ func TestEstimateRun(t *testing.T) {
 		bytes  uint64
 	}{
 		// 9 states (5 + guided input and output, 2 rows each) of 1024 and 2 images of 3072.
-		{"guided", mnist, sampler.Config{Particles: 4, Steps: 10, Guidance: 2, Rule: sampler.Euler}, 2, false, 8, 8 * (9*1024 + 2*3072) * 4},
+		{"guided", mnist, sampler.Config{Particles: 4, Steps: 10, Guidance: 2, Rule: schedule.EulerRule}, 2, false, 8, 8 * (9*1024 + 2*3072) * 4},
 		// Guidance 1 is off: 7 states.
 		{"unguided", mnist, sampler.Config{Particles: 4, Steps: 10, Guidance: 1}, 2, false, 8, 8 * (7*1024 + 2*3072) * 4},
 		// Unconditional models are never guided.
 		{"unconditional", pipelines.Info{Channels: 1, Height: 32, Width: 32, ImageChannels: 3, ImageHeight: 32, ImageWidth: 32, Conditioning: pipelines.Unconditioned},
 			sampler.Config{Particles: 1, Steps: 10, Guidance: 5}, 1, false, 1, (7*1024 + 2*3072) * 4},
 		// DPM-Solver++(2M) keeps the previous x0: 8 states.
-		{"dpm++2m", mnist, sampler.Config{Particles: 4, Steps: 10, Rule: sampler.DPMpp2MRule}, 2, false, 8, 8 * (8*1024 + 2*3072) * 4},
+		{"dpm++2m", mnist, sampler.Config{Particles: 4, Steps: 10, Rule: schedule.DPMpp2MRule}, 2, false, 8, 8 * (8*1024 + 2*3072) * 4},
 		// Recording 10 steps: 21 more states and 10 log-probabilities.
 		{"record", mnist, sampler.Config{Particles: 4, Steps: 10, Record: true}, 2, false, 8, 8 * (7*1024 + 2*3072 + 21*1024 + 10) * 4},
 		// Contact sheets of an FK run: 4 evaluations, one image each.

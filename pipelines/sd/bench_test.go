@@ -12,6 +12,7 @@ import (
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
+	"github.com/fksteer/fksteer/schedule"
 )
 
 // BenchmarkSD15FK is FK steering of the synthetic SD 1.5 export at SD 1.5's real latent size
@@ -43,7 +44,7 @@ func BenchmarkSD15FK(b *testing.B) {
 	defer reward.Close()
 	const k, steps = 8, 30
 	cfg := sampler.Config{
-		Prompt: "a red apple", Steps: steps, Guidance: 7.5, Rule: sampler.DDIMRule, Eta: 1,
+		Prompt: "a red apple", Steps: steps, Guidance: 7.5, Rule: schedule.DDIMRule, Eta: 1,
 		Seed: 1, Images: 1, Particles: k, Method: sampler.FK, Reward: reward,
 		Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 10},
 		Resampling: potentials.Schedule{Every: 3, Start: 3, End: 21},

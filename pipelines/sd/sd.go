@@ -240,7 +240,7 @@ func (p *Pipeline) imageSize(o Options) (h, w int, err error) {
 
 // defaults are the settings diffusers' pipelines use for this kind of model.
 func (p *Pipeline) defaults(idx *modelIndex) pipelines.Defaults {
-	rule, eta := p.sched.Sampler()
+	rule, eta := p.sched.Rule()
 	d := pipelines.Defaults{Steps: 50, Guidance: 7.5, Sampler: rule, Eta: eta}
 	switch {
 	case p.family == LCM:

@@ -67,7 +67,7 @@ func TestVariantsOpen(t *testing.T) {
 		sched     schedule.SchedulerKind
 		steps     int
 		guidance  float64
-		sampler   string
+		sampler   schedule.Rule
 		family    Family
 		timeFloat bool
 	}{

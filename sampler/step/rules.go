@@ -1,5 +1,5 @@
-// Package sampler turns a denoiser's predictions into diffusion steps and steers particles
-// through them.
+// Package step holds the step rules that package sampler runs: how a diffusion step goes from
+// one noise level to the next, given a denoiser's predictions.
 //
 // The step rules are small pure functions in the manner of k-diffusion. Each takes the level a
 // state is at, the cleaner level it steps to, and the denoiser's predictions x0 and eps
@@ -9,11 +9,12 @@
 // log-density of that draw, which fine-tuning trainers need. Rules keep no state between calls,
 // so resampling particles cannot desynchronise them: the one multistep rule, DPM-Solver++(2M),
 // is given the previous prediction by its caller, and the steering loop keeps each particle's
-// in the particle population, where resampling copies it with the particle.
+// in the particle population, where resampling copies it with the particle. [Take] runs the
+// rule a [schedule.Rule] names.
 //
-// [Run] drives a pipeline through the rules: from pure noise, or from a noised initial state
-// for image-to-image ([Config].Init), with or without steering.
-package sampler
+// The package knows nothing of models, pipelines or ONNX Runtime, so it builds and tests
+// without cgo (CGO_ENABLED=0).
+package step
 
 import (
 	"fmt"
@@ -212,7 +213,7 @@ func FlowSDE(mean, x, x0, eps []float32, from, to schedule.Level, a float64) (st
 //
 // The rule keeps no memory: the caller passes the previous prediction (the steering loop keeps
 // each particle's in the population, so resampling copies it with the particle) and decides the
-// order. Run takes the first-order step at a run's first step, onto a clean level (diffusers'
+// order. sampler.Run takes the first-order step at a run's first step, onto a clean level (diffusers'
 // final_sigmas_type "zero"), and at the last step of a schedule of fewer than 15 steps
 // (lower_order_final); the second-order step everywhere else. When to is clean DPMSolver2M is
 // first order whatever prev says and writes mean = Alpha'*x0, the prediction itself.
@@ -277,7 +278,7 @@ func mix(dst []float32, a float64, x []float32, b float64, y []float32) {
 func mustMatch(mean []float32, inputs ...[]float32) {
 	for _, in := range inputs {
 		if len(in) != len(mean) {
-			panic(fmt.Sprintf("sampler: input of length %d for a mean of length %d", len(in), len(mean)))
+			panic(fmt.Sprintf("step: input of length %d for a mean of length %d", len(in), len(mean)))
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package sampler
+package step
 
 import (
 	"math"
@@ -260,7 +260,9 @@ func TestStepsOntoCleanData(t *testing.T) {
 		"ddim":            func() float64 { return DDIM(mean, x0, eps, from, clean, 1) },
 		"ddpm":            func() float64 { return DDPM(mean, x, x0, from, clean) },
 		"euler-ancestral": func() float64 { return EulerAncestral(mean, x0, eps, from, clean, 1) },
-		"flow-sde-clean":  func() float64 { return FlowSDECleanRule.step(mean, x, x0, eps, nil, nil, from, clean, 0.7) },
+		"flow-sde-clean": func() float64 {
+			return Take(schedule.FlowSDECleanRule, mean, x, x0, eps, nil, nil, from, clean, 0.7)
+		},
 		"dpm++2m":         func() float64 { return DPMSolver2M(mean, x, x0, nil, nil, from, clean) },
 		"dpm++2m with m1": func() float64 { return DPMSolver2M(mean, x, x0, prevX0, &prev, from, clean) },
 		"lcm":             func() float64 { return LCM(mean, x0, clean) },
