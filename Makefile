@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/fksteer
 PROMPT  ?= the letters "fk"
 
-.PHONY: all ort build demo test test-nocgo vet bench gpu-check clean fuzz fuzz-smoke
+.PHONY: all ort build demo test test-nocgo vet bench gpu-check clean fuzz fuzz-smoke e2e-deps
 
 all: build
 
@@ -15,6 +15,13 @@ ort:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/fksteer
+
+# The npm packages of the server's end-to-end tests (playwright-core, the official openai
+# client), pinned by server/e2e/package-lock.json; the browser is Debian's chromium
+# (scripts/install-browser.sh).
+e2e-deps:
+	@command -v npm >/dev/null || { echo "e2e-deps: npm is missing (Debian: apt-get install npm)"; exit 1; }
+	npm ci --prefix server/e2e --ignore-scripts --no-audit --no-fund --loglevel=error
 
 demo: ort build
 	$(BIN) generate --prompt '$(PROMPT)' --num-images 8 --out out/demo
@@ -43,7 +50,7 @@ test: test-nocgo
 
 # The WebGPU tests (models' conformance suite, the generate comparisons, the GPU check) run where
 # a Vulkan adapter exists; CI installs Mesa's software one first (scripts/install-vulkan.sh).
-test: ort vet build
+test: ort vet build e2e-deps
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -v -timeout 30m -run '$(STATISTICAL)' ./sampler/
 	$(GO) test -timeout 30m -run '$(CHILDREN)' ./cmd/fksteer/

@@ -514,6 +514,9 @@ func (s *Server) a1111Spec(req *a1111Request, img2img bool) (generation.Spec, er
 		return spec, err
 	}
 	spec.Prompt, spec.NegativePrompt = req.Prompt, req.NegativePrompt
+	if spec.Model == "" {
+		spec.Model = s.checkpoint()
+	}
 	if m, ok := req.OverrideSettings["sd_model_checkpoint"].(string); ok && m != "" {
 		spec.Model = m
 	}
@@ -676,4 +679,36 @@ func (s *Server) removeTemp(path string) {
 		delete(s.temps, path)
 		os.Remove(path)
 	}
+}
+
+// checkpoint is the model AUTOMATIC1111 requests use when they name none (POST
+// /sdapi/v1/options sets it, as Open WebUI does to pick a model).
+func (s *Server) checkpoint() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cmpOr(s.a1111Model, generation.DefaultModel)
+}
+
+func (s *Server) a1111Options(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		var opts map[string]any
+		if err := decodeJSON(r, &opts); err != nil {
+			writeError(w, err)
+			return
+		}
+		if m, ok := opts["sd_model_checkpoint"].(string); ok && m != "" {
+			if err := s.checkModel(m); err != nil {
+				writeError(w, err)
+				return
+			}
+			if _, err := s.cfg.Env.Model(generation.Spec{Model: m}); err != nil {
+				writeError(w, err)
+				return
+			}
+			s.mu.Lock()
+			s.a1111Model = m
+			s.mu.Unlock()
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sd_model_checkpoint": s.checkpoint(), "samples_format": "png"})
 }

@@ -112,6 +112,8 @@ type Server struct {
 	order   []string // finished jobs, oldest first, for eviction
 	models  map[string]chan struct{}
 	temps   map[string]bool // init images written for img2img requests
+	// a1111Model is the model AUTOMATIC1111 requests default to ("": glyphs).
+	a1111Model string
 	closed  bool
 	running int
 	metrics metrics
@@ -497,6 +499,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /sdapi/v1/samplers", s.a1111Samplers)
 	mux.HandleFunc("GET /sdapi/v1/schedulers", s.a1111Schedulers)
 	mux.HandleFunc("GET /sdapi/v1/progress", s.a1111Progress)
+	mux.HandleFunc("GET /sdapi/v1/options", s.a1111Options)
+	mux.HandleFunc("POST /sdapi/v1/options", s.a1111Options)
 	mux.HandleFunc("GET /{$}", serveIndex)
 	return s.guard(mux)
 }

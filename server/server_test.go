@@ -439,3 +439,32 @@ func TestGracefulClose(t *testing.T) {
 		t.Errorf("a job after Close: status %d, want 503", code)
 	}
 }
+
+// TestOpenWebUIRequests sends AUTOMATIC1111 requests shaped as Open WebUI sends them: it reads
+// and sets the checkpoint through /sdapi/v1/options, then posts txt2img with prompt,
+// batch_size, width, height, steps and negative_prompt, and reads images and info.
+func TestOpenWebUIRequests(t *testing.T) {
+	ts, env := start(t, server.Config{})
+	_, opts := get(t, ts, "/sdapi/v1/options")
+	if !bytes.Contains(opts, []byte(`"sd_model_checkpoint":"glyphs"`)) {
+		t.Errorf("options: %s", opts)
+	}
+	if code, body := post(t, ts, "/sdapi/v1/options", map[string]any{"sd_model_checkpoint": "glyphs"}); code != http.StatusOK {
+		t.Errorf("setting the checkpoint: %d %v", code, body)
+	}
+	if code, _ := post(t, ts, "/sdapi/v1/options", map[string]any{"sd_model_checkpoint": "/etc/passwd"}); code != http.StatusForbidden {
+		t.Errorf("a checkpoint outside the allowed folders: status %d, want 403", code)
+	}
+	code, body := post(t, ts, "/sdapi/v1/txt2img", map[string]any{"prompt": `"W"`, "batch_size": 1, "width": 32, "height": 32, "steps": 7, "seed": 2})
+	if code != http.StatusOK {
+		t.Fatalf("txt2img: %d %v", code, body)
+	}
+	want := direct(t, env, generation.Spec{Prompt: `"W"`, Steps: 7, Seed: 2})
+	if img := body["images"].([]any)[0]; !bytes.Equal(b64(t, img), want[0]) {
+		t.Error("Open WebUI's txt2img image differs from the library's for the same spec")
+	}
+	var info map[string]any
+	if err := json.Unmarshal([]byte(body["info"].(string)), &info); err != nil || info["seed"] != 2.0 {
+		t.Errorf("info %v: %v", body["info"], err)
+	}
+}
