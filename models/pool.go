@@ -86,6 +86,18 @@ func (p *CallPool[K, V]) Put(key K, v V) {
 	}
 }
 
+// Idle reports how many idle calls the pool keeps for each key, for tests and diagnostics: a
+// run that prepared calls for shapes it should not have shows here.
+func (p *CallPool[K, V]) Idle() map[K]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[K]int{}
+	for _, e := range p.idle {
+		out[e.key]++
+	}
+	return out
+}
+
 // Close closes every idle call and returns their errors joined. Calls that are out stay
 // usable by their holders and are closed when they are Put; the session they belong to must
 // stay open until then. Close is safe to call more than once.

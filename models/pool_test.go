@@ -41,6 +41,9 @@ func TestCallPoolReusesByKey(t *testing.T) {
 		t.Errorf("Get handed out %d, want the call Put last (%d)", c.id, b.id)
 	}
 	p.Put(4, b)
+	if idle := p.Idle(); idle[4] != 2 || len(idle) != 1 {
+		t.Errorf("idle %v, want 2 calls for 4 rows", idle)
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -32,7 +33,7 @@ type Denoiser struct {
 	condInfo models.TensorInfo
 	enc      VectorEncoder
 
-	prepared Pool[*batchCall] // prepared calls by row count, reused across steps and goroutines
+	prepared models.CallPool[int, *batchCall] // by row count, reused across steps and goroutines
 
 	calls atomic.Int64
 	nanos atomic.Int64
@@ -47,6 +48,9 @@ type batchCall struct {
 	condF  []float32
 	condI  []int64
 }
+
+// Close releases the prepared call.
+func (bc *batchCall) Close() error { return bc.c.Close() }
 
 // OpenManifest loads the manifest at path and the model it names.
 func OpenManifest(path string, opts ...models.Option) (*Denoiser, error) {
@@ -85,7 +89,6 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 		return nil, fmt.Errorf("hash model %s: %w", path, err)
 	}
 	d := &Denoiser{m: m, sess: sess, enc: enc}
-	d.prepared.Release = func(bc *batchCall) { bc.c.Close() }
 	d.pred, _ = ParsePrediction(m.Prediction)
 	c, h, w := m.Sample.Shape[0], m.Sample.Shape[1], m.Sample.Shape[2]
 	name := m.Name
@@ -395,8 +398,7 @@ func (d *Denoiser) Stats() Stats {
 	return Stats{ModelCalls: int(d.calls.Load()), ModelTime: time.Duration(d.nanos.Load())}
 }
 
-// Close releases the prepared calls and the session.
+// Close releases the prepared calls and the session. It must not run while a Predict does.
 func (d *Denoiser) Close() error {
-	d.prepared.Close()
-	return d.sess.Close()
+	return errors.Join(d.prepared.Close(), d.sess.Close())
 }

@@ -38,7 +38,7 @@ type unet struct {
 	seq    int64
 
 	// prepared holds calls by row count, reused across steps and goroutines.
-	prepared pipelines.Pool[*unetCall]
+	prepared models.CallPool[int, *unetCall]
 }
 
 func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
@@ -47,7 +47,6 @@ func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
 		return nil, err
 	}
 	u := &unet{}
-	u.prepared.Release = func(uc *unetCall) { uc.c.Close() }
 	if err := p.readConfig(&u.config, true); err != nil {
 		return nil, err
 	}
@@ -173,6 +172,9 @@ func (u *unet) acquire(rows int) (*unetCall, error) {
 }
 
 func (u *unet) release(uc *unetCall) { u.prepared.Put(uc.rows, uc) }
+
+// Close releases the prepared call.
+func (uc *unetCall) Close() error { return uc.c.Close() }
 
 func (u *unet) newCall(rows int) (*unetCall, error) {
 	r := int64(rows)

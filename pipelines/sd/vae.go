@@ -28,7 +28,7 @@ type vae struct {
 	encOnce sync.Once
 	enc     *models.Session
 	encErr  error
-	encoder pipelines.Pool[*models.Call]
+	encoder models.CallPool[int, *models.Call]
 }
 
 // decoder is one latents-to-images model with its prepared calls by row count.
@@ -36,7 +36,7 @@ type decoder struct {
 	name    string
 	sess    *models.Session
 	in, out models.TensorInfo
-	calls   pipelines.Pool[*models.Call]
+	calls   models.CallPool[int, *models.Call]
 }
 
 // Scaling factors of the VAEs of Stable Diffusion 1.x/2.x and of SDXL, for exports that omit
@@ -69,7 +69,6 @@ func openVAE(dir, preview string, fam Family, log *slog.Logger, opts []models.Op
 		return nil, fmt.Errorf("model folder %s: vae_decoder/config.json: scaling_factor %g must be positive (SD 1.x/2.x use 0.18215, SDXL 0.13025)", dir, *cfg.ScalingFactor)
 	}
 	v := &vae{dir: dir, opts: opts, scaling: *cfg.ScalingFactor, factor: 8, channels: 4}
-	v.encoder.Release = closeCall
 	if cfg.ShiftFactor != nil {
 		v.shift = *cfg.ShiftFactor
 	}
@@ -99,7 +98,6 @@ func openDecoder(name, path, in string, opts []models.Option) (*decoder, error) 
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
 	d := &decoder{name: name, sess: sess}
-	d.calls.Release = closeCall
 	err = func() error {
 		if in == "" {
 			if len(sess.Inputs) != 1 {
@@ -218,8 +216,6 @@ func (d *decoder) close() {
 	d.calls.Close()
 	d.sess.Close()
 }
-
-func closeCall(c *models.Call) { c.Close() }
 
 // encode runs the VAE encoder on images in [0, 1] and writes UNet latents to dst. Exports give
 // either a latent sample (diffusers' script) or the latent distribution's parameters, mean then
