@@ -197,7 +197,7 @@ func (d *Denoiser) Schedule(steps int) ([]schedule.Level, error) {
 
 // Condition reads the class from the prompt (or opts.Class) for class-conditional models, or
 // encodes the prompt for vector-conditioned ones. An empty prompt means unconditional.
-func (d *Denoiser) Condition(ctx context.Context, prompt string, opts CondOptions) (Cond, error) {
+func (d *Denoiser) Condition(ctx context.Context, _ *Stats, prompt string, opts CondOptions) (Cond, error) {
 	c := Cond{Prompt: prompt, Kind: d.info.Conditioning}
 	switch c.Kind {
 	case ClassCond:
@@ -252,7 +252,7 @@ func classFromPrompt(prompt string, classes []string, null int64, override *int6
 }
 
 // Predict runs the denoiser on n states; see [Pipeline].
-func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error {
+func (d *Denoiser) Predict(ctx context.Context, st *Stats, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error {
 	size := d.info.Len()
 	if len(x) != n*size || len(x0) != n*size || len(eps) != n*size {
 		return fmt.Errorf("predict: buffers hold %d, %d and %d values, want %d (n=%d)", len(x), len(x0), len(eps), n*size, n)
@@ -287,7 +287,7 @@ func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule
 	elapsed := time.Since(start)
 	d.nanos.Add(int64(elapsed))
 	d.calls.Add(1)
-	CountCall(ctx, elapsed)
+	st.AddCall(elapsed)
 	out, _, err := bc.c.Output(d.m.Output)
 	if err != nil {
 		return err
@@ -378,7 +378,7 @@ func (d *Denoiser) newBatchCall(rows int) (*batchCall, error) {
 }
 
 // Decode maps clean states from the manifest's value range to [0, 1], clipping.
-func (d *Denoiser) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
+func (d *Denoiser) Decode(_ context.Context, _ *Stats, x []float32, n int, dst pixels.Images) error {
 	return decodeRange(d.info, d.m.Sample.Range[0], d.m.Sample.Range[1], x, n, dst)
 }
 

@@ -95,7 +95,7 @@ func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := openEcho(t, echoModel(t, c.timeType, c.dims, c.sampleType), c.kind)
-			cond, err := d.Condition(context.Background(), "a 3", pipelines.CondOptions{})
+			cond, err := d.Condition(context.Background(), nil, "a 3", pipelines.CondOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
 			x := make([]float32, 2*4)
 			x0, eps := make([]float32, 8), make([]float32, 8)
 			for _, g := range []float64{1, 2} {
-				if err := d.Predict(context.Background(), x, 2, lvl, cond, g, x0, eps); err != nil {
+				if err := d.Predict(context.Background(), nil, x, 2, lvl, cond, g, x0, eps); err != nil {
 					t.Fatal(err)
 				}
 				// Guidance 2 mixes the null class 9 and class 3: 9 + 2*(3-9) = -3.

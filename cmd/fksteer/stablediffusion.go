@@ -100,7 +100,7 @@ func applyStart(ctx context.Context, p pipelines.Pipeline, s *startImage, cfg *s
 	imgs := rewards.FromImage(imaging.Resize(img, info.ImageWidth, info.ImageHeight, imaging.Lanczos))
 	cfg.Init = make([]float32, info.Len())
 	cfg.Strength = s.strength
-	if err := enc.Encode(ctx, imgs, cfg.Init); err != nil {
+	if err := enc.Encode(ctx, nil, imgs, cfg.Init); err != nil {
 		return fmt.Errorf("init image %s: %w", s.path, err)
 	}
 	return nil

@@ -291,7 +291,7 @@ func (p *Pipeline) Schedule(steps int) ([]schedule.Level, error) {
 // encoders' penultimate layers side by side), NullVector the negative prompt's; SDXL's pooled
 // embeddings go in Pooled and NullPooled. SDXL models that ask for it get zeros for an empty
 // negative prompt, as diffusers gives them.
-func (p *Pipeline) Condition(ctx context.Context, prompt string, opts pipelines.CondOptions) (pipelines.Cond, error) {
+func (p *Pipeline) Condition(ctx context.Context, st *pipelines.Stats, prompt string, opts pipelines.CondOptions) (pipelines.Cond, error) {
 	c := pipelines.Cond{Prompt: prompt, Kind: pipelines.VectorCond, Tokens: p.text[0].tok.MaxLength()}
 	if opts.Class != nil {
 		return c, fmt.Errorf("Stable Diffusion is conditioned on text; --class does not apply")
@@ -316,7 +316,7 @@ func (p *Pipeline) Condition(ctx context.Context, prompt string, opts pipelines.
 			c.NullPooled, c.Pooled = pooled[:half:half], pooled[half:]
 		}
 	}
-	pipelines.CountAux(ctx, time.Since(start))
+	st.AddAux(time.Since(start))
 	half := len(hidden) / 2
 	c.NullVector, c.Vector = hidden[:half:half], hidden[half:]
 	if p.forceZeros && opts.Negative == "" {
@@ -329,7 +329,7 @@ func (p *Pipeline) Condition(ctx context.Context, prompt string, opts pipelines.
 // Predict runs the UNet on n latents; see [pipelines.Pipeline]. With guidance above 1 and a
 // prompt that differs from the negative one it runs one batch of 2n rows [negative; prompt].
 // An LCM UNet gets guidance through its timestep_cond embedding and never a doubled batch.
-func (p *Pipeline) Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c pipelines.Cond, guidance float64, x0, eps []float32) error {
+func (p *Pipeline) Predict(ctx context.Context, st *pipelines.Stats, x []float32, n int, lvl schedule.Level, c pipelines.Cond, guidance float64, x0, eps []float32) error {
 	size := p.info.Len()
 	if len(x) != n*size || len(x0) != n*size || len(eps) != n*size {
 		return fmt.Errorf("predict: buffers hold %d, %d and %d values, want %d (n=%d)", len(x), len(x0), len(eps), n*size, n)
@@ -352,7 +352,7 @@ func (p *Pipeline) Predict(ctx context.Context, x []float32, n int, lvl schedule
 	elapsed := time.Since(start)
 	p.nanos.Add(int64(elapsed))
 	p.calls.Add(1)
-	pipelines.CountCall(ctx, elapsed)
+	st.AddCall(elapsed)
 	out, _, err := uc.c.Output(p.unet.out)
 	if err != nil {
 		return err
@@ -428,19 +428,19 @@ func stddev(v []float32) float64 {
 }
 
 // Decode runs the VAE decoder on n latents, batched.
-func (p *Pipeline) Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error {
-	return p.vae.decode(ctx, p.info, x, n, dst, false)
+func (p *Pipeline) Decode(ctx context.Context, st *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
+	return p.vae.decode(ctx, st, p.info, x, n, dst, false)
 }
 
 // Preview decodes with the preview decoder when one was given, and like Decode otherwise.
-func (p *Pipeline) Preview(ctx context.Context, x []float32, n int, dst pixels.Images) error {
-	return p.vae.decode(ctx, p.info, x, n, dst, true)
+func (p *Pipeline) Preview(ctx context.Context, st *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
+	return p.vae.decode(ctx, st, p.info, x, n, dst, true)
 }
 
 // Encode runs the VAE encoder: images in [0, 1] of the pipeline's image size to latents (the
 // mean of the latent distribution where the export gives it, times the scaling factor).
-func (p *Pipeline) Encode(ctx context.Context, imgs pixels.Images, dst []float32) error {
-	return p.vae.encode(ctx, p.info, imgs, dst)
+func (p *Pipeline) Encode(ctx context.Context, st *pipelines.Stats, imgs pixels.Images, dst []float32) error {
+	return p.vae.encode(ctx, st, p.info, imgs, dst)
 }
 
 // Stats reports UNet calls and the time spent in them.

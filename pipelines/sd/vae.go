@@ -146,7 +146,7 @@ func (v *vae) checkSize(info pipelines.Info) error {
 
 // decode runs the VAE decoder (or the preview decoder, when preview is set and there is one)
 // on n latents in one batch and writes images in [0, 1] to dst.
-func (v *vae) decode(ctx context.Context, info pipelines.Info, x []float32, n int, dst pixels.Images, preview bool) error {
+func (v *vae) decode(ctx context.Context, st *pipelines.Stats, info pipelines.Info, x []float32, n int, dst pixels.Images, preview bool) error {
 	if dst.N != n || dst.C != 3 || dst.H != info.ImageHeight || dst.W != info.ImageWidth || len(x) != n*info.Len() {
 		return fmt.Errorf("decode: %d latents into images %dx%dx%dx%d, want %dx3x%dx%d", n, dst.N, dst.C, dst.H, dst.W, n, info.ImageHeight, info.ImageWidth)
 	}
@@ -173,7 +173,7 @@ func (v *vae) decode(ctx context.Context, info pipelines.Info, x []float32, n in
 	if err := c.Run(ctx); err != nil {
 		return fmt.Errorf("%s: %w", d.name, err)
 	}
-	pipelines.CountAux(ctx, time.Since(start))
+	st.AddAux(time.Since(start))
 	out, shape, err := c.Output(d.out.Name)
 	if err != nil {
 		return err
@@ -220,7 +220,7 @@ func (d *decoder) close() {
 // encode runs the VAE encoder on images in [0, 1] and writes UNet latents to dst. Exports give
 // either a latent sample (diffusers' script) or the latent distribution's parameters, mean then
 // log-variance (optimum); fksteer takes the mean, so image-to-image is deterministic.
-func (v *vae) encode(ctx context.Context, info pipelines.Info, imgs pixels.Images, dst []float32) error {
+func (v *vae) encode(ctx context.Context, st *pipelines.Stats, info pipelines.Info, imgs pixels.Images, dst []float32) error {
 	if imgs.C != 3 || imgs.H != info.ImageHeight || imgs.W != info.ImageWidth || len(dst) != imgs.N*info.Len() {
 		return fmt.Errorf("encode: images %dx%dx%dx%d into %d values, want %dx3x%dx%d into %d", imgs.N, imgs.C, imgs.H, imgs.W, len(dst), imgs.N, info.ImageHeight, info.ImageWidth, imgs.N*info.Len())
 	}
@@ -252,7 +252,7 @@ func (v *vae) encode(ctx context.Context, info pipelines.Info, imgs pixels.Image
 	if err := c.Run(ctx); err != nil {
 		return fmt.Errorf("vae_encoder: %w", err)
 	}
-	pipelines.CountAux(ctx, time.Since(start))
+	st.AddAux(time.Since(start))
 	out, shape, err := c.Output(v.enc.Outputs[0].Name)
 	if err != nil {
 		return err
