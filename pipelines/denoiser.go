@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/fksteer/fksteer/internal/filehash"
 	"github.com/fksteer/fksteer/models"
@@ -33,14 +31,12 @@ type Denoiser struct {
 	condInfo models.TensorInfo
 	enc      VectorEncoder
 
-	prepared models.CallPool[int, *batchCall] // by row count, reused across steps and goroutines
-
-	calls atomic.Int64
-	nanos atomic.Int64
+	guided Guided[*batchCall]
 }
 
 // batchCall is one prepared model call for a fixed number of rows, with its input buffers.
 type batchCall struct {
+	d      *Denoiser
 	c      *models.Call
 	sample []float32
 	timeF  []float32
@@ -51,6 +47,23 @@ type batchCall struct {
 
 // Close releases the prepared call.
 func (bc *batchCall) Close() error { return bc.c.Close() }
+
+// Call is the prepared call.
+func (bc *batchCall) Call() *models.Call { return bc.c }
+
+// Sample is the states' input buffer.
+func (bc *batchCall) Sample() []float32 { return bc.sample }
+
+// Fill writes the time and the conditioning; see [GuidedCall].
+func (bc *batchCall) Fill(n int, lvl schedule.Level, c Cond, _ float64, guided bool) {
+	for i := range bc.timeF {
+		bc.timeF[i] = float32(lvl.Time)
+	}
+	for i := range bc.timeI {
+		bc.timeI[i] = int64(math.Round(lvl.Time))
+	}
+	bc.d.fillCond(bc, c, n, guided)
+}
 
 // OpenManifest loads the manifest at path and the model it names.
 func OpenManifest(path string, opts ...models.Option) (*Denoiser, error) {
@@ -110,6 +123,8 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 	if err := d.checkTensors(); err != nil {
 		return nil, err
 	}
+	g := &d.guided
+	g.Model, g.Output, g.Prediction, g.Size, g.Prepare = path, m.Output, d.pred, d.info.Len(), d.newBatchCall
 	return d, nil
 }
 
@@ -253,57 +268,7 @@ func classFromPrompt(prompt string, classes []string, null int64, override *int6
 
 // Predict runs the denoiser on n states; see [Pipeline].
 func (d *Denoiser) Predict(ctx context.Context, st *Stats, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error {
-	size := d.info.Len()
-	if len(x) != n*size || len(x0) != n*size || len(eps) != n*size {
-		return fmt.Errorf("predict: buffers hold %d, %d and %d values, want %d (n=%d)", len(x), len(x0), len(eps), n*size, n)
-	}
-	guided := guidance > 1 && c.Guidable()
-	rows := n
-	if guided {
-		rows = 2 * n
-	}
-	bc, err := d.prepared.Get(rows, func() (*batchCall, error) { return d.newBatchCall(rows) })
-	if err != nil {
-		return err
-	}
-	defer d.prepared.Put(rows, bc)
-
-	// Rows [0, n) are unconditional when guided, so one output split yields u and c.
-	copy(bc.sample, x)
-	if guided {
-		copy(bc.sample[n*size:], x)
-	}
-	for i := range bc.timeF {
-		bc.timeF[i] = float32(lvl.Time)
-	}
-	for i := range bc.timeI {
-		bc.timeI[i] = int64(math.Round(lvl.Time))
-	}
-	d.fillCond(bc, c, n, guided)
-	start := time.Now()
-	if err := bc.c.Run(ctx); err != nil {
-		return err
-	}
-	elapsed := time.Since(start)
-	d.nanos.Add(int64(elapsed))
-	d.calls.Add(1)
-	st.AddCall(elapsed)
-	out, _, err := bc.c.Output(d.m.Output)
-	if err != nil {
-		return err
-	}
-	if len(out) != rows*size {
-		return fmt.Errorf("model %s: output %s has %d values, want %d (is sample.shape right?)", d.info.Path, d.m.Output, len(out), rows*size)
-	}
-	if err := CheckFinite(d.info.Path, lvl, out); err != nil {
-		return err
-	}
-	if guided {
-		CombineGuidance(x0, out, guidance)
-		out = x0
-	}
-	ToX0Eps(d.pred, lvl, x, out, x0, eps)
-	return nil
+	return d.guided.Predict(ctx, st, x, n, lvl, c, guidance, guidance > 1 && c.Guidable(), x0, eps)
 }
 
 func (d *Denoiser) fillCond(bc *batchCall, c Cond, n int, guided bool) {
@@ -353,7 +318,7 @@ func (d *Denoiser) newBatchCall(rows int) (*batchCall, error) {
 	if err != nil {
 		return nil, err
 	}
-	bc := &batchCall{c: c}
+	bc := &batchCall{d: d, c: c}
 	bc.sample, err = c.Float32(m.Inputs.Sample)
 	if err == nil {
 		if d.timeInfo.Type.IsFloat() {
@@ -394,11 +359,9 @@ func decodeRange(info Info, lo, hi float64, x []float32, n int, dst pixels.Image
 }
 
 // Stats reports model calls and time inside ONNX Runtime.
-func (d *Denoiser) Stats() Stats {
-	return Stats{ModelCalls: int(d.calls.Load()), ModelTime: time.Duration(d.nanos.Load())}
-}
+func (d *Denoiser) Stats() Stats { return d.guided.Stats() }
 
 // Close releases the prepared calls and the session. It must not run while a Predict does.
 func (d *Denoiser) Close() error {
-	return errors.Join(d.prepared.Close(), d.sess.Close())
+	return errors.Join(d.guided.Calls.Close(), d.sess.Close())
 }

@@ -102,8 +102,9 @@ func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
 			lvl := schedule.Level{Time: c.time, Alpha: 0.5, Sigma: 0.5}
 			x := make([]float32, 2*4)
 			x0, eps := make([]float32, 8), make([]float32, 8)
+			var run pipelines.Stats // the run's own figures, passed to Predict
 			for _, g := range []float64{1, 2} {
-				if err := d.Predict(context.Background(), nil, x, 2, lvl, cond, g, x0, eps); err != nil {
+				if err := d.Predict(context.Background(), &run, x, 2, lvl, cond, g, x0, eps); err != nil {
 					t.Fatal(err)
 				}
 				// Guidance 2 mixes the null class 9 and class 3: 9 + 2*(3-9) = -3.
@@ -119,6 +120,9 @@ func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
 			}
 			if st := d.Stats(); st.ModelCalls != 2 {
 				t.Errorf("%d model calls, want 2 (guidance must be one doubled batch)", st.ModelCalls)
+			}
+			if total := d.Stats(); run.ModelCalls != 2 || run.ModelTime != total.ModelTime || run.AuxCalls != 0 {
+				t.Errorf("the run's Stats %+v, want the pipeline's %+v (the only run)", run, total)
 			}
 		})
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fksteer/fksteer/models"
@@ -57,8 +56,7 @@ type Pipeline struct {
 	unet *unet
 	vae  *vae
 
-	calls, nanos atomic.Int64
-	closeOnce    sync.Once
+	closeOnce sync.Once
 }
 
 // Open reads the export in dir. A missing or inconsistent part gets an error that names it.
@@ -163,6 +161,10 @@ func Open(dir string, o Options, opts ...models.Option) (_ *Pipeline, err error)
 	p.info.Settings = [][2]string{{"Scheduler", string(p.sched.Kind)}}
 	if p.rescale > 0 {
 		p.info.Settings = append(p.info.Settings, [2]string{"CFG rescale", fmt.Sprint(p.rescale)})
+	}
+	u.guided.Prediction, u.guided.Size = pred, p.info.Len()
+	if phi, size := p.rescale, p.info.Len(); phi > 0 {
+		u.guided.Rescale = func(g, c []float32) { RescaleGuidance(g, c, size, phi) }
 	}
 	if err := p.unet.checkSample(p.info); err != nil {
 		return nil, fmt.Errorf("model folder %s: %w", dir, err)
@@ -330,47 +332,10 @@ func (p *Pipeline) Condition(ctx context.Context, st *pipelines.Stats, prompt st
 // prompt that differs from the negative one it runs one batch of 2n rows [negative; prompt].
 // An LCM UNet gets guidance through its timestep_cond embedding and never a doubled batch.
 func (p *Pipeline) Predict(ctx context.Context, st *pipelines.Stats, x []float32, n int, lvl schedule.Level, c pipelines.Cond, guidance float64, x0, eps []float32) error {
-	size := p.info.Len()
-	if len(x) != n*size || len(x0) != n*size || len(eps) != n*size {
-		return fmt.Errorf("predict: buffers hold %d, %d and %d values, want %d (n=%d)", len(x), len(x0), len(eps), n*size, n)
-	}
 	guided := !p.unet.lcm() && guidance > 1 && c.Guidable()
-	rows := n
-	if guided {
-		rows = 2 * n
-	}
-	uc, err := p.unet.acquire(rows)
-	if err != nil {
+	if err := p.unet.guided.Predict(ctx, st, x, n, lvl, c, guidance, guided, x0, eps); err != nil {
 		return err
 	}
-	defer p.unet.release(uc)
-	uc.fill(x, n, lvl, c, guidance, guided)
-	start := time.Now()
-	if err := uc.c.Run(ctx); err != nil {
-		return fmt.Errorf("unet: %w", err)
-	}
-	elapsed := time.Since(start)
-	p.nanos.Add(int64(elapsed))
-	p.calls.Add(1)
-	st.AddCall(elapsed)
-	out, _, err := uc.c.Output(p.unet.out)
-	if err != nil {
-		return err
-	}
-	if len(out) != rows*size {
-		return fmt.Errorf("unet: output %s has %d values, want %d", p.unet.out, len(out), rows*size)
-	}
-	if err := pipelines.CheckFinite(p.dir+"/unet", lvl, out); err != nil {
-		return err
-	}
-	if guided {
-		pipelines.CombineGuidance(x0, out, guidance)
-		if p.rescale > 0 {
-			RescaleGuidance(x0, out[n*size:], size, p.rescale)
-		}
-		out = x0
-	}
-	pipelines.ToX0Eps(p.info.Prediction, lvl, x, out, x0, eps)
 	if p.sched.Kind == schedule.LCMScheduler {
 		p.lcmBoundary(lvl, x, x0, eps)
 	}
@@ -444,9 +409,7 @@ func (p *Pipeline) Encode(ctx context.Context, st *pipelines.Stats, imgs pixels.
 }
 
 // Stats reports UNet calls and the time spent in them.
-func (p *Pipeline) Stats() pipelines.Stats {
-	return pipelines.Stats{ModelCalls: int(p.calls.Load()), ModelTime: time.Duration(p.nanos.Load())}
-}
+func (p *Pipeline) Stats() pipelines.Stats { return p.unet.guided.Stats() }
 
 // Close releases every session. It is safe to call more than once.
 func (p *Pipeline) Close() error {

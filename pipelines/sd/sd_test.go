@@ -141,7 +141,7 @@ func TestGuidanceIsOneDoubledBatch(t *testing.T) {
 			if calls := p.Stats().ModelCalls - before; calls != 1 {
 				t.Errorf("guided predict made %d UNet calls, want 1", calls)
 			}
-			if p.unet.prepared.Idle()[2*n] != 1 {
+			if p.unet.guided.Calls.Idle()[2*n] != 1 {
 				t.Errorf("no prepared call of %d rows was used", 2*n)
 			}
 			_, _, c := predict(t, p, cond, 1, n)
@@ -174,7 +174,7 @@ func TestLCMTakesGuidanceAsEmbedding(t *testing.T) {
 	}
 	_, a, _ := predict(t, p, cond, 8.5, 2)
 	_, b, _ := predict(t, p, cond, 2, 2)
-	if kept := p.unet.prepared.Idle(); kept[4] != 0 || kept[2] != 1 {
+	if kept := p.unet.guided.Calls.Idle(); kept[4] != 0 || kept[2] != 1 {
 		t.Errorf("LCM prepared calls by rows %v, want one of 2 rows and none of 4", kept)
 	}
 	if a[0] == b[0] {
