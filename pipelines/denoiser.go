@@ -213,7 +213,7 @@ func (d *Denoiser) Schedule(steps int) ([]schedule.Level, error) {
 // Condition reads the class from the prompt (or opts.Class) for class-conditional models, or
 // encodes the prompt for vector-conditioned ones. An empty prompt means unconditional.
 func (d *Denoiser) Condition(ctx context.Context, _ *Stats, prompt string, opts CondOptions) (Cond, error) {
-	c := Cond{Prompt: prompt, Kind: d.info.Conditioning}
+	c := Cond{Kind: d.info.Conditioning}
 	switch c.Kind {
 	case ClassCond:
 		c.Null = *d.m.Conditioning.NullClass

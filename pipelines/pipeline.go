@@ -131,7 +131,6 @@ type CondOptions struct {
 
 // Cond is the conditioning of one prompt, shared by every particle generated for it.
 type Cond struct {
-	Prompt string
 	// Class and Null are the class id and the null ("unconditional") id of class-conditional models.
 	Class, Null int64
 	// Vector and NullVector are one row of conditioning for the prompt and for no prompt, for

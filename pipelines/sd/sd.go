@@ -294,7 +294,7 @@ func (p *Pipeline) Schedule(steps int) ([]schedule.Level, error) {
 // embeddings go in Pooled and NullPooled. SDXL models that ask for it get zeros for an empty
 // negative prompt, as diffusers gives them.
 func (p *Pipeline) Condition(ctx context.Context, st *pipelines.Stats, prompt string, opts pipelines.CondOptions) (pipelines.Cond, error) {
-	c := pipelines.Cond{Prompt: prompt, Kind: pipelines.VectorCond, Tokens: p.text[0].tok.MaxLength()}
+	c := pipelines.Cond{Kind: pipelines.VectorCond, Tokens: p.text[0].tok.MaxLength()}
 	if opts.Class != nil {
 		return c, fmt.Errorf("Stable Diffusion is conditioned on text; --class does not apply")
 	}
