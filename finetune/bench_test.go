@@ -118,17 +118,17 @@ func (instant) Info() pipelines.Info {
 		Prediction: pipelines.PredictFlow, Conditioning: pipelines.Unconditioned}
 }
 func (instant) Schedule(steps int) ([]schedule.Level, error) { return schedule.Flow{}.Levels(steps) }
-func (instant) Condition(context.Context, string, pipelines.CondOptions) (pipelines.Cond, error) {
+func (instant) Condition(context.Context, *pipelines.Stats, string, pipelines.CondOptions) (pipelines.Cond, error) {
 	return pipelines.Cond{Kind: pipelines.Unconditioned}, nil
 }
-func (instant) Predict(_ context.Context, x []float32, _ int, lvl schedule.Level, _ pipelines.Cond, _ float64, x0, eps []float32) error {
+func (instant) Predict(_ context.Context, _ *pipelines.Stats, x []float32, _ int, lvl schedule.Level, _ pipelines.Cond, _ float64, x0, eps []float32) error {
 	for i, v := range x {
 		x0[i] = v / 2
 		eps[i] = float32((float64(v) - lvl.Alpha*float64(x0[i])) / lvl.Sigma)
 	}
 	return nil
 }
-func (instant) Decode(_ context.Context, x []float32, _ int, dst pixels.Images) error {
+func (instant) Decode(_ context.Context, _ *pipelines.Stats, x []float32, _ int, dst pixels.Images) error {
 	for i, v := range x {
 		dst.Pix[i] = min(1, max(0, (v+1)/2))
 	}

@@ -165,7 +165,7 @@ func NewGroups(ctx context.Context, p pipelines.Pipeline, cfg sampler.Config, re
 		return nil, fmt.Errorf("result of %d rows and %d images does not match %d particles per group: pass the config the run used", tr.Rows, res.All.N, k)
 	}
 	info := p.Info()
-	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
+	cond, err := p.Condition(ctx, nil, cfg.Prompt, cfg.CondOpts)
 	if err != nil {
 		return nil, err
 	}

@@ -281,7 +281,7 @@ func (r *Run) encodeInit(ctx context.Context) error {
 		}
 		imgs := rewards.FromImage(imaging.Resize(img, info.ImageWidth, info.ImageHeight, imaging.Lanczos))
 		init := make([]float32, info.Len())
-		if err := r.Model.(pipelines.ImageEncoder).Encode(ctx, imgs, init); err != nil {
+		if err := r.Model.(pipelines.ImageEncoder).Encode(ctx, nil, imgs, init); err != nil {
 			r.initErr = fmt.Errorf("init image %s: %w", path, err)
 			return
 		}

@@ -2,11 +2,10 @@ package pipelines
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/fksteer/fksteer/internal/filehash"
 	"github.com/fksteer/fksteer/models"
@@ -32,20 +31,38 @@ type Denoiser struct {
 	condInfo models.TensorInfo
 	enc      VectorEncoder
 
-	prepared Pool[*batchCall] // prepared calls by row count, reused across steps and goroutines
-
-	calls atomic.Int64
-	nanos atomic.Int64
+	guided Guided[*batchCall]
 }
 
 // batchCall is one prepared model call for a fixed number of rows, with its input buffers.
 type batchCall struct {
+	d      *Denoiser
 	c      *models.Call
 	sample []float32
 	timeF  []float32
 	timeI  []int64
 	condF  []float32
 	condI  []int64
+}
+
+// Close releases the prepared call.
+func (bc *batchCall) Close() error { return bc.c.Close() }
+
+// Call is the prepared call.
+func (bc *batchCall) Call() *models.Call { return bc.c }
+
+// Sample is the states' input buffer.
+func (bc *batchCall) Sample() []float32 { return bc.sample }
+
+// Fill writes the time and the conditioning; see [GuidedCall].
+func (bc *batchCall) Fill(n int, lvl schedule.Level, c Cond, _ float64, guided bool) {
+	for i := range bc.timeF {
+		bc.timeF[i] = float32(lvl.Time)
+	}
+	for i := range bc.timeI {
+		bc.timeI[i] = int64(math.Round(lvl.Time))
+	}
+	bc.d.fillCond(bc, c, n, guided)
 }
 
 // OpenManifest loads the manifest at path and the model it names.
@@ -85,7 +102,6 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 		return nil, fmt.Errorf("hash model %s: %w", path, err)
 	}
 	d := &Denoiser{m: m, sess: sess, enc: enc}
-	d.prepared.Release = func(bc *batchCall) { bc.c.Close() }
 	d.pred, _ = ParsePrediction(m.Prediction)
 	c, h, w := m.Sample.Shape[0], m.Sample.Shape[1], m.Sample.Shape[2]
 	name := m.Name
@@ -107,6 +123,8 @@ func NewDenoiser(m *Manifest, enc VectorEncoder, opts ...models.Option) (_ *Deno
 	if err := d.checkTensors(); err != nil {
 		return nil, err
 	}
+	g := &d.guided
+	g.Model, g.Output, g.Prediction, g.Size, g.Prepare = path, m.Output, d.pred, d.info.Len(), d.newBatchCall
 	return d, nil
 }
 
@@ -194,8 +212,8 @@ func (d *Denoiser) Schedule(steps int) ([]schedule.Level, error) {
 
 // Condition reads the class from the prompt (or opts.Class) for class-conditional models, or
 // encodes the prompt for vector-conditioned ones. An empty prompt means unconditional.
-func (d *Denoiser) Condition(ctx context.Context, prompt string, opts CondOptions) (Cond, error) {
-	c := Cond{Prompt: prompt, Kind: d.info.Conditioning}
+func (d *Denoiser) Condition(ctx context.Context, _ *Stats, prompt string, opts CondOptions) (Cond, error) {
+	c := Cond{Kind: d.info.Conditioning}
 	switch c.Kind {
 	case ClassCond:
 		c.Null = *d.m.Conditioning.NullClass
@@ -249,58 +267,8 @@ func classFromPrompt(prompt string, classes []string, null int64, override *int6
 }
 
 // Predict runs the denoiser on n states; see [Pipeline].
-func (d *Denoiser) Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error {
-	size := d.info.Len()
-	if len(x) != n*size || len(x0) != n*size || len(eps) != n*size {
-		return fmt.Errorf("predict: buffers hold %d, %d and %d values, want %d (n=%d)", len(x), len(x0), len(eps), n*size, n)
-	}
-	guided := guidance > 1 && c.Guidable()
-	rows := n
-	if guided {
-		rows = 2 * n
-	}
-	bc, err := d.prepared.Get(rows, func() (*batchCall, error) { return d.newBatchCall(rows) })
-	if err != nil {
-		return err
-	}
-	defer d.prepared.Put(rows, bc)
-
-	// Rows [0, n) are unconditional when guided, so one output split yields u and c.
-	copy(bc.sample, x)
-	if guided {
-		copy(bc.sample[n*size:], x)
-	}
-	for i := range bc.timeF {
-		bc.timeF[i] = float32(lvl.Time)
-	}
-	for i := range bc.timeI {
-		bc.timeI[i] = int64(math.Round(lvl.Time))
-	}
-	d.fillCond(bc, c, n, guided)
-	start := time.Now()
-	if err := bc.c.Run(ctx); err != nil {
-		return err
-	}
-	elapsed := time.Since(start)
-	d.nanos.Add(int64(elapsed))
-	d.calls.Add(1)
-	CountCall(ctx, elapsed)
-	out, _, err := bc.c.Output(d.m.Output)
-	if err != nil {
-		return err
-	}
-	if len(out) != rows*size {
-		return fmt.Errorf("model %s: output %s has %d values, want %d (is sample.shape right?)", d.info.Path, d.m.Output, len(out), rows*size)
-	}
-	if err := CheckFinite(d.info.Path, lvl, out); err != nil {
-		return err
-	}
-	if guided {
-		CombineGuidance(x0, out, guidance)
-		out = x0
-	}
-	ToX0Eps(d.pred, lvl, x, out, x0, eps)
-	return nil
+func (d *Denoiser) Predict(ctx context.Context, st *Stats, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error {
+	return d.guided.Predict(ctx, st, x, n, lvl, c, guidance, guidance > 1 && c.Guidable(), x0, eps)
 }
 
 func (d *Denoiser) fillCond(bc *batchCall, c Cond, n int, guided bool) {
@@ -350,7 +318,7 @@ func (d *Denoiser) newBatchCall(rows int) (*batchCall, error) {
 	if err != nil {
 		return nil, err
 	}
-	bc := &batchCall{c: c}
+	bc := &batchCall{d: d, c: c}
 	bc.sample, err = c.Float32(m.Inputs.Sample)
 	if err == nil {
 		if d.timeInfo.Type.IsFloat() {
@@ -375,7 +343,7 @@ func (d *Denoiser) newBatchCall(rows int) (*batchCall, error) {
 }
 
 // Decode maps clean states from the manifest's value range to [0, 1], clipping.
-func (d *Denoiser) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
+func (d *Denoiser) Decode(_ context.Context, _ *Stats, x []float32, n int, dst pixels.Images) error {
 	return decodeRange(d.info, d.m.Sample.Range[0], d.m.Sample.Range[1], x, n, dst)
 }
 
@@ -391,12 +359,9 @@ func decodeRange(info Info, lo, hi float64, x []float32, n int, dst pixels.Image
 }
 
 // Stats reports model calls and time inside ONNX Runtime.
-func (d *Denoiser) Stats() Stats {
-	return Stats{ModelCalls: int(d.calls.Load()), ModelTime: time.Duration(d.nanos.Load())}
-}
+func (d *Denoiser) Stats() Stats { return d.guided.Stats() }
 
-// Close releases the prepared calls and the session.
+// Close releases the prepared calls and the session. It must not run while a Predict does.
 func (d *Denoiser) Close() error {
-	d.prepared.Close()
-	return d.sess.Close()
+	return errors.Join(d.guided.Calls.Close(), d.sess.Close())
 }

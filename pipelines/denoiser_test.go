@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fksteer/fksteer/models/modeltest"
@@ -95,15 +96,16 @@ func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := openEcho(t, echoModel(t, c.timeType, c.dims, c.sampleType), c.kind)
-			cond, err := d.Condition(context.Background(), "a 3", pipelines.CondOptions{})
+			cond, err := d.Condition(context.Background(), nil, "a 3", pipelines.CondOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			lvl := schedule.Level{Time: c.time, Alpha: 0.5, Sigma: 0.5}
 			x := make([]float32, 2*4)
 			x0, eps := make([]float32, 8), make([]float32, 8)
+			var run pipelines.Stats // the run's own figures, passed to Predict
 			for _, g := range []float64{1, 2} {
-				if err := d.Predict(context.Background(), x, 2, lvl, cond, g, x0, eps); err != nil {
+				if err := d.Predict(context.Background(), &run, x, 2, lvl, cond, g, x0, eps); err != nil {
 					t.Fatal(err)
 				}
 				// Guidance 2 mixes the null class 9 and class 3: 9 + 2*(3-9) = -3.
@@ -119,6 +121,9 @@ func TestDenoiserFeedsEveryTimeLayout(t *testing.T) {
 			}
 			if st := d.Stats(); st.ModelCalls != 2 {
 				t.Errorf("%d model calls, want 2 (guidance must be one doubled batch)", st.ModelCalls)
+			}
+			if total := d.Stats(); run.ModelCalls != 2 || run.ModelTime != total.ModelTime || run.AuxCalls != 0 {
+				t.Errorf("the run's Stats %+v, want the pipeline's %+v (the only run)", run, total)
 			}
 		})
 	}
@@ -165,5 +170,50 @@ func TestDiscreteSchedule(t *testing.T) {
 	}
 	if _, err := d.Schedule(0); err == nil {
 		t.Error("0 steps accepted")
+	}
+}
+
+// TestConcurrentPredicts drives one Denoiser from several goroutines, as batch workers do, each
+// with its own Stats (run it with -race): every prediction is what it is alone, guided or not,
+// and each run's Stats counts its own calls only.
+func TestConcurrentPredicts(t *testing.T) {
+	b := onnxgraph.Sym("batch")
+	d := openEcho(t, echoModel(t, onnxgraph.Float32, []onnxgraph.Dim{b}, onnxgraph.Float32), "continuous")
+	cond, err := d.Condition(context.Background(), nil, "a 3", pipelines.CondOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, calls = 6, 20
+	var wg sync.WaitGroup
+	for w := range goroutines {
+		wg.Go(func() {
+			var run pipelines.Stats
+			n, guidance := 1+w%3, float64(1+w%2) // 1 to 3 states; guided or not
+			lvl := schedule.Level{Time: float64(w) / 8, Alpha: 0.5, Sigma: 0.5}
+			want := lvl.Time + 10*3
+			if guidance == 2 {
+				want = lvl.Time + 10*(9+2*(3-9))
+			}
+			x, x0, eps := make([]float32, 4*n), make([]float32, 4*n), make([]float32, 4*n)
+			for range calls {
+				if err := d.Predict(context.Background(), &run, x, n, lvl, cond, guidance, x0, eps); err != nil {
+					t.Error(err)
+					return
+				}
+				for i, v := range x0 {
+					if math.Abs(float64(v)-want) > 0.02 {
+						t.Errorf("goroutine %d: x0[%d] = %g, want %g", w, i, v, want)
+						return
+					}
+				}
+			}
+			if run.ModelCalls != calls {
+				t.Errorf("goroutine %d counted %d calls, want its own %d", w, run.ModelCalls, calls)
+			}
+		})
+	}
+	wg.Wait()
+	if st := d.Stats(); st.ModelCalls != goroutines*calls {
+		t.Errorf("the pipeline counted %d calls, want %d", st.ModelCalls, goroutines*calls)
 	}
 }

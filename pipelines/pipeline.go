@@ -23,20 +23,25 @@ import (
 // Pipeline is a diffusion model ready to sample: it predicts x0 and eps for a batch of states and
 // decodes clean states to images. Implementations are safe for concurrent use by several
 // goroutines, each driving its own batch.
+//
+// Every method that may run a model takes st, the Stats of the run it works for: it adds its
+// model calls and their time inside ONNX Runtime there (see [Stats]), so that a run that
+// shares its pipeline with others (batch workers) learns its own figures. st may be nil, and
+// no two goroutines may pass the same st at once.
 type Pipeline interface {
 	// Info describes the model.
 	Info() Info
 	// Schedule returns the steps+1 noise levels a sampler walks, from the noisiest to the last.
 	Schedule(steps int) ([]schedule.Level, error)
 	// Condition turns a prompt (and the class override in opts) into conditioning.
-	Condition(ctx context.Context, prompt string, opts CondOptions) (Cond, error)
+	Condition(ctx context.Context, st *Stats, prompt string, opts CondOptions) (Cond, error)
 	// Predict runs the denoiser on n states x (n*Info().Len() values) at level lvl and writes
 	// the predicted clean states to x0 and the predicted noise to eps. With guidance > 1 and a
 	// conditional c it runs one batch of 2n rows [unconditional; conditional] and combines the
 	// outputs as u + guidance*(c - u). A NaN or Inf in the model's output is an error.
-	Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error
+	Predict(ctx context.Context, st *Stats, x []float32, n int, lvl schedule.Level, c Cond, guidance float64, x0, eps []float32) error
 	// Decode turns n clean states into images in [0, 1]; dst must hold n images of Info's size.
-	Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error
+	Decode(ctx context.Context, st *Stats, x []float32, n int, dst pixels.Images) error
 	// Stats reports the model calls made so far and the time spent inside ONNX Runtime.
 	Stats() Stats
 	// Close releases the model's sessions.
@@ -79,8 +84,10 @@ type Defaults struct {
 	Eta     float64       `yaml:"eta"`
 }
 
-// Stats counts a pipeline's model calls: the denoiser's, and those of its other models (text
-// encoders, VAE decoder and encoder), whose time is also spent inside ONNX Runtime.
+// Stats counts model calls: the denoiser's (ModelCalls, ModelTime), and those of a pipeline's
+// other models (text encoders, VAE decoder and encoder), whose time is also spent inside ONNX
+// Runtime. A run's own figures are what its pipeline calls added to the Stats it passed them;
+// [Pipeline.Stats] counts the denoiser's calls over the pipeline's life.
 type Stats struct {
 	ModelCalls int
 	ModelTime  time.Duration
@@ -88,30 +95,21 @@ type Stats struct {
 	AuxTime    time.Duration
 }
 
-type statsKey struct{}
-
-// WithStats returns a context under which Predict also adds its model calls and time inside ONNX
-// Runtime to st. A run that shares its pipeline with others (batch workers) learns its own
-// figures this way; Pipeline.Stats counts everything. st must not be used by two goroutines.
-func WithStats(ctx context.Context, st *Stats) context.Context {
-	return context.WithValue(ctx, statsKey{}, st)
-}
-
-// CountCall records one model call of duration d in the Stats carried by ctx, if any: every
-// pipeline calls it after each denoiser run, so that a run learns its own figures (WithStats).
-func CountCall(ctx context.Context, d time.Duration) {
-	if st, ok := ctx.Value(statsKey{}).(*Stats); ok {
-		st.ModelCalls++
-		st.ModelTime += d
+// AddCall records one denoiser call that spent d inside ONNX Runtime. On a nil *Stats it does
+// nothing, so pipelines call it whether or not their caller counts.
+func (s *Stats) AddCall(d time.Duration) {
+	if s != nil {
+		s.ModelCalls++
+		s.ModelTime += d
 	}
 }
 
-// CountAux records one call of a pipeline's other models (see [Stats]) in the Stats carried by
-// ctx, if any.
-func CountAux(ctx context.Context, d time.Duration) {
-	if st, ok := ctx.Value(statsKey{}).(*Stats); ok {
-		st.AuxCalls++
-		st.AuxTime += d
+// AddAux records one call of a pipeline's other models that spent d inside ONNX Runtime; on a
+// nil *Stats it does nothing.
+func (s *Stats) AddAux(d time.Duration) {
+	if s != nil {
+		s.AuxCalls++
+		s.AuxTime += d
 	}
 }
 
@@ -136,7 +134,6 @@ type CondOptions struct {
 
 // Cond is the conditioning of one prompt, shared by every particle generated for it.
 type Cond struct {
-	Prompt string
 	// Class and Null are the class id and the null ("unconditional") id of class-conditional models.
 	Class, Null int64
 	// Vector and NullVector are one row of conditioning for the prompt and for no prompt, for
@@ -168,15 +165,15 @@ func (c Cond) Guidable() bool {
 // preview decoder) for the intermediate rewards of steering. Preview has Decode's contract and
 // writes images of the same size; the final images are still decoded with Decode.
 type Previewer interface {
-	Preview(ctx context.Context, x []float32, n int, dst pixels.Images) error
+	Preview(ctx context.Context, st *Stats, x []float32, n int, dst pixels.Images) error
 }
 
 // ImageEncoder is implemented by pipelines that can map images into their state space
 // (Stable Diffusion's VAE encoder), which image-to-image sampling starts from.
 type ImageEncoder interface {
 	// Encode writes the clean states of imgs (values in [0, 1], of Info's image size) to dst,
-	// imgs.N*Info().Len() values.
-	Encode(ctx context.Context, imgs pixels.Images, dst []float32) error
+	// imgs.N*Info().Len() values, and counts its model call in st (see [Pipeline]).
+	Encode(ctx context.Context, st *Stats, imgs pixels.Images, dst []float32) error
 }
 
 // Prediction is what a denoiser's output means.

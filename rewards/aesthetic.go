@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pixels"
@@ -31,11 +30,7 @@ type Aesthetic struct {
 	headIn    models.TensorInfo
 	headOut   string
 	normalize bool
-
-	mu    sync.Mutex
-	calls *callCache
-	emb   []float32 // the batch's embeddings, n x dim
-	dim   int
+	calls     *sessionCalls // the head's
 }
 
 // AestheticOptions configure [NewAesthetic].
@@ -111,7 +106,7 @@ func (r *Aesthetic) bind(head string, o AestheticOptions, opts []models.Option) 
 	if r.head, err = models.Open(head, opts...); err != nil {
 		return fmt.Errorf("head: %w", err)
 	}
-	r.calls = newCallCache(r.head)
+	r.calls = newSessionCalls(r.head)
 	anyTensor := func(models.TensorInfo) bool { return true }
 	if r.headIn, err = pickTensor(r.head.Inputs, o.HeadInput, "input", "head-input", anyTensor); err != nil {
 		return fmt.Errorf("head %s: %w", head, err)
@@ -138,20 +133,19 @@ func (r *Aesthetic) Score(ctx context.Context, imgs pixels.Images, _ string, dst
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.embed(ctx, imgs); err != nil {
+	emb, dim, err := r.embed(ctx, imgs)
+	if err != nil {
 		return fmt.Errorf("reward aesthetic: encoder: %w", err)
 	}
-	if err := r.scoreEmbeddings(ctx, imgs.N, dst); err != nil {
+	if err := r.scoreEmbeddings(ctx, emb, dim, dst); err != nil {
 		return fmt.Errorf("reward aesthetic: head: %w", err)
 	}
 	return nil
 }
 
-// embed fills r.emb with the (normalised) embeddings of imgs.
-func (r *Aesthetic) embed(ctx context.Context, imgs pixels.Images) error {
-	return r.encoder.runImages(ctx, imgs, func(call *models.Call, lo, k int) error {
+// embed returns the (normalised) embeddings of imgs, imgs.N rows of dim values.
+func (r *Aesthetic) embed(ctx context.Context, imgs pixels.Images) (emb []float32, dim int, err error) {
+	err = r.encoder.runImages(ctx, imgs, func(call *models.Call, lo, k int) error {
 		out, shape, err := call.Output(r.embedding)
 		if err != nil {
 			return err
@@ -159,12 +153,12 @@ func (r *Aesthetic) embed(ctx context.Context, imgs pixels.Images) error {
 		if len(shape) != 2 || shape[0] != int64(k) {
 			return fmt.Errorf("output %s has shape %v for %d images", r.embedding, shape, k)
 		}
-		r.dim = int(shape[1])
-		r.emb = grow(r.emb, imgs.N*r.dim)
-		copy(r.emb[lo*r.dim:], out)
+		dim = int(shape[1])
+		emb = grow(emb, imgs.N*dim)
+		copy(emb[lo*dim:], out)
 		if r.normalize {
 			for i := lo; i < lo+k; i++ {
-				row := r.emb[i*r.dim : (i+1)*r.dim]
+				row := emb[i*dim : (i+1)*dim]
 				var ss float64
 				for _, v := range row {
 					ss += float64(v) * float64(v)
@@ -177,43 +171,45 @@ func (r *Aesthetic) embed(ctx context.Context, imgs pixels.Images) error {
 		}
 		return nil
 	})
+	return emb, dim, err
 }
 
-// scoreEmbeddings runs the head on the n embeddings in r.emb.
-func (r *Aesthetic) scoreEmbeddings(ctx context.Context, n int, dst []float64) error {
+// scoreEmbeddings runs the head on the embeddings emb (rows of dim values), one score each.
+func (r *Aesthetic) scoreEmbeddings(ctx context.Context, emb []float32, dim int, dst []float64) error {
+	n := len(dst)
 	step := batchLimit(r.headIn, n)
 	for lo := 0; lo < n; lo += step {
 		k := min(step, n-lo)
-		call, err := r.calls.get(models.Shapes{r.headIn.Name: {int64(k), int64(r.dim)}})
+		err := r.calls.with(models.Shapes{r.headIn.Name: {int64(k), int64(dim)}}, func(call *models.Call) error {
+			in, err := call.Float32(r.headIn.Name)
+			if err != nil {
+				return err
+			}
+			copy(in, emb[lo*dim:(lo+k)*dim])
+			if err := call.Run(ctx); err != nil {
+				return err
+			}
+			out, shape, err := call.Output(r.headOut)
+			if err != nil {
+				return err
+			}
+			if len(out) != k {
+				return fmt.Errorf("output %s has shape %v for %d embeddings; want one score each", r.headOut, shape, k)
+			}
+			for i, v := range out {
+				dst[lo+i] = float64(v)
+			}
+			return nil
+		})
 		if err != nil {
 			return err
-		}
-		in, err := call.Float32(r.headIn.Name)
-		if err != nil {
-			return err
-		}
-		copy(in, r.emb[lo*r.dim:(lo+k)*r.dim])
-		if err := call.Run(ctx); err != nil {
-			return err
-		}
-		out, shape, err := call.Output(r.headOut)
-		if err != nil {
-			return err
-		}
-		if len(out) != k {
-			return fmt.Errorf("output %s has shape %v for %d embeddings; want one score each", r.headOut, shape, k)
-		}
-		for i, v := range out {
-			dst[lo+i] = float64(v)
 		}
 	}
 	return nil
 }
 
-// Close releases both sessions.
+// Close releases both sessions. It must not run while a Score does.
 func (r *Aesthetic) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var errs []error
 	if r.calls != nil {
 		errs = append(errs, r.calls.close())

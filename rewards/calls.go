@@ -1,73 +1,46 @@
 package rewards
 
 import (
+	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/fksteer/fksteer/models"
 )
 
-// maxCachedCalls bounds the prepared calls a callCache keeps. Particle batches repeat one shape,
-// but OCR crops vary in width; past the bound the oldest call is closed.
-const maxCachedCalls = 16
+// maxIdleCalls bounds the prepared calls a session keeps idle. Particle batches repeat one
+// shape, but OCR crops vary in width; past the bound the call idle the longest is closed.
+const maxIdleCalls = 16
 
-// callCache keeps prepared [models.Call]s of one session by input shapes, so that scoring the
-// same batch shape again allocates no tensors. It is not safe for concurrent use.
-type callCache struct {
-	sess  *models.Session
-	calls map[string]*models.Call
-	order []string // keys, oldest first
-	key   strings.Builder
+// sessionCalls is a session with its prepared calls, pooled by input shapes, so that scoring
+// the same batch shape again allocates no tensors. It is safe for concurrent use: each
+// goroutine runs a call of its own.
+type sessionCalls struct {
+	sess *models.Session
+	pool models.CallPool[string, *models.Call]
 }
 
-func newCallCache(sess *models.Session) *callCache {
-	return &callCache{sess: sess, calls: map[string]*models.Call{}}
+func newSessionCalls(sess *models.Session) *sessionCalls {
+	c := &sessionCalls{sess: sess}
+	c.pool.Limit = maxIdleCalls
+	return c
 }
 
-// get returns the call for shapes, preparing it on first use.
-func (c *callCache) get(shapes models.Shapes) (*models.Call, error) {
-	c.key.Reset()
-	names := make([]string, 0, len(shapes))
-	for name := range shapes {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		c.key.WriteString(name)
-		for _, d := range shapes[name] {
-			c.key.WriteByte(',')
-			c.key.WriteString(strconv.FormatInt(d, 10))
-		}
-		c.key.WriteByte(';')
-	}
-	k := c.key.String()
-	if call, ok := c.calls[k]; ok {
-		return call, nil
-	}
-	call, err := c.sess.NewCall(shapes)
+// with hands use a prepared call for shapes, which no other goroutine touches until use
+// returns; its outputs are valid only until then. use's error is returned as it is.
+func (c *sessionCalls) with(shapes models.Shapes, use func(call *models.Call) error) error {
+	key := shapes.Key()
+	call, err := c.pool.Get(key, func() (*models.Call, error) { return c.sess.NewCall(shapes) })
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(c.order) == maxCachedCalls {
-		old := c.order[0]
-		c.calls[old].Close()
-		delete(c.calls, old)
-		c.order = c.order[1:]
-	}
-	c.calls[k] = call
-	c.order = append(c.order, k)
-	return call, nil
+	defer c.pool.Put(key, call)
+	return use(call)
 }
 
-// close closes every cached call and then the session.
-func (c *callCache) close() error {
-	for _, call := range c.calls {
-		call.Close()
-	}
-	c.calls, c.order = nil, nil
-	return c.sess.Close()
+// close closes every idle call and then the session; it must not run while a with does.
+func (c *sessionCalls) close() error {
+	return errors.Join(c.pool.Close(), c.sess.Close())
 }
 
 // pickTensor returns the named tensor of ts, or, when name is empty, the only tensor for which

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pixels"
@@ -43,10 +42,8 @@ type Classifier struct {
 	classes int // from the model's output shape; 0 where it is dynamic
 	labels  []string
 	kind    ScoreKind
-
-	mu    sync.Mutex
-	prep  *imagePrep
-	calls *callCache
+	prep    *imagePrep
+	calls   *sessionCalls
 }
 
 var firstInteger = regexp.MustCompile(`\b\d+\b`)
@@ -149,7 +146,7 @@ func NewClassifier(path string, o ClassifierOptions, opts ...models.Option) (*Cl
 	if err != nil {
 		return nil, fmt.Errorf("reward classifier: %w", err)
 	}
-	r := &Classifier{sess: sess, target: o.Target, labels: o.Labels, kind: o.Score, calls: newCallCache(sess)}
+	r := &Classifier{sess: sess, target: o.Target, labels: o.Labels, kind: o.Score, calls: newSessionCalls(sess)}
 	if r.kind == "" {
 		r.kind = LogProb
 	}
@@ -209,19 +206,15 @@ func (r *Classifier) Score(ctx context.Context, imgs pixels.Images, prompt strin
 	if err := checkCrop(r.prep.opts.Crop, imgs.H, imgs.W); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	logits, classes, err := r.logits(ctx, imgs)
-	if err != nil {
-		return err
-	}
-	if target >= classes {
-		return fmt.Errorf("reward classifier: target class %d, but the model has %d classes: the class must be 0 to %d", target, classes, classes-1)
-	}
-	for i := range imgs.N {
-		dst[i] = classScore(logits[i*classes:(i+1)*classes], target, r.kind)
-	}
-	return nil
+	return r.logits(ctx, imgs, func(logits []float32, classes int) error {
+		if target >= classes {
+			return fmt.Errorf("reward classifier: target class %d, but the model has %d classes: the class must be 0 to %d", target, classes, classes-1)
+		}
+		for i := range imgs.N {
+			dst[i] = classScore(logits[i*classes:(i+1)*classes], target, r.kind)
+		}
+		return nil
+	})
 }
 
 // promptTarget is the configured target, or the class the prompt names.
@@ -288,49 +281,43 @@ func (r *Classifier) TopClass(ctx context.Context, imgs pixels.Images, dst []int
 	if err := checkCrop(r.prep.opts.Crop, imgs.H, imgs.W); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	logits, classes, err := r.logits(ctx, imgs)
-	if err != nil {
-		return err
-	}
-	for i := range imgs.N {
-		row := logits[i*classes : (i+1)*classes]
-		best := 0
-		for k, v := range row {
-			if v > row[best] {
-				best = k
+	return r.logits(ctx, imgs, func(logits []float32, classes int) error {
+		for i := range imgs.N {
+			row := logits[i*classes : (i+1)*classes]
+			best := 0
+			for k, v := range row {
+				if v > row[best] {
+					best = k
+				}
 			}
+			dst[i] = best
 		}
-		dst[i] = best
-	}
-	return nil
+		return nil
+	})
 }
 
-// logits preprocesses and classifies a batch; the result is owned by the cached call. r.mu must
-// be held.
-func (r *Classifier) logits(ctx context.Context, imgs pixels.Images) ([]float32, int, error) {
-	call, err := r.calls.get(models.Shapes{r.input: r.prep.shape(imgs.N)})
-	if err != nil {
-		return nil, 0, fmt.Errorf("reward classifier: %w", err)
-	}
-	in, err := call.Float32(r.input)
-	if err != nil {
-		return nil, 0, err
-	}
-	r.prep.fill(in, imgs)
-	if err := call.Run(ctx); err != nil {
-		return nil, 0, fmt.Errorf("reward classifier: %w", err)
-	}
-	logits, shape, err := call.Output(r.output)
-	if err != nil {
-		return nil, 0, err
-	}
-	classes := int(shape[len(shape)-1])
-	if len(logits) != imgs.N*classes {
-		return nil, 0, fmt.Errorf("reward classifier: output %s has shape %v; want [batch, classes]", r.output, shape)
-	}
-	return logits, classes, nil
+// logits preprocesses and classifies a batch and hands use the logits, imgs.N rows of classes
+// values, which belong to the model call and stay valid only until use returns.
+func (r *Classifier) logits(ctx context.Context, imgs pixels.Images, use func(logits []float32, classes int) error) error {
+	return r.calls.with(models.Shapes{r.input: r.prep.shape(imgs.N)}, func(call *models.Call) error {
+		in, err := call.Float32(r.input)
+		if err != nil {
+			return err
+		}
+		r.prep.fill(in, imgs)
+		if err := call.Run(ctx); err != nil {
+			return fmt.Errorf("reward classifier: %w", err)
+		}
+		logits, shape, err := call.Output(r.output)
+		if err != nil {
+			return err
+		}
+		classes := int(shape[len(shape)-1])
+		if len(logits) != imgs.N*classes {
+			return fmt.Errorf("reward classifier: output %s has shape %v; want [batch, classes]", r.output, shape)
+		}
+		return use(logits, classes)
+	})
 }
 
 // classScore turns one row of logits into the requested score, in float64.
@@ -353,9 +340,7 @@ func classScore(logits []float32, target int, kind ScoreKind) float64 {
 	return lp
 }
 
-// Close releases the classifier's session.
+// Close releases the classifier's session. It must not run while a Score does.
 func (r *Classifier) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	return r.calls.close()
 }

@@ -7,7 +7,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/fksteer/fksteer/pixels"
 )
@@ -21,15 +20,12 @@ type Part struct {
 // Composite is a weighted sum of rewards, sum_j w_j r_j(image). Its parts score the same batch
 // concurrently, each in one batched call; the first failure cancels the others. A NaN or Inf
 // part score makes the total NaN or Inf, so steering gives that particle weight zero. It is
-// safe for concurrent use (calls are serialised).
+// safe for concurrent use, as its parts are.
 type Composite struct {
 	parts   []Reward
 	weights []float64
 	names   []string // part names, made unique with "#2", "#3", ... where a reward repeats
 	name    string
-
-	mu     sync.Mutex
-	scores [][]float64 // per part, reused between calls
 }
 
 // NewComposite combines rewards with weights (same length, finite, non-zero). The composite owns
@@ -38,7 +34,7 @@ func NewComposite(parts []Reward, weights []float64) (*Composite, error) {
 	if len(parts) == 0 || len(parts) != len(weights) {
 		return nil, fmt.Errorf("composite reward: %d parts and %d weights", len(parts), len(weights))
 	}
-	c := &Composite{parts: parts, weights: weights, scores: make([][]float64, len(parts))}
+	c := &Composite{parts: parts, weights: weights}
 	seen := map[string]int{}
 	terms := make([]string, len(parts))
 	for j, p := range parts {
@@ -86,13 +82,9 @@ func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt stri
 	if parts != nil && len(parts) != imgs.N {
 		return fmt.Errorf("explain %d images into %d breakdowns", imgs.N, len(parts))
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for j := range c.scores {
-		if cap(c.scores[j]) < imgs.N {
-			c.scores[j] = make([]float64, imgs.N)
-		}
-		c.scores[j] = c.scores[j][:imgs.N]
+	scores := make([][]float64, len(c.parts)) // scores[j][i]: part j's score of image i
+	for j := range scores {
+		scores[j] = make([]float64, imgs.N)
 	}
 	var texts [][]PartScore // texts[j][i]: the breakdown of text-reading part j for image i
 	if parts != nil {
@@ -102,7 +94,7 @@ func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt stri
 		var err error
 		if e, ok := c.parts[j].(Explainer); ok && texts != nil {
 			sub := make([][]PartScore, imgs.N)
-			err = e.Explain(ctx, imgs, prompt, c.scores[j], sub)
+			err = e.Explain(ctx, imgs, prompt, scores[j], sub)
 			texts[j] = make([]PartScore, imgs.N)
 			for i, s := range sub {
 				if len(s) > 0 {
@@ -110,7 +102,7 @@ func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt stri
 				}
 			}
 		} else {
-			err = c.parts[j].Score(ctx, imgs, prompt, c.scores[j])
+			err = c.parts[j].Score(ctx, imgs, prompt, scores[j])
 		}
 		if err != nil {
 			return NameError(c.names[j], err)
@@ -123,7 +115,7 @@ func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt stri
 	for i := range dst {
 		var sum float64
 		for j, w := range c.weights {
-			sum += w * c.scores[j][i]
+			sum += w * scores[j][i]
 		}
 		dst[i] = sum
 	}
@@ -133,7 +125,7 @@ func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt stri
 	for i := range parts {
 		ps := parts[i][:0]
 		for j, w := range c.weights {
-			p := PartScore{Name: c.names[j], Weight: w, Score: c.scores[j][i]}
+			p := PartScore{Name: c.names[j], Weight: w, Score: scores[j][i]}
 			if texts[j] != nil {
 				p.Text, p.HasText = texts[j][i].Text, texts[j][i].HasText
 			}
@@ -144,10 +136,8 @@ func (c *Composite) Explain(ctx context.Context, imgs pixels.Images, prompt stri
 	return nil
 }
 
-// Close closes every part and returns their errors joined.
+// Close closes every part and returns their errors joined. It must not run while a Score does.
 func (c *Composite) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var errs []error
 	for _, p := range c.parts {
 		errs = append(errs, p.Close())

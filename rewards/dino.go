@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pixels"
@@ -35,15 +34,13 @@ type DINO struct {
 	output string
 	o      DINOOptions
 
-	mu sync.Mutex
 	// registers is the number of register tokens; patches the number of patch tokens; dim the
-	// embedding width. All are known after the references ran.
+	// embedding width. All are known after the references ran, and never change after: Score
+	// only reads them, so concurrent Scores need no lock.
 	registers, patches, dim int
 	// refCLS[r] is reference r's unit class-token embedding; refPatch[r] its unit patch
 	// embeddings (only kept when PatchWeight > 0).
 	refCLS, refPatch [][]float64
-	// buf holds one image's unit tokens during Score.
-	buf []float64
 }
 
 // DINOOptions configure [NewDINO].
@@ -301,8 +298,7 @@ func (r *DINO) Score(ctx context.Context, imgs pixels.Images, _ string, dst []fl
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	var buf []float64 // one image's unit tokens
 	err := r.model.runImages(ctx, imgs, func(call *models.Call, lo, k int) error {
 		h, shape, err := call.Output(r.output)
 		if err != nil {
@@ -316,8 +312,8 @@ func (r *DINO) Score(ctx context.Context, imgs pixels.Images, _ string, dst []fl
 			need = int(shape[1])
 		}
 		for i := range k {
-			r.buf = unitRows(r.buf, h, i, int(shape[1]), r.dim, need)
-			dst[lo+i] = r.similarity(r.buf)
+			buf = unitRows(buf, h, i, int(shape[1]), r.dim, need)
+			dst[lo+i] = r.similarity(buf)
 		}
 		return nil
 	})
@@ -364,8 +360,6 @@ func dot64(a, b []float64) float64 {
 
 // References returns the unit class-token embedding of every reference image, as cached.
 func (r *DINO) References() [][]float64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	out := make([][]float64, len(r.refCLS))
 	for i, c := range r.refCLS {
 		out[i] = slices.Clone(c)
@@ -373,9 +367,7 @@ func (r *DINO) References() [][]float64 {
 	return out
 }
 
-// Close releases the backbone's session.
+// Close releases the backbone's session. It must not run while a Score does.
 func (r *DINO) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	return r.model.close()
 }

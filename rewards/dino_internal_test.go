@@ -28,34 +28,22 @@ func TestInferRegisters(t *testing.T) {
 // TestDINOEmbedsReferencesOnce: the references run through the backbone once, when the reward
 // is built; every Score is then one Run for the whole batch, and the cached embeddings stay.
 func TestDINOEmbedsReferencesOnce(t *testing.T) {
-	modeltest.Runtime(t)
-	data, err := synth.DINOv2(synth.ViT{Size: 28, Patch: 14, Dim: 8, Registers: 4, Seed: 9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := t.TempDir() + "/dino.onnx"
-	if err := writeFile(path, data); err != nil {
-		t.Fatal(err)
-	}
-	refs := pixels.NewImages(3, 3, 28, 28)
-	rng := rand.New(rand.NewPCG(1, 1))
-	for i := range refs.Pix {
-		refs.Pix[i] = rng.Float32()
-	}
-	r, err := NewDINO(path, []pixels.Images{refs}, DINOOptions{Registers: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := synthDINO(t)
 	if r.registers != 4 || r.patches != 4 || r.dim != 8 {
 		t.Errorf("layout: %d registers, %d patches, dim %d; want 4, 4, 8", r.registers, r.patches, r.dim)
 	}
 	before := r.References()
 	runs := func() int {
 		n := 0
-		for _, c := range r.model.calls.calls {
+		pool := &r.model.calls.pool
+		for key := range pool.Idle() { // one idle call per shape: nothing scores meanwhile
+			c, err := pool.Get(key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			k, _ := c.RunStats()
 			n += k
+			pool.Put(key, c)
 		}
 		return n
 	}
@@ -78,4 +66,30 @@ func TestDINOEmbedsReferencesOnce(t *testing.T) {
 			t.Errorf("reference %d's embedding changed", i)
 		}
 	}
+}
+
+// synthDINO is a DINO reward on a synthetic DINOv2 backbone (28x28 inputs, 4 registers, 4
+// patches of dim 8) with 3 random references, closed when the test ends.
+func synthDINO(t *testing.T) *DINO {
+	t.Helper()
+	modeltest.Runtime(t)
+	data, err := synth.DINOv2(synth.ViT{Size: 28, Patch: 14, Dim: 8, Registers: 4, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/dino.onnx"
+	if err := writeFile(path, data); err != nil {
+		t.Fatal(err)
+	}
+	refs := pixels.NewImages(3, 3, 28, 28)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := range refs.Pix {
+		refs.Pix[i] = rng.Float32()
+	}
+	r, err := NewDINO(path, []pixels.Images{refs}, DINOOptions{Registers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pixels"
@@ -144,14 +145,20 @@ func parseImageOptions(o *Options, def ImageOptions) (ImageOptions, error) {
 	return res, nil
 }
 
-// imagePrep fills a vision model's input from images, as its ImageOptions say. It keeps scratch
-// buffers, so it is not safe for concurrent use.
+// imagePrep fills a vision model's input from images, as its ImageOptions say. Once built (and
+// its options settled) it is safe for concurrent use: each fill borrows its own scratch planes.
 type imagePrep struct {
 	opts    ImageOptions
 	c, h, w int
 	mean    []float64
 	std     []float64
-	// scratch planes: channel mapping, crop, shorter-side resize, antialias pass, model size
+	// scratch keeps *prepScratch between fills, so that the images of every step reuse planes.
+	scratch sync.Pool
+}
+
+// prepScratch holds the planes one image passes through: channel mapping, crop, shorter-side
+// resize, antialias pass, model size.
+type prepScratch struct {
 	luma, cropped, scaled, tmp, plane []float32
 }
 
@@ -260,40 +267,45 @@ func (p *imagePrep) fill(dst []float32, imgs pixels.Images) {
 
 // fillOne preprocesses one image with ic channels of ih x iw pixels into dst.
 func (p *imagePrep) fillOne(dst, img []float32, ic, ih, iw int) {
+	s, _ := p.scratch.Get().(*prepScratch)
+	if s == nil {
+		s = new(prepScratch)
+	}
+	defer p.scratch.Put(s)
 	n := ih * iw
-	p.luma = grow(p.luma, n)
-	p.cropped = grow(p.cropped, n)
-	p.plane = grow(p.plane, p.h*p.w)
+	s.luma = grow(s.luma, n)
+	s.cropped = grow(s.cropped, n)
+	s.plane = grow(s.plane, p.h*p.w)
 	for c := range p.c {
 		srcC := c
 		if p.opts.BGR && p.c == 3 {
 			srcC = 2 - c
 		}
-		src := channelPlane(img, ic, n, srcC, p.c, p.luma)
+		src := channelPlane(img, ic, n, srcC, p.c, s.luma)
 		h, w := ih, iw
 		if p.opts.Crop > 0 {
-			h, w = centerCrop(p.cropped, src, h, w, p.opts.Crop)
-			src = p.cropped
+			h, w = centerCrop(s.cropped, src, h, w, p.opts.Crop)
+			src = s.cropped
 		}
-		p.toModelSize(src, h, w)
+		p.toModelSize(s, src, h, w)
 		mean, inv := p.mean[c], 1/p.std[c]
 		if p.opts.NHWC {
-			for j, v := range p.plane {
+			for j, v := range s.plane {
 				dst[j*p.c+c] = float32((float64(v) - mean) * inv)
 			}
 		} else {
 			out := dst[c*p.h*p.w : (c+1)*p.h*p.w]
-			for j, v := range p.plane {
+			for j, v := range s.plane {
 				out[j] = float32((float64(v) - mean) * inv)
 			}
 		}
 	}
 }
 
-// toModelSize resizes an h x w plane into p.plane (p.h x p.w).
-func (p *imagePrep) toModelSize(src []float32, h, w int) {
+// toModelSize resizes an h x w plane into s.plane (p.h x p.w).
+func (p *imagePrep) toModelSize(s *prepScratch, src []float32, h, w int) {
 	if p.opts.Resize == 0 {
-		p.resize(p.plane, p.h, p.w, src, h, w)
+		p.resize(s, s.plane, p.h, p.w, src, h, w)
 		return
 	}
 	// Shorter side to Resize, the longer in proportion (truncated, as transformers does), then
@@ -304,22 +316,22 @@ func (p *imagePrep) toModelSize(src []float32, h, w int) {
 	} else {
 		nh = int(float64(p.opts.Resize) * float64(h) / float64(w))
 	}
-	p.scaled = grow(p.scaled, nh*nw)
-	p.resize(p.scaled, nh, nw, src, h, w)
+	s.scaled = grow(s.scaled, nh*nw)
+	p.resize(s, s.scaled, nh, nw, src, h, w)
 	y0, x0 := (nh-p.h)/2, (nw-p.w)/2
 	for y := range p.h {
-		copy(p.plane[y*p.w:(y+1)*p.w], p.scaled[(y0+y)*nw+x0:(y0+y)*nw+x0+p.w])
+		copy(s.plane[y*p.w:(y+1)*p.w], s.scaled[(y0+y)*nw+x0:(y0+y)*nw+x0+p.w])
 	}
 }
 
-func (p *imagePrep) resize(dst []float32, oh, ow int, src []float32, h, w int) {
+func (p *imagePrep) resize(s *prepScratch, dst []float32, oh, ow int, src []float32, h, w int) {
 	switch {
 	case p.opts.Bicubic:
-		p.tmp = grow(p.tmp, h*ow)
-		resizeFiltered(dst, oh, ow, src, h, w, p.tmp, bicubic)
+		s.tmp = grow(s.tmp, h*ow)
+		resizeFiltered(dst, oh, ow, src, h, w, s.tmp, bicubic)
 	case p.opts.Antialias:
-		p.tmp = grow(p.tmp, h*ow)
-		resizeAntialias(dst, oh, ow, src, h, w, p.tmp)
+		s.tmp = grow(s.tmp, h*ow)
+		resizeAntialias(dst, oh, ow, src, h, w, s.tmp)
 	default:
 		pixels.ResizePlane(dst, oh, ow, src, h, w)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pixels"
@@ -33,7 +32,6 @@ const (
 // equal width share Runs across images.
 type OCR struct {
 	o   OCROptions
-	mu  sync.Mutex
 	det *detector // nil when detection is off
 	rec *recognizer
 }
@@ -166,8 +164,6 @@ func (r *OCR) Read(ctx context.Context, imgs pixels.Images) ([][]TextLine, error
 	if err := imgs.Validate(); err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	pix := make([]bgr8, imgs.N)
 	for i := range pix {
 		pix[i] = toBGR8(imgs, i)
@@ -257,10 +253,8 @@ func (r *OCR) Explain(ctx context.Context, imgs pixels.Images, prompt string, ds
 	return nil
 }
 
-// Close releases both models.
+// Close releases both models. It must not run while a Score does.
 func (r *OCR) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var errs []error
 	if r.det != nil {
 		errs = append(errs, r.det.close())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/fksteer/fksteer/models"
 )
@@ -21,8 +20,7 @@ type detector struct {
 	input  models.TensorInfo
 	output string
 	o      OCROptions
-	calls  *callCache
-	plane  []uint8 // scratch: one resized plane
+	calls  *sessionCalls
 }
 
 func newDetector(path string, o OCROptions, opts []models.Option) (*detector, error) {
@@ -30,7 +28,7 @@ func newDetector(path string, o OCROptions, opts []models.Option) (*detector, er
 	if err != nil {
 		return nil, err
 	}
-	d := &detector{sess: sess, o: o, calls: newCallCache(sess)}
+	d := &detector{sess: sess, o: o, calls: newSessionCalls(sess)}
 	d.input, err = pickTensor(sess.Inputs, "", "input", "det", func(t models.TensorInfo) bool { return len(t.Dims) == 4 && t.Type.IsFloat() })
 	if err == nil && d.input.Dims[1] > 0 && d.input.Dims[1] != 3 {
 		err = fmt.Errorf("input %s is not [batch, 3, height, width]", d.input)
@@ -79,40 +77,42 @@ func (d *detector) detect(ctx context.Context, imgs []bgr8) ([][]quad, error) {
 	}
 	step = batchLimit(d.input, step)
 	boxes := make([][]quad, len(imgs))
-	d.plane = slices.Grow(d.plane[:0], rh*rw)[:rh*rw]
+	plane := make([]uint8, rh*rw) // one resized plane
 	for lo := 0; lo < len(imgs); lo += step {
 		k := min(step, len(imgs)-lo)
-		call, err := d.calls.get(models.Shapes{d.input.Name: {int64(k), 3, int64(rh), int64(rw)}})
-		if err != nil {
-			return nil, err
-		}
-		in, err := call.Float32(d.input.Name)
-		if err != nil {
-			return nil, err
-		}
-		for i := range k {
-			for c := range 3 {
-				resizeLinear8(d.plane, rh, rw, imgs[lo+i].plane(c), h, w)
-				mean, std := float32(ImageNetMean[c]), float32(ImageNetStd[c])
-				dst := in[(i*3+c)*rh*rw:][:rh*rw]
-				for j, v := range d.plane {
-					dst[j] = (float32(v)*float32(1.0/255) - mean) / std
+		err := d.calls.with(models.Shapes{d.input.Name: {int64(k), 3, int64(rh), int64(rw)}}, func(call *models.Call) error {
+			in, err := call.Float32(d.input.Name)
+			if err != nil {
+				return err
+			}
+			for i := range k {
+				for c := range 3 {
+					resizeLinear8(plane, rh, rw, imgs[lo+i].plane(c), h, w)
+					mean, std := float32(ImageNetMean[c]), float32(ImageNetStd[c])
+					dst := in[(i*3+c)*rh*rw:][:rh*rw]
+					for j, v := range plane {
+						dst[j] = (float32(v)*float32(1.0/255) - mean) / std
+					}
 				}
 			}
-		}
-		if err := call.Run(ctx); err != nil {
-			return nil, err
-		}
-		prob, shape, err := call.Output(d.output)
+			if err := call.Run(ctx); err != nil {
+				return err
+			}
+			prob, shape, err := call.Output(d.output)
+			if err != nil {
+				return err
+			}
+			if len(shape) != 4 || int(shape[0]) != k || shape[1] != 1 {
+				return fmt.Errorf("detector output %s has shape %v; want [%d, 1, H, W]", d.output, shape, k)
+			}
+			mh, mw := int(shape[2]), int(shape[3])
+			for i := range k {
+				boxes[lo+i] = dbBoxes(prob[i*mh*mw:(i+1)*mh*mw], mh, mw, h, w, d.o.DB)
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, err
-		}
-		if len(shape) != 4 || int(shape[0]) != k || shape[1] != 1 {
-			return nil, fmt.Errorf("detector output %s has shape %v; want [%d, 1, H, W]", d.output, shape, k)
-		}
-		mh, mw := int(shape[2]), int(shape[3])
-		for i := range k {
-			boxes[lo+i] = dbBoxes(prob[i*mh*mw:(i+1)*mh*mw], mh, mw, h, w, d.o.DB)
 		}
 	}
 	return boxes, nil

@@ -45,7 +45,7 @@ type recognizer struct {
 	// chars[k] is the text of class k: "" for the blank (0), then the dictionary's lines, then
 	// a space.
 	chars []string
-	calls *callCache
+	calls *sessionCalls
 }
 
 // loadDict reads a PaddleOCR character dictionary: one character per line (a line may be a
@@ -73,7 +73,7 @@ func newRecognizer(path, dict string, opts []models.Option) (*recognizer, error)
 	if err != nil {
 		return nil, err
 	}
-	r := &recognizer{sess: sess, chars: chars, calls: newCallCache(sess)}
+	r := &recognizer{sess: sess, chars: chars, calls: newSessionCalls(sess)}
 	in, err := pickTensor(sess.Inputs, "", "input", "rec", func(t models.TensorInfo) bool { return len(t.Dims) == 4 && t.Type.IsFloat() })
 	if err == nil && (in.Dims[1] > 0 && in.Dims[1] != 3 || in.Dims[2] > 0 && in.Dims[2] != recHeight) {
 		err = fmt.Errorf("input %s is not [batch, 3, 32, width]", in)
@@ -166,10 +166,13 @@ func (r *recognizer) read(ctx context.Context, crops []bgr8, img []int) ([]textL
 // readBatch recognises rows of one padded width in one Run and writes their lines into out.
 func (r *recognizer) readBatch(ctx context.Context, rows []recRow, out []textLine) error {
 	pw := rows[0].padded
-	call, err := r.calls.get(models.Shapes{r.input: {int64(len(rows)), 3, recHeight, int64(pw)}})
-	if err != nil {
-		return err
-	}
+	return r.calls.with(models.Shapes{r.input: {int64(len(rows)), 3, recHeight, int64(pw)}}, func(call *models.Call) error {
+		return r.runBatch(ctx, call, rows, pw, out)
+	})
+}
+
+// runBatch fills call's input with rows (padded to pw), runs it and writes the lines into out.
+func (r *recognizer) runBatch(ctx context.Context, call *models.Call, rows []recRow, pw int, out []textLine) error {
 	in, err := call.Float32(r.input)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/pixels"
@@ -42,13 +41,8 @@ type Preference struct {
 	imgOut     string // cosine mode
 	txtOut     string
 	o          PreferenceOptions
-
-	mu     sync.Mutex
-	prep   *imagePrep
-	calls  *callCache
-	prompt string  // the prompt ids and mask were made for
-	ids    []int64 // one padded row
-	maskv  []int64
+	prep       *imagePrep
+	calls      *sessionCalls
 }
 
 // PreferenceOptions configure [NewPreference].
@@ -205,7 +199,7 @@ func NewPreference(path string, o PreferenceOptions, opts ...models.Option) (*Pr
 	if err != nil {
 		return nil, fmt.Errorf("reward preference: %w", err)
 	}
-	r := &Preference{sess: sess, o: o, calls: newCallCache(sess)}
+	r := &Preference{sess: sess, o: o, calls: newSessionCalls(sess)}
 	if err := r.bind(img); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("reward preference %s: %w", path, err)
@@ -327,20 +321,24 @@ func (r *Preference) Score(ctx context.Context, imgs pixels.Images, prompt strin
 	if err := checkBatch(imgs, dst); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	var ids, mask []int64
+	if r.text != "" {
+		ids, mask = r.tokenize(prompt)
+	}
 	step := batchLimit(r.image, imgs.N)
 	for lo := 0; lo < imgs.N; lo += step {
 		k := min(step, imgs.N-lo)
 		sub := pixels.Images{N: k, C: imgs.C, H: imgs.H, W: imgs.W, Pix: imgs.Pix[lo*imgs.Len() : (lo+k)*imgs.Len()]}
-		if err := r.run(ctx, sub, prompt, dst[lo:lo+k]); err != nil {
+		if err := r.run(ctx, sub, ids, mask, dst[lo:lo+k]); err != nil {
 			return fmt.Errorf("reward preference: %w", err)
 		}
 	}
 	return nil
 }
 
-func (r *Preference) run(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
+// run scores one model batch of images, each paired with the prompt's token ids and mask (one
+// padded row each; nil for a model that reads no text).
+func (r *Preference) run(ctx context.Context, imgs pixels.Images, ids, mask []int64, dst []float64) error {
 	n := imgs.N
 	shapes := models.Shapes{r.image.Name: r.prep.shape(n)}
 	if r.text != "" {
@@ -349,26 +347,28 @@ func (r *Preference) run(ctx context.Context, imgs pixels.Images, prompt string,
 	if r.mask != "" {
 		shapes[r.mask] = []int64{int64(n), int64(r.textLen)}
 	}
-	call, err := r.calls.get(shapes)
-	if err != nil {
-		return err
-	}
-	px, err := call.Float32(r.image.Name)
-	if err != nil {
-		return err
-	}
-	r.prep.fill(px, imgs)
-	if r.text != "" {
-		r.tokenize(prompt)
-		if err := fillRows(call, r.text, r.ids, n); err != nil {
+	return r.calls.with(shapes, func(call *models.Call) error {
+		px, err := call.Float32(r.image.Name)
+		if err != nil {
 			return err
 		}
-		if r.mask != "" {
-			if err := fillRows(call, r.mask, r.maskv, n); err != nil {
+		r.prep.fill(px, imgs)
+		if r.text != "" {
+			if err := fillRows(call, r.text, ids, n); err != nil {
 				return err
 			}
+			if r.mask != "" {
+				if err := fillRows(call, r.mask, mask, n); err != nil {
+					return err
+				}
+			}
 		}
-	}
+		return r.scoreOutputs(ctx, call, n, dst)
+	})
+}
+
+// scoreOutputs runs a filled call on n images and writes their normalised scores.
+func (r *Preference) scoreOutputs(ctx context.Context, call *models.Call, n int, dst []float64) error {
 	if err := call.Run(ctx); err != nil {
 		return err
 	}
@@ -394,21 +394,19 @@ func (r *Preference) run(ctx context.Context, imgs pixels.Images, prompt string,
 	return nil
 }
 
-// tokenize encodes prompt once per distinct prompt.
-func (r *Preference) tokenize(prompt string) {
-	if r.ids != nil && prompt == r.prompt {
-		return
-	}
-	ids, _ := r.o.Tokenizer.EncodePadded(prompt)
+// tokenize encodes prompt into one padded row of token ids and its attention mask: 1 up to the
+// end token, 0 after. A Score call tokenizes once, which costs nothing beside the model's Run.
+func (r *Preference) tokenize(prompt string) (ids, mask []int64) {
+	tokens, _ := r.o.Tokenizer.EncodePadded(prompt)
 	used := len(r.o.Tokenizer.Encode(prompt)) // BOS, the prompt's tokens, EOS
-	r.ids, r.maskv = make([]int64, len(ids)), make([]int64, len(ids))
-	for j, id := range ids {
-		r.ids[j] = int64(id)
+	ids, mask = make([]int64, len(tokens)), make([]int64, len(tokens))
+	for j, id := range tokens {
+		ids[j] = int64(id)
 		if j < used {
-			r.maskv[j] = 1
+			mask[j] = 1
 		}
 	}
-	r.prompt = prompt
+	return ids, mask
 }
 
 // fillRows repeats row into every one of n rows of an integer input.
@@ -457,10 +455,8 @@ func cosine(a, b []float32) float64 {
 	return ab / math.Sqrt(aa*bb)
 }
 
-// Close releases the scorer's session.
+// Close releases the scorer's session. It must not run while a Score does.
 func (r *Preference) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	return r.calls.close()
 }
 

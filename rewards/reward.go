@@ -7,8 +7,9 @@
 // such as `0.7*preference:model=pick.onnx,tokenizer=tok+0.3*ocr` (a [Composite], whose parts
 // are scored concurrently). docs/rewards.md lists every reward and option. Every reward that
 // runs ONNX models loads its sessions once, when it is built, and runs all the images of a Score
-// call in one batch. Every reward of this package is safe for concurrent use: calls to one
-// reward are serialised. rewards knows nothing about particles or steering.
+// call in one batch. Every reward of this package is safe for concurrent use, and concurrent
+// calls to one reward run in parallel, each on model calls of its own (a [models.CallPool] per
+// session). rewards knows nothing about particles or steering.
 package rewards
 
 import (
@@ -28,7 +29,8 @@ import (
 )
 
 // Reward scores a batch of images. Implementations are safe for concurrent use: batch workers
-// share one reward (every reward in this package serialises its model calls itself).
+// share one reward (every reward in this package runs concurrent calls in parallel, none
+// sharing a model call or a scratch buffer with another).
 type Reward interface {
 	// Name identifies the reward in outputs, e.g. "classifier".
 	Name() string

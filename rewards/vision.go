@@ -10,12 +10,12 @@ import (
 
 // visionModel is a session with one float image input, which it fills through an imagePrep and
 // runs in as few batches as the model allows (one, unless its batch dimension is fixed). It is
-// not safe for concurrent use.
+// safe for concurrent use.
 type visionModel struct {
 	sess  *models.Session
 	input models.TensorInfo
 	prep  *imagePrep
-	calls *callCache
+	calls *sessionCalls
 }
 
 // openVision opens path and binds its image input (named, or the only float rank-4 input). A
@@ -39,7 +39,7 @@ func openVision(path, input string, img ImageOptions, side int, opts []models.Op
 		sess.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &visionModel{sess: sess, input: in, prep: prep, calls: newCallCache(sess)}, nil
+	return &visionModel{sess: sess, input: in, prep: prep, calls: newSessionCalls(sess)}, nil
 }
 
 // output checks that the model has the named output (or, when name is empty, picks the one
@@ -53,24 +53,24 @@ func (m *visionModel) output(name, option string, ok func(models.TensorInfo) boo
 }
 
 // run preprocesses n images and runs the model on them. fill(in, lo, k) writes images lo..lo+k-1
-// (preprocessed) into in; use(call, lo, k) reads the outputs of those images after each Run.
+// (preprocessed) into in; use(call, lo, k) reads the outputs of those images after each Run,
+// which stay valid only until use returns.
 func (m *visionModel) run(ctx context.Context, n int, fill func(in []float32, lo, k int), use func(call *models.Call, lo, k int) error) error {
 	step := batchLimit(m.input, n)
 	for lo := 0; lo < n; lo += step {
 		k := min(step, n-lo)
-		call, err := m.calls.get(models.Shapes{m.input.Name: m.prep.shape(k)})
+		err := m.calls.with(models.Shapes{m.input.Name: m.prep.shape(k)}, func(call *models.Call) error {
+			in, err := call.Float32(m.input.Name)
+			if err != nil {
+				return err
+			}
+			fill(in, lo, k)
+			if err := call.Run(ctx); err != nil {
+				return err
+			}
+			return use(call, lo, k)
+		})
 		if err != nil {
-			return err
-		}
-		in, err := call.Float32(m.input.Name)
-		if err != nil {
-			return err
-		}
-		fill(in, lo, k)
-		if err := call.Run(ctx); err != nil {
-			return err
-		}
-		if err := use(call, lo, k); err != nil {
 			return err
 		}
 	}

@@ -146,7 +146,7 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 	p := openGlyphs(t)
 	ctx := context.Background()
 	cfg, tr := flowRun(t, p, schedule.FlowSDERule)
-	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
+	cond, err := p.Condition(ctx, nil, cfg.Prompt, cfg.CondOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestFlowSDERunMatchesFlowGRPO(t *testing.T) {
 	x0, eps, v := make([]float32, tr.Dim), make([]float32, tr.Dim), make([]float64, tr.Dim)
 	for row := range tr.Rows {
 		for s := range tr.Steps {
-			if err := p.Predict(ctx, tr.State(s, row), 1, tr.Levels[s], cond, cfg.Guidance, x0, eps); err != nil {
+			if err := p.Predict(ctx, nil, tr.State(s, row), 1, tr.Levels[s], cond, cfg.Guidance, x0, eps); err != nil {
 				t.Fatal(err)
 			}
 			for j := range v {

@@ -53,11 +53,11 @@ func (g gaussPipeline) Schedule(steps int) ([]schedule.Level, error) {
 	return schedule.DefaultSD().Levels(steps)
 }
 
-func (gaussPipeline) Condition(context.Context, string, pipelines.CondOptions) (pipelines.Cond, error) {
+func (gaussPipeline) Condition(context.Context, *pipelines.Stats, string, pipelines.CondOptions) (pipelines.Cond, error) {
 	return pipelines.Cond{Kind: pipelines.Unconditioned}, nil
 }
 
-func (g gaussPipeline) Predict(_ context.Context, x []float32, n int, l schedule.Level, _ pipelines.Cond, _ float64, x0, eps []float32) error {
+func (g gaussPipeline) Predict(_ context.Context, _ *pipelines.Stats, x []float32, n int, l schedule.Level, _ pipelines.Cond, _ float64, x0, eps []float32) error {
 	v, d := g.variance(l), len(g.mu)
 	x, x0, eps = x[:n*d], x0[:n*d], eps[:n*d]
 	for i, xi := range x {
@@ -67,7 +67,7 @@ func (g gaussPipeline) Predict(_ context.Context, x []float32, n int, l schedule
 	return nil
 }
 
-func (g gaussPipeline) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
+func (g gaussPipeline) Decode(_ context.Context, _ *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
 	copy(dst.Pix, x[:n*len(g.mu)])
 	return nil
 }

@@ -26,12 +26,12 @@ type callLog struct {
 	first []float32
 }
 
-func (p loggingPipeline) Predict(ctx context.Context, x []float32, n int, l schedule.Level, c pipelines.Cond, g float64, x0, eps []float32) error {
+func (p loggingPipeline) Predict(ctx context.Context, st *pipelines.Stats, x []float32, n int, l schedule.Level, c pipelines.Cond, g float64, x0, eps []float32) error {
 	if p.log.first == nil {
 		p.log.first = slices.Clone(x[:n*len(p.mu)])
 	}
 	p.log.times = append(p.log.times, l.Time)
-	return p.gaussPipeline.Predict(ctx, x, n, l, c, g, x0, eps)
+	return p.gaussPipeline.Predict(ctx, st, x, n, l, c, g, x0, eps)
 }
 
 // TestImageToImageWalksTheEndOfTheSchedule: strength 0.5 of 10 steps makes exactly 5 model
@@ -171,12 +171,12 @@ type previewPipeline struct {
 	decodes, previews *int
 }
 
-func (p previewPipeline) Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error {
+func (p previewPipeline) Decode(ctx context.Context, st *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
 	*p.decodes++
-	return p.flatPipeline.Decode(ctx, x, n, dst)
+	return p.flatPipeline.Decode(ctx, st, x, n, dst)
 }
 
-func (p previewPipeline) Preview(_ context.Context, _ []float32, n int, dst pixels.Images) error {
+func (p previewPipeline) Preview(_ context.Context, _ *pipelines.Stats, _ []float32, n int, dst pixels.Images) error {
 	*p.previews++
 	for i := range dst.Pix[:n*dst.Len()] {
 		dst.Pix[i] = 0.25

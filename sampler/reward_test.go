@@ -27,15 +27,15 @@ func (flatPipeline) Info() pipelines.Info {
 func (flatPipeline) Schedule(steps int) ([]schedule.Level, error) {
 	return schedule.Flow{}.Levels(steps)
 }
-func (flatPipeline) Condition(context.Context, string, pipelines.CondOptions) (pipelines.Cond, error) {
+func (flatPipeline) Condition(context.Context, *pipelines.Stats, string, pipelines.CondOptions) (pipelines.Cond, error) {
 	return pipelines.Cond{Kind: pipelines.Unconditioned}, nil
 }
-func (flatPipeline) Predict(_ context.Context, x []float32, _ int, _ schedule.Level, _ pipelines.Cond, _ float64, x0, eps []float32) error {
+func (flatPipeline) Predict(_ context.Context, _ *pipelines.Stats, x []float32, _ int, _ schedule.Level, _ pipelines.Cond, _ float64, x0, eps []float32) error {
 	clear(x0)
 	copy(eps, x)
 	return nil
 }
-func (flatPipeline) Decode(_ context.Context, x []float32, n int, dst pixels.Images) error {
+func (flatPipeline) Decode(_ context.Context, _ *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
 	for i, v := range x[:n*4] {
 		dst.Pix[i] = min(1, max(0, v/2+0.5))
 	}

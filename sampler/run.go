@@ -46,8 +46,7 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	// This run's own model figures (text encoding included), even when other runs share the
 	// pipeline.
 	var model pipelines.Stats
-	ctx = pipelines.WithStats(ctx, &model)
-	cond, err := p.Condition(ctx, cfg.Prompt, cfg.CondOpts)
+	cond, err := p.Condition(ctx, &model, cfg.Prompt, cfg.CondOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +54,7 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
+	r.model = &model
 	if cfg.Record {
 		r.rec = newRecorder(levels, r.rows, r.dim, r.seeds)
 	}
@@ -66,7 +66,7 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 			r.rec.start(i, r.pop.X)
 		}
 		// 1. Predict x0 and eps for every particle in one batched model call.
-		if err := p.Predict(ctx, r.pop.X, r.rows, from, cond, cfg.Guidance, r.x0, r.eps); err != nil {
+		if err := p.Predict(ctx, r.model, r.pop.X, r.rows, from, cond, cfg.Guidance, r.x0, r.eps); err != nil {
 			return nil, fmt.Errorf("step %d/%d: %w", i+1, n, err)
 		}
 		si := StepInfo{Step: i, Steps: n, From: from, To: to}
@@ -167,6 +167,8 @@ type run struct {
 	pot     *potentials.Potential
 	seeds   []uint64
 	rec     *recorder
+	// model is the run's own model figures, which every pipeline call adds to.
+	model *pipelines.Stats
 
 	rewardCalls int
 	rewardTime  time.Duration
@@ -315,9 +317,9 @@ func (r *run) score(ctx context.Context, states []float32, preview bool, parts [
 // preview is set and the pipeline has one.
 func (r *run) decode(ctx context.Context, states []float32, preview bool) error {
 	if preview && r.previewer != nil {
-		return r.previewer.Preview(ctx, states, r.rows, r.imgs)
+		return r.previewer.Preview(ctx, r.model, states, r.rows, r.imgs)
 	}
-	return r.p.Decode(ctx, states, r.rows, r.imgs)
+	return r.p.Decode(ctx, r.model, states, r.rows, r.imgs)
 }
 
 // reweight scores the x0 predictions (previews, where the pipeline has them) and multiplies

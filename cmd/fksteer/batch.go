@@ -296,7 +296,7 @@ type promptChecker interface {
 func checkPrompt(p pipelines.Pipeline, cfg sampler.Config) error {
 	if p.Info().Conditioning == pipelines.ClassCond {
 		// Reading the class from the prompt runs no model, so this costs nothing.
-		if _, err := p.Condition(context.Background(), cfg.Prompt, cfg.CondOpts); err != nil {
+		if _, err := p.Condition(context.Background(), nil, cfg.Prompt, cfg.CondOpts); err != nil {
 			return err
 		}
 	}

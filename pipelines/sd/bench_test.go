@@ -65,7 +65,7 @@ func BenchmarkSD15FK(b *testing.B) {
 		st.Steps += res.Stats.Steps
 	}
 	b.StopTimer()
-	rows := slices.Collect(maps.Keys(p.unet.prepared.Kept()))
+	rows := slices.Collect(maps.Keys(p.unet.guided.Calls.Idle()))
 	if len(rows) != 1 || rows[0] != 2*k {
 		b.Fatalf("UNet calls were prepared for %v rows, want only %d", rows, 2*k)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fksteer/fksteer/models"
@@ -57,8 +56,7 @@ type Pipeline struct {
 	unet *unet
 	vae  *vae
 
-	calls, nanos atomic.Int64
-	closeOnce    sync.Once
+	closeOnce sync.Once
 }
 
 // Open reads the export in dir. A missing or inconsistent part gets an error that names it.
@@ -163,6 +161,10 @@ func Open(dir string, o Options, opts ...models.Option) (_ *Pipeline, err error)
 	p.info.Settings = [][2]string{{"Scheduler", string(p.sched.Kind)}}
 	if p.rescale > 0 {
 		p.info.Settings = append(p.info.Settings, [2]string{"CFG rescale", fmt.Sprint(p.rescale)})
+	}
+	u.guided.Prediction, u.guided.Size = pred, p.info.Len()
+	if phi, size := p.rescale, p.info.Len(); phi > 0 {
+		u.guided.Rescale = func(g, c []float32) { RescaleGuidance(g, c, size, phi) }
 	}
 	if err := p.unet.checkSample(p.info); err != nil {
 		return nil, fmt.Errorf("model folder %s: %w", dir, err)
@@ -291,8 +293,8 @@ func (p *Pipeline) Schedule(steps int) ([]schedule.Level, error) {
 // encoders' penultimate layers side by side), NullVector the negative prompt's; SDXL's pooled
 // embeddings go in Pooled and NullPooled. SDXL models that ask for it get zeros for an empty
 // negative prompt, as diffusers gives them.
-func (p *Pipeline) Condition(ctx context.Context, prompt string, opts pipelines.CondOptions) (pipelines.Cond, error) {
-	c := pipelines.Cond{Prompt: prompt, Kind: pipelines.VectorCond, Tokens: p.text[0].tok.MaxLength()}
+func (p *Pipeline) Condition(ctx context.Context, st *pipelines.Stats, prompt string, opts pipelines.CondOptions) (pipelines.Cond, error) {
+	c := pipelines.Cond{Kind: pipelines.VectorCond, Tokens: p.text[0].tok.MaxLength()}
 	if opts.Class != nil {
 		return c, fmt.Errorf("Stable Diffusion is conditioned on text; --class does not apply")
 	}
@@ -316,7 +318,7 @@ func (p *Pipeline) Condition(ctx context.Context, prompt string, opts pipelines.
 			c.NullPooled, c.Pooled = pooled[:half:half], pooled[half:]
 		}
 	}
-	pipelines.CountAux(ctx, time.Since(start))
+	st.AddAux(time.Since(start))
 	half := len(hidden) / 2
 	c.NullVector, c.Vector = hidden[:half:half], hidden[half:]
 	if p.forceZeros && opts.Negative == "" {
@@ -329,48 +331,11 @@ func (p *Pipeline) Condition(ctx context.Context, prompt string, opts pipelines.
 // Predict runs the UNet on n latents; see [pipelines.Pipeline]. With guidance above 1 and a
 // prompt that differs from the negative one it runs one batch of 2n rows [negative; prompt].
 // An LCM UNet gets guidance through its timestep_cond embedding and never a doubled batch.
-func (p *Pipeline) Predict(ctx context.Context, x []float32, n int, lvl schedule.Level, c pipelines.Cond, guidance float64, x0, eps []float32) error {
-	size := p.info.Len()
-	if len(x) != n*size || len(x0) != n*size || len(eps) != n*size {
-		return fmt.Errorf("predict: buffers hold %d, %d and %d values, want %d (n=%d)", len(x), len(x0), len(eps), n*size, n)
-	}
+func (p *Pipeline) Predict(ctx context.Context, st *pipelines.Stats, x []float32, n int, lvl schedule.Level, c pipelines.Cond, guidance float64, x0, eps []float32) error {
 	guided := !p.unet.lcm() && guidance > 1 && c.Guidable()
-	rows := n
-	if guided {
-		rows = 2 * n
-	}
-	uc, err := p.unet.acquire(rows)
-	if err != nil {
+	if err := p.unet.guided.Predict(ctx, st, x, n, lvl, c, guidance, guided, x0, eps); err != nil {
 		return err
 	}
-	defer p.unet.release(uc)
-	uc.fill(x, n, lvl, c, guidance, guided)
-	start := time.Now()
-	if err := uc.c.Run(ctx); err != nil {
-		return fmt.Errorf("unet: %w", err)
-	}
-	elapsed := time.Since(start)
-	p.nanos.Add(int64(elapsed))
-	p.calls.Add(1)
-	pipelines.CountCall(ctx, elapsed)
-	out, _, err := uc.c.Output(p.unet.out)
-	if err != nil {
-		return err
-	}
-	if len(out) != rows*size {
-		return fmt.Errorf("unet: output %s has %d values, want %d", p.unet.out, len(out), rows*size)
-	}
-	if err := pipelines.CheckFinite(p.dir+"/unet", lvl, out); err != nil {
-		return err
-	}
-	if guided {
-		pipelines.CombineGuidance(x0, out, guidance)
-		if p.rescale > 0 {
-			RescaleGuidance(x0, out[n*size:], size, p.rescale)
-		}
-		out = x0
-	}
-	pipelines.ToX0Eps(p.info.Prediction, lvl, x, out, x0, eps)
 	if p.sched.Kind == schedule.LCMScheduler {
 		p.lcmBoundary(lvl, x, x0, eps)
 	}
@@ -428,25 +393,23 @@ func stddev(v []float32) float64 {
 }
 
 // Decode runs the VAE decoder on n latents, batched.
-func (p *Pipeline) Decode(ctx context.Context, x []float32, n int, dst pixels.Images) error {
-	return p.vae.decode(ctx, p.info, x, n, dst, false)
+func (p *Pipeline) Decode(ctx context.Context, st *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
+	return p.vae.decode(ctx, st, p.info, x, n, dst, false)
 }
 
 // Preview decodes with the preview decoder when one was given, and like Decode otherwise.
-func (p *Pipeline) Preview(ctx context.Context, x []float32, n int, dst pixels.Images) error {
-	return p.vae.decode(ctx, p.info, x, n, dst, true)
+func (p *Pipeline) Preview(ctx context.Context, st *pipelines.Stats, x []float32, n int, dst pixels.Images) error {
+	return p.vae.decode(ctx, st, p.info, x, n, dst, true)
 }
 
 // Encode runs the VAE encoder: images in [0, 1] of the pipeline's image size to latents (the
 // mean of the latent distribution where the export gives it, times the scaling factor).
-func (p *Pipeline) Encode(ctx context.Context, imgs pixels.Images, dst []float32) error {
-	return p.vae.encode(ctx, p.info, imgs, dst)
+func (p *Pipeline) Encode(ctx context.Context, st *pipelines.Stats, imgs pixels.Images, dst []float32) error {
+	return p.vae.encode(ctx, st, p.info, imgs, dst)
 }
 
 // Stats reports UNet calls and the time spent in them.
-func (p *Pipeline) Stats() pipelines.Stats {
-	return pipelines.Stats{ModelCalls: int(p.calls.Load()), ModelTime: time.Duration(p.nanos.Load())}
-}
+func (p *Pipeline) Stats() pipelines.Stats { return p.unet.guided.Stats() }
 
 // Close releases every session. It is safe to call more than once.
 func (p *Pipeline) Close() error {

@@ -113,7 +113,7 @@ func predict(t *testing.T, p *Pipeline, c pipelines.Cond, guidance float64, n in
 	}
 	x0, eps = make([]float32, len(x)), make([]float32, len(x))
 	lvl := schedule.Level{Time: 501, Alpha: math.Sqrt(0.28), Sigma: math.Sqrt(0.72)}
-	if err := p.Predict(context.Background(), x, n, lvl, c, guidance, x0, eps); err != nil {
+	if err := p.Predict(context.Background(), nil, x, n, lvl, c, guidance, x0, eps); err != nil {
 		t.Fatal(err)
 	}
 	return x, x0, eps
@@ -127,11 +127,11 @@ func TestGuidanceIsOneDoubledBatch(t *testing.T) {
 		t.Run(string(v), func(t *testing.T) {
 			p := open(t, v, Options{})
 			ctx := context.Background()
-			cond, err := p.Condition(ctx, "a red apple", pipelines.CondOptions{Negative: "blurry"})
+			cond, err := p.Condition(ctx, nil, "a red apple", pipelines.CondOptions{Negative: "blurry"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			neg, err := p.Condition(ctx, "blurry", pipelines.CondOptions{})
+			neg, err := p.Condition(ctx, nil, "blurry", pipelines.CondOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestGuidanceIsOneDoubledBatch(t *testing.T) {
 			if calls := p.Stats().ModelCalls - before; calls != 1 {
 				t.Errorf("guided predict made %d UNet calls, want 1", calls)
 			}
-			if p.unet.prepared.Kept()[2*n] != 1 {
+			if p.unet.guided.Calls.Idle()[2*n] != 1 {
 				t.Errorf("no prepared call of %d rows was used", 2*n)
 			}
 			_, _, c := predict(t, p, cond, 1, n)
@@ -168,13 +168,13 @@ func TestGuidanceIsOneDoubledBatch(t *testing.T) {
 // TestLCMTakesGuidanceAsEmbedding: no doubled batch, and the guidance changes the prediction.
 func TestLCMTakesGuidanceAsEmbedding(t *testing.T) {
 	p := open(t, synth.LCM, Options{})
-	cond, err := p.Condition(context.Background(), "a red apple", pipelines.CondOptions{})
+	cond, err := p.Condition(context.Background(), nil, "a red apple", pipelines.CondOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, a, _ := predict(t, p, cond, 8.5, 2)
 	_, b, _ := predict(t, p, cond, 2, 2)
-	if kept := p.unet.prepared.Kept(); kept[4] != 0 || kept[2] != 1 {
+	if kept := p.unet.guided.Calls.Idle(); kept[4] != 0 || kept[2] != 1 {
 		t.Errorf("LCM prepared calls by rows %v, want one of 2 rows and none of 4", kept)
 	}
 	if a[0] == b[0] {
@@ -228,7 +228,7 @@ func TestRescaleGuidance(t *testing.T) {
 func TestSDXLZerosForEmptyNegative(t *testing.T) {
 	p := open(t, synth.SDXL, Options{})
 	ctx := context.Background()
-	c, err := p.Condition(ctx, "a red apple", pipelines.CondOptions{})
+	c, err := p.Condition(ctx, nil, "a red apple", pipelines.CondOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestSDXLZerosForEmptyNegative(t *testing.T) {
 			t.Fatalf("empty negative prompt gave a non-zero embedding")
 		}
 	}
-	c, err = p.Condition(ctx, "a red apple", pipelines.CondOptions{Negative: "blurry"})
+	c, err = p.Condition(ctx, nil, "a red apple", pipelines.CondOptions{Negative: "blurry"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,10 +263,10 @@ func TestDecodeEncodeAndPreview(t *testing.T) {
 			}
 			full := pixels.NewImages(2, 3, 64, 64)
 			prev := pixels.NewImages(2, 3, 64, 64)
-			if err := p.Decode(ctx, x, 2, full); err != nil {
+			if err := p.Decode(ctx, nil, x, 2, full); err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Preview(ctx, x, 2, prev); err != nil {
+			if err := p.Preview(ctx, nil, x, 2, prev); err != nil {
 				t.Fatal(err)
 			}
 			if err := full.Validate(); err != nil {
@@ -280,7 +280,7 @@ func TestDecodeEncodeAndPreview(t *testing.T) {
 				t.Errorf("preview decoder output equals the VAE's: it was not used (or not given the latents unscaled)")
 			}
 			lat := make([]float32, 2*info.Len())
-			if err := p.Encode(ctx, full, lat); err != nil {
+			if err := p.Encode(ctx, nil, full, lat); err != nil {
 				t.Fatal(err)
 			}
 			for _, l := range lat {
@@ -353,7 +353,7 @@ func TestBrokenFolders(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close()
-		err = p.Encode(context.Background(), pixels.NewImages(1, 3, 64, 64), make([]float32, p.Info().Len()))
+		err = p.Encode(context.Background(), nil, pixels.NewImages(1, 3, 64, 64), make([]float32, p.Info().Len()))
 		if err == nil || !strings.Contains(err.Error(), "vae_encoder/model.onnx is missing") {
 			t.Errorf("encode without a VAE encoder: %v", err)
 		}
@@ -419,11 +419,11 @@ func TestSchedulerOverride(t *testing.T) {
 func TestConditioningIsRefilled(t *testing.T) {
 	ctx := context.Background()
 	p := open(t, synth.SDXL, Options{})
-	a, err := p.Condition(ctx, "a red apple", pipelines.CondOptions{})
+	a, err := p.Condition(ctx, nil, "a red apple", pipelines.CondOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := p.Condition(ctx, "a blue car", pipelines.CondOptions{Negative: "blurry"})
+	b, err := p.Condition(ctx, nil, "a blue car", pipelines.CondOptions{Negative: "blurry"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,8 @@ type unet struct {
 	latent [3]int64
 	seq    int64
 
-	// prepared holds calls by row count, reused across steps and goroutines.
-	prepared pipelines.Pool[*unetCall]
+	// guided runs the UNet for Predict, with its prepared calls by row count.
+	guided pipelines.Guided[*unetCall]
 }
 
 func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
@@ -47,7 +47,6 @@ func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
 		return nil, err
 	}
 	u := &unet{}
-	u.prepared.Release = func(uc *unetCall) { uc.c.Close() }
 	if err := p.readConfig(&u.config, true); err != nil {
 		return nil, err
 	}
@@ -58,6 +57,8 @@ func openUNet(dir string, fam Family, opts []models.Option) (*unet, error) {
 		u.sess.Close()
 		return nil, fmt.Errorf("model folder %s: unet: %w", dir, err)
 	}
+	// Open sets the prediction and the state size once the image size is known.
+	u.guided.Model, u.guided.Output, u.guided.Prepare = dir+"/unet", u.out, u.newCall
 	return u, nil
 }
 
@@ -168,11 +169,14 @@ type unetCall struct {
 	}
 }
 
-func (u *unet) acquire(rows int) (*unetCall, error) {
-	return u.prepared.Get(rows, func() (*unetCall, error) { return u.newCall(rows) })
-}
+// Close releases the prepared call.
+func (uc *unetCall) Close() error { return uc.c.Close() }
 
-func (u *unet) release(uc *unetCall) { u.prepared.Put(uc.rows, uc) }
+// Call is the prepared call.
+func (uc *unetCall) Call() *models.Call { return uc.c }
+
+// Sample is the latents' input buffer.
+func (uc *unetCall) Sample() []float32 { return uc.sample }
 
 func (u *unet) newCall(rows int) (*unetCall, error) {
 	r := int64(rows)
@@ -247,17 +251,13 @@ func (uc *unetCall) buffers() error {
 }
 
 func (u *unet) close() {
-	u.prepared.Close()
+	u.guided.Calls.Close()
 	u.sess.Close()
 }
 
-// fill writes the inputs for n latents x at level lvl; with guided the batch is [negative;
-// prompt] and the latents are written twice.
-func (uc *unetCall) fill(x []float32, n int, lvl schedule.Level, c pipelines.Cond, guidance float64, guided bool) {
-	copy(uc.sample, x)
-	if guided {
-		copy(uc.sample[len(x):], x)
-	}
+// Fill writes the inputs besides the latents for n rows at level lvl; with guided the batch is
+// [negative; prompt] (see [pipelines.GuidedCall]).
+func (uc *unetCall) Fill(n int, lvl schedule.Level, c pipelines.Cond, guidance float64, guided bool) {
 	// Exports take the timestep as diffusers' pipelines hand it over: as a float, or cut to an
 	// integer by numpy's astype (toward zero) for integer inputs.
 	for i := range uc.timeF {

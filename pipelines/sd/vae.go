@@ -28,7 +28,7 @@ type vae struct {
 	encOnce sync.Once
 	enc     *models.Session
 	encErr  error
-	encoder pipelines.Pool[*models.Call]
+	encoder models.CallPool[int, *models.Call]
 }
 
 // decoder is one latents-to-images model with its prepared calls by row count.
@@ -36,7 +36,7 @@ type decoder struct {
 	name    string
 	sess    *models.Session
 	in, out models.TensorInfo
-	calls   pipelines.Pool[*models.Call]
+	calls   models.CallPool[int, *models.Call]
 }
 
 // Scaling factors of the VAEs of Stable Diffusion 1.x/2.x and of SDXL, for exports that omit
@@ -69,7 +69,6 @@ func openVAE(dir, preview string, fam Family, log *slog.Logger, opts []models.Op
 		return nil, fmt.Errorf("model folder %s: vae_decoder/config.json: scaling_factor %g must be positive (SD 1.x/2.x use 0.18215, SDXL 0.13025)", dir, *cfg.ScalingFactor)
 	}
 	v := &vae{dir: dir, opts: opts, scaling: *cfg.ScalingFactor, factor: 8, channels: 4}
-	v.encoder.Release = closeCall
 	if cfg.ShiftFactor != nil {
 		v.shift = *cfg.ShiftFactor
 	}
@@ -99,7 +98,6 @@ func openDecoder(name, path, in string, opts []models.Option) (*decoder, error) 
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
 	d := &decoder{name: name, sess: sess}
-	d.calls.Release = closeCall
 	err = func() error {
 		if in == "" {
 			if len(sess.Inputs) != 1 {
@@ -148,7 +146,7 @@ func (v *vae) checkSize(info pipelines.Info) error {
 
 // decode runs the VAE decoder (or the preview decoder, when preview is set and there is one)
 // on n latents in one batch and writes images in [0, 1] to dst.
-func (v *vae) decode(ctx context.Context, info pipelines.Info, x []float32, n int, dst pixels.Images, preview bool) error {
+func (v *vae) decode(ctx context.Context, st *pipelines.Stats, info pipelines.Info, x []float32, n int, dst pixels.Images, preview bool) error {
 	if dst.N != n || dst.C != 3 || dst.H != info.ImageHeight || dst.W != info.ImageWidth || len(x) != n*info.Len() {
 		return fmt.Errorf("decode: %d latents into images %dx%dx%dx%d, want %dx3x%dx%d", n, dst.N, dst.C, dst.H, dst.W, n, info.ImageHeight, info.ImageWidth)
 	}
@@ -175,7 +173,7 @@ func (v *vae) decode(ctx context.Context, info pipelines.Info, x []float32, n in
 	if err := c.Run(ctx); err != nil {
 		return fmt.Errorf("%s: %w", d.name, err)
 	}
-	pipelines.CountAux(ctx, time.Since(start))
+	st.AddAux(time.Since(start))
 	out, shape, err := c.Output(d.out.Name)
 	if err != nil {
 		return err
@@ -219,12 +217,10 @@ func (d *decoder) close() {
 	d.sess.Close()
 }
 
-func closeCall(c *models.Call) { c.Close() }
-
 // encode runs the VAE encoder on images in [0, 1] and writes UNet latents to dst. Exports give
 // either a latent sample (diffusers' script) or the latent distribution's parameters, mean then
 // log-variance (optimum); fksteer takes the mean, so image-to-image is deterministic.
-func (v *vae) encode(ctx context.Context, info pipelines.Info, imgs pixels.Images, dst []float32) error {
+func (v *vae) encode(ctx context.Context, st *pipelines.Stats, info pipelines.Info, imgs pixels.Images, dst []float32) error {
 	if imgs.C != 3 || imgs.H != info.ImageHeight || imgs.W != info.ImageWidth || len(dst) != imgs.N*info.Len() {
 		return fmt.Errorf("encode: images %dx%dx%dx%d into %d values, want %dx3x%dx%d into %d", imgs.N, imgs.C, imgs.H, imgs.W, len(dst), imgs.N, info.ImageHeight, info.ImageWidth, imgs.N*info.Len())
 	}
@@ -256,7 +252,7 @@ func (v *vae) encode(ctx context.Context, info pipelines.Info, imgs pixels.Image
 	if err := c.Run(ctx); err != nil {
 		return fmt.Errorf("vae_encoder: %w", err)
 	}
-	pipelines.CountAux(ctx, time.Since(start))
+	st.AddAux(time.Since(start))
 	out, shape, err := c.Output(v.enc.Outputs[0].Name)
 	if err != nil {
 		return err
