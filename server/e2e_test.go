@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,5 +132,43 @@ func TestBrowser(t *testing.T) {
 	}
 	if len(got.Errors) > 0 {
 		t.Errorf("the page threw: %v", got.Errors)
+	}
+}
+
+// TestPythonRewardClient runs docs/examples/reward_client.py, the documented standard-library
+// client of the reward server, on three images: it prints the scores the server gives.
+func TestPythonRewardClient(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is missing: the documented client needs it")
+	}
+	ts, env := start(t, server.Config{APIKey: "py"})
+	dir := t.TempDir()
+	var paths []string
+	for i, png := range direct(t, env, generation.Spec{Prompt: `"P"`, Steps: 4, Images: 3}) {
+		p := filepath.Join(dir, fmt.Sprintf("%d.png", i))
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	cmd := exec.Command(python, append([]string{filepath.Join("..", "docs", "examples", "reward_client.py"), ts.URL, "color:target=#cc2222"}, paths...)...)
+	cmd.Env = append(os.Environ(), "FKSTEER_API_KEY=py")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("reward_client.py: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("reward_client.py printed %d lines, want 3:\n%s", len(lines), out)
+	}
+	for i, line := range lines {
+		var got struct {
+			Image string   `json:"image"`
+			Score *float64 `json:"score"`
+		}
+		if err := json.Unmarshal([]byte(line), &got); err != nil || got.Image != paths[i] || got.Score == nil || *got.Score <= 0 || *got.Score > 1 {
+			t.Errorf("line %d: %s (%v)", i, line, err)
+		}
 	}
 }
