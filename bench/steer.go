@@ -68,18 +68,20 @@ func DefaultSteer() SteerConfig {
 	}
 }
 
-// DefaultSteerSchedule is FK's schedule in the benchmark unless Spec sets one, stated for 50
-// steps. Measured at K = 4 (64 runs, seed 1): every 5 steps from 5 to 30 (the reference's
+// DefaultSteerSchedule returns FK's schedule in the benchmark unless Spec sets one, stated for
+// 50 steps. Measured at K = 4 (64 runs, seed 1): every 5 steps from 5 to 30 (the reference's
 // text-to-image schedule) reached 69 %, to 45 75 %, every 2 steps from 2 to 46 97 %. The digit
 // is settled within a few steps of noisy predictions, so frequent resampling matters more here.
-var DefaultSteerSchedule = potentials.Schedule{Every: 2, Start: 2, End: 46}
+func DefaultSteerSchedule() potentials.Schedule {
+	return potentials.Schedule{Every: 2, Start: 2, End: 46}
+}
 
 // Schedule is the FK schedule the benchmark runs: Spec's ResampleEvery, ResampleStart and
 // ResampleEnd where set, DefaultSteerSchedule's otherwise. At fewer steps than 50 a default end
 // (or start) is clamped to the last step, so that the table's header says what runs; a value
 // Spec sets is kept, and Check refuses it if it lies beyond the steps.
 func (c SteerConfig) Schedule() potentials.Schedule {
-	s := DefaultSteerSchedule
+	s := DefaultSteerSchedule()
 	if c.Spec.ResampleEvery != 0 {
 		s.Every = c.Spec.ResampleEvery
 	}

@@ -209,7 +209,7 @@ image, the distinct lineages FK's final particles descend from, and FK's ESS tra
 	fl.StringVar(&c.Spec.Sampler, "sampler", c.Spec.Sampler, "stochastic step rule")
 	fl.Float64Var(&eta, "eta", *c.Spec.Eta, "sampler noise")
 	addFlags(fl, pick(samplingSettings, "potential", "lambda", "resampler"))
-	sched := bench.DefaultSteerSchedule
+	sched := bench.DefaultSteerSchedule()
 	fl.IntVar(&every, "resample-every", sched.Every, "FK evaluation interval")
 	fl.IntVar(&start, "resample-start", sched.Start, "FK first evaluation step")
 	fl.IntVar(&end, "resample-end", sched.End, "FK last intermediate evaluation step")
