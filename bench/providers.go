@@ -10,23 +10,74 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/onnxgraph"
+	"github.com/fksteer/fksteer/models/synth"
 	"github.com/fksteer/fksteer/pipelines"
-	"github.com/fksteer/fksteer/sampler"
 )
 
-// ProviderModel is one model of the provider benchmark: how to open it with given session
-// options, and the sampler settings of its runs.
+// ProviderModel is one model of the provider benchmark: the spec of its runs, which names the
+// model, and what its denoiser's calls move.
 type ProviderModel struct {
 	Name string
-	Open func(opts ...models.Option) (pipelines.Pipeline, error)
-	// Base is the sampler configuration of every run; Particles, Steps and Seed are set by the
-	// benchmark, one image per run.
-	Base sampler.Config
+	// Spec is the spec of every run; Particles, Steps, Images and Seed are set by the benchmark,
+	// one image per run. Steps, Sampler, Eta and Guidance are best set, so that a model's
+	// recommendations cannot change what is timed.
+	Spec generation.Spec
 	// IO gives the float32 values a denoiser call of rows rows sends to the model and reads
 	// back: what crosses between host and device at every step.
 	IO func(rows int) (in, out int)
+}
+
+// ProviderModelNames are the models ProviderModels knows.
+const ProviderModelNames = "glyphs, mnist-dit-rf, sd15"
+
+// ProviderModels returns the named models of the provider benchmark: glyphs (built in),
+// mnist-dit-rf (the MNIST DiT of the manifest file mnistManifest) and sd15, a synthetic Stable
+// Diffusion 1.5 export of sdSize pixels, written into dir, which must outlive the benchmark.
+// It has SD 1.5's real latent size and guidance (2K rows per call) but small layers (with 4
+// convolutions of ballast), so it measures the path, not a real UNet. An unknown name or a bad
+// size is a *generation.SpecError.
+func ProviderModels(names []string, mnistManifest string, sdSize int, dir string) ([]ProviderModel, error) {
+	var out []ProviderModel
+	for _, name := range names {
+		m, err := providerModel(strings.TrimSpace(name), mnistManifest, sdSize, dir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func providerModel(name, mnistManifest string, sdSize int, dir string) (ProviderModel, error) {
+	ptr := func(v float64) *float64 { return &v }
+	switch name {
+	case "glyphs":
+		return ProviderModel{Name: name, Spec: generation.Spec{Model: pipelines.GlyphsName, Prompt: `"A"`, Sampler: "ddim", Eta: ptr(1), Guidance: ptr(0)},
+			// x [3,32,32], t and the log-prior over 968 images in; x0 [3,32,32] out.
+			IO: func(rows int) (int, int) { return rows * (3*32*32 + 1 + 968), rows * 3 * 32 * 32 }}, nil
+	case "mnist-dit-rf":
+		return ProviderModel{Name: name, Spec: generation.Spec{Model: mnistManifest, Prompt: "3", Sampler: "euler", Eta: ptr(0), Guidance: ptr(2)},
+			// zt [1,32,32], t and the class (an int64: two float32s' worth) in; v [1,32,32] out.
+			IO: func(rows int) (int, int) { return rows * (32*32 + 3), rows * 32 * 32 }}, nil
+	case "sd15":
+		if sdSize <= 0 || sdSize%8 != 0 {
+			return ProviderModel{}, &generation.SpecError{Err: fmt.Errorf("--sd-size %d is not a positive multiple of 8", sdSize)}
+		}
+		dir := filepath.Join(dir, "sd15")
+		if err := synth.WriteSD(dir, synth.SD15, synth.SDOptions{SampleSize: sdSize / 8, Convs: 4}); err != nil {
+			return ProviderModel{}, err
+		}
+		latent := (sdSize / 8) * (sdSize / 8) * 4
+		return ProviderModel{Name: fmt.Sprintf("sd15-synthetic-%d", sdSize),
+			Spec: generation.Spec{Model: dir, Prompt: "a red apple", Sampler: "ddim", Eta: ptr(1), Guidance: ptr(7.5)},
+			// latents, the timestep and 77 text states of the synthetic encoder's width 32 in
+			// (a real SD 1.5 sends 77x768); the noise prediction out.
+			IO: func(rows int) (int, int) { return rows*(latent+77*32) + 1, rows * latent }}, nil
+	}
+	return ProviderModel{}, &generation.SpecError{Err: fmt.Errorf("--models: unknown model %q (%s)", name, ProviderModelNames)}
 }
 
 // ProvidersConfig is the provider benchmark: every model at every K on every provider, timed
@@ -106,27 +157,17 @@ func RunProviders(ctx context.Context, c ProvidersConfig) ([]ProviderRow, error)
 func measureProvider(ctx context.Context, c ProvidersConfig, m ProviderModel, k int, row *ProviderRow) error {
 	prefix := filepath.Join(c.TempDir, fmt.Sprintf("%s-%s-k%d", strings.ReplaceAll(m.Name, "/", "_"), row.Provider, k))
 	opts := append(slices.Clone(c.Options), models.WithProvider(string(row.Provider), 0))
-	p, err := m.Open(append(opts, models.WithProfiling(prefix))...)
-	if err != nil {
-		return err
+	env := &generation.Env{ModelOptions: append(opts, models.WithProfiling(prefix))}
+	warm, res, err := timedRuns(ctx, env, m.Spec, k, c.Steps)
+	if cerr := env.Close(); err == nil { // closing writes the profiles
+		err = cerr
 	}
-	cfg := m.Base
-	cfg.Images, cfg.Particles, cfg.Seed = 1, k, 1
-	cfg.Steps = 2
-	warm, err := sampler.Run(ctx, p, cfg)
-	if err != nil {
-		p.Close()
-		return err
-	}
-	cfg.Steps = c.Steps
-	res, err := sampler.Run(ctx, p, cfg)
-	p.Close() // writes the profiles
 	if err != nil {
 		return err
 	}
 	st := res.Stats
 	row.Rows = k
-	if cfg.Guidance > 1 {
+	if res.Config.Guidance > 1 {
 		row.Rows = 2 * k
 	}
 	row.StepMS = ms(st.ModelTime.Seconds()) / float64(max(st.ModelCalls, 1))
@@ -158,6 +199,25 @@ func measureProvider(ctx context.Context, c ProvidersConfig, m ProviderModel, k 
 		row.CPUNodes = len(prof.On("CPU"))
 	}
 	return nil
+}
+
+// timedRuns samples one image of K particles with spec, for 2 steps that warm up (WebGPU
+// compiles its shaders on first use) and then for steps that are timed.
+func timedRuns(ctx context.Context, env *generation.Env, spec generation.Spec, k, steps int) (warm, timed *generation.Result, err error) {
+	spec.Images, spec.Particles, spec.Seed = 1, k, 1
+	for _, n := range []int{2, steps} {
+		spec.Steps = n
+		run, err := env.Prepare(ctx, spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		res, err := run.Sample(ctx, 0, 1, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		warm, timed = timed, res
+	}
+	return warm, timed, nil
 }
 
 func ms(seconds float64) float64 { return 1000 * seconds }

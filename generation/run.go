@@ -45,25 +45,8 @@ type Run struct {
 // *SpecError or a *sampler.ConfigError.
 func (e *Env) Prepare(ctx context.Context, s Spec) (*Run, error) {
 	s = s.withDefaults()
-	lim := e.limits()
-	for _, t := range []struct{ text, what string }{{s.Prompt, "--prompt"}, {s.NegativePrompt, "--negative-prompt"}} {
-		if err := checkText(t.text, t.what, lim.PromptChars); err != nil {
-			return nil, err
-		}
-	}
-	switch {
-	case s.Steps < 0:
-		return nil, &SpecError{fmt.Errorf("steps must be positive (got %d)", s.Steps)}
-	case s.Images < 0:
-		return nil, &SpecError{fmt.Errorf("num-images must be positive (got %d)", s.Images)}
-	case s.InitImage != "" && !(s.Strength > 0 && s.Strength <= 1):
-		return nil, &SpecError{fmt.Errorf("strength %g must be in (0, 1]: the share of the steps that redraw the init image", s.Strength)}
-	}
-	if s.Steps > lim.Steps {
-		return nil, &SpecError{fmt.Errorf("--steps %d is above the limit of %d steps: samplers gain nothing from so many (discrete models have 1000 noise levels); lower --steps, or raise --max-steps", s.Steps, lim.Steps)}
-	}
-	if s.Particles > lim.Particles {
-		return nil, &SpecError{fmt.Errorf("--particles %d is above the limit of %d per image; lower --particles, or raise --max-particles", s.Particles, lim.Particles)}
+	if err := e.checkSpec(s); err != nil {
+		return nil, err
 	}
 	p, err := e.Model(s)
 	if err != nil {
@@ -103,6 +86,12 @@ func checkText(text, what string, limit int) error {
 // config turns a spec into the sampler configuration of all its images, filling the model's
 // defaults for what the spec leaves unset.
 func (e *Env) config(s Spec, info pipelines.Info) (sampler.Config, error) {
+	return configWith(s, info, func() (rewards.Reward, error) { return e.Reward(s.Reward, info) })
+}
+
+// configWith is config with the spec's reward built by reward, called only when the spec names
+// one.
+func configWith(s Spec, info pipelines.Info, reward func() (rewards.Reward, error)) (sampler.Config, error) {
 	cfg := sampler.Config{
 		Prompt:    s.Prompt,
 		Steps:     info.Defaults.Steps,
@@ -160,7 +149,7 @@ func (e *Env) config(s Spec, info pipelines.Info) (sampler.Config, error) {
 	cfg.Resampling = resampling(cfg.Steps, s.ResampleEvery, s.ResampleStart, s.ResampleEnd)
 	cfg.Resampling.ESSThreshold = s.ESSThreshold
 	if s.Reward != "" {
-		if cfg.Reward, err = e.Reward(s.Reward, info); err != nil {
+		if cfg.Reward, err = reward(); err != nil {
 			return cfg, err
 		}
 	}

@@ -1,20 +1,17 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -73,16 +70,6 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 	return json.Marshal(float64(f))
 }
 
-// Score streams: images are loaded, scored and printed a bounded batch at a time, so memory does
-// not grow with the number of files, and the first lines appear before the last file is read.
-const (
-	// scoreBatchImages bounds the images scored together (one reward call per size).
-	scoreBatchImages = 16
-	// scoreBatchPixels bounds the pixels loaded at once (16 Mi pixels: 192 MiB as float32 RGB);
-	// a single larger image is scored alone.
-	scoreBatchPixels = 16 << 20
-)
-
 func (a *app) score(cmd *cobra.Command, paths []string) error {
 	spec := a.v.GetString("reward")
 	if spec == "" {
@@ -107,122 +94,49 @@ func (a *app) score(cmd *cobra.Command, paths []string) error {
 		return usageError{err} // the spec is wrong: retrying cannot help
 	}
 	defer r.Close()
-	s := &scorer{a: a, r: r, prompt: a.v.GetString("prompt"), enc: json.NewEncoder(a.stdout),
-		progress: newScoreProgress(mode, a.stderr, a.log, len(paths))}
-	s.enc.SetEscapeHTML(false)
-	defer s.progress.finish()
-	ctx := cmd.Context()
-	for _, p := range paths {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		img, err := rewards.LoadImage(p)
-		if err != nil {
-			s.fail(p, err)
-			continue
-		}
-		s.paths = append(s.paths, p)
-		s.imgs = append(s.imgs, img)
-		s.pixels += img.H * img.W
-		if len(s.imgs) >= scoreBatchImages || s.pixels >= scoreBatchPixels {
-			if err := s.flush(ctx); err != nil {
-				return err
+	enc := json.NewEncoder(a.stdout)
+	enc.SetEscapeHTML(false)
+	progress := newScoreProgress(mode, a.stderr, a.log, len(paths))
+	defer progress.finish()
+	var failed int
+	var first string // the first failure's message
+	err = rewards.ScoreFiles(cmd.Context(), r, a.v.GetString("prompt"), paths, func(f rewards.FileScore) error {
+		progress.clear()
+		defer progress.add(1)
+		if f.Err != nil {
+			// One warning line on stderr naming the file, as batch reports a failed item (the
+			// run's one "fksteer:" line is the summary at the end).
+			if failed++; failed == 1 {
+				first = f.Err.Error()
 			}
+			a.log.Warn("image not scored", "image", f.Path, "err", f.Err.Error())
+			return nil
 		}
-	}
-	if err := s.flush(ctx); err != nil {
-		return err
-	}
+		return enc.Encode(scoredLine(f))
+	})
 	switch {
-	case s.failed == len(paths):
-		return fmt.Errorf("no image was scored: %s", s.first)
-	case s.failed > 0:
+	case err != nil:
+		return err
+	case failed == len(paths):
+		return fmt.Errorf("no image was scored: %s", first)
+	case failed > 0:
 		return fmt.Errorf("%d of %d images were not scored (first: %s); the scores of the other %d are printed",
-			s.failed, len(paths), s.first, len(paths)-s.failed)
+			failed, len(paths), first, len(paths)-failed)
 	}
 	return nil
 }
 
-// scorer holds the batch of loaded images that score has not printed yet, and what failed.
-type scorer struct {
-	a        *app
-	r        rewards.Reward
-	prompt   string
-	enc      *json.Encoder
-	progress *scoreProgress
-
-	paths  []string
-	imgs   []pixels.Images
-	pixels int
-
-	failed int
-	first  string // the first failure's message
-}
-
-// fail reports an image that could not be scored: one warning line on stderr naming the file,
-// as batch reports a failed item (the run's one "fksteer:" line is the summary at the end).
-func (s *scorer) fail(path string, err error) {
-	msg := err.Error()
-	if !strings.Contains(msg, path) {
-		msg = path + ": " + msg
-	}
-	if s.failed == 0 {
-		s.first = msg
-	}
-	s.failed++
-	s.progress.clear()
-	s.a.log.Warn("image not scored", "image", path, "err", msg)
-	s.progress.add(1)
-}
-
-// flush scores the pending images, one reward call per size, and prints their lines in
-// argument order. A reward error fails the images of that call only; cancellation stops.
-func (s *scorer) flush(ctx context.Context) error {
-	if len(s.imgs) == 0 {
-		return nil
-	}
-	out := make([]*scoredImage, len(s.imgs))
-	errs := make([]error, len(s.imgs))
-	for _, group := range sameSize(s.imgs) {
-		scores, parts, err := rewards.Explain(ctx, s.r, stack(s.imgs, group), s.prompt)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if !strings.HasPrefix(err.Error(), "reward ") { // name the reward, once
-				err = rewards.NameError(s.r.Name(), err)
-			}
-			for _, i := range group {
-				errs[i] = err
-			}
-			continue
+// scoredLine is a scored file's line of output.
+func scoredLine(f rewards.FileScore) scoredImage {
+	o := scoredImage{Image: f.Path, Score: jsonFloat(f.Score)}
+	for _, p := range f.Parts {
+		sp := scoredPart{Name: p.Name, Weight: p.Weight, Score: jsonFloat(p.Score)}
+		if p.HasText {
+			sp.Text = &p.Text
 		}
-		for j, i := range group {
-			o := &scoredImage{Image: s.paths[i], Score: jsonFloat(scores[j])}
-			for _, p := range parts[j] {
-				sp := scoredPart{Name: p.Name, Weight: p.Weight, Score: jsonFloat(p.Score)}
-				if p.HasText {
-					sp.Text = &p.Text
-				}
-				o.Parts = append(o.Parts, sp)
-			}
-			out[i] = o
-		}
+		o.Parts = append(o.Parts, sp)
 	}
-	for i, o := range out {
-		if o == nil {
-			s.fail(s.paths[i], errs[i])
-			continue
-		}
-		s.progress.clear()
-		if err := s.enc.Encode(o); err != nil {
-			return err
-		}
-		s.progress.add(1)
-	}
-	clear(s.imgs) // drop the pixels before the next batch loads
-	s.paths, s.imgs, s.pixels = s.paths[:0], s.imgs[:0], 0
-	return nil
+	return o
 }
 
 // scoreProgress shows how far score is, as batch's progress does: a bar with rate and ETA on
@@ -287,32 +201,4 @@ func (p *scoreProgress) finish() {
 	if p.bar != nil {
 		p.bar.Exit()
 	}
-}
-
-// sameSize groups the indices of images by channels and size, in order of first appearance,
-// so each group is scored as one batch.
-func sameSize(imgs []pixels.Images) [][]int {
-	index := map[[3]int]int{}
-	var groups [][]int
-	for i, im := range imgs {
-		key := [3]int{im.C, im.H, im.W}
-		g, ok := index[key]
-		if !ok {
-			g = len(groups)
-			index[key] = g
-			groups = append(groups, nil)
-		}
-		groups[g] = append(groups[g], i)
-	}
-	return groups
-}
-
-// stack copies the single images imgs[i] for i in group into one batch.
-func stack(imgs []pixels.Images, group []int) pixels.Images {
-	first := imgs[group[0]]
-	b := pixels.NewImages(len(group), first.C, first.H, first.W)
-	for j, i := range group {
-		copy(b.At(j), imgs[i].Pix)
-	}
-	return b
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/internal/testimages"
 	"github.com/fksteer/fksteer/models/modeltest"
+	"github.com/fksteer/fksteer/rewards"
 )
 
 // writePNG writes img to dir/name and returns the path.
@@ -191,7 +192,7 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 func TestScoreStreams(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
-	for i := range scoreBatchImages {
+	for i := range rewards.FileBatchImages {
 		paths = append(paths, writePNG(t, dir, fmt.Sprintf("%02d.png", i), solid(3, 3, color.Gray{uint8(i * 16)})))
 	}
 	late := filepath.Join(dir, "late.png")
@@ -213,7 +214,7 @@ func TestScoreStreams(t *testing.T) {
 		}
 		// Grey g against white: 1 - sqrt(3)(1-g)/sqrt(3) = g.
 		want := float64(i*16) / 255
-		if i == scoreBatchImages {
+		if i == rewards.FileBatchImages {
 			want = 1
 		}
 		if got.Image != paths[i] || math.Abs(float64(got.Score)-want) > 1e-6 {

@@ -128,31 +128,6 @@ func TestUsageErrorsExitWith2(t *testing.T) {
 	}
 }
 
-// TestBenchSteerScheduleIsTheOneThatRuns: bench steer's default schedule (every 2 steps from 2 to
-// 46, stated for 50 steps) is clamped to the steps when the user did not set it, so its header
-// says what runs; a value the user set is kept, for the check to refuse.
-func TestBenchSteerScheduleIsTheOneThatRuns(t *testing.T) {
-	none := func(string) bool { return false }
-	for _, c := range []struct {
-		steps              int
-		changed            func(string) bool
-		every, start, end  int
-		wantStart, wantEnd int
-	}{
-		{50, none, 2, 2, 46, 2, 46},
-		{10, none, 2, 2, 46, 2, 9},
-		{2, none, 2, 2, 46, 1, 1},
-		{1, none, 2, 2, 46, 0, 0},
-		{10, func(k string) bool { return k == "resample-end" }, 2, 2, 46, 2, 46},
-	} {
-		f := benchSteerFlags{steps: c.steps, every: c.every, start: c.start, end: c.end}
-		s := f.schedule(c.changed)
-		if s.Every != c.every || s.Start != c.wantStart || s.End != c.wantEnd {
-			t.Errorf("%d steps: schedule %+v, want every %d from %d to %d", c.steps, s, c.every, c.wantStart, c.wantEnd)
-		}
-	}
-}
-
 var (
 	// flagLine is a help page's flag line with a placeholder: the flag, one space, and the
 	// placeholder (a bool flag has none: its usage follows after several spaces).
