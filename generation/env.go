@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -32,10 +33,23 @@ type Env struct {
 	Limits Limits
 	// Log receives what opening models reports (nil: discarded).
 	Log *slog.Logger
+	// ModelBytes, when positive, bounds the models kept open, counted by the size of their
+	// files: opening one more first closes the least recently used models that no Run holds
+	// (a server serving many models stays within its memory). 0 keeps every model open.
+	ModelBytes int64
 
 	mu      sync.Mutex
-	pipes   map[modelKey]pipelines.Pipeline
+	pipes   map[modelKey]*openModel
 	rewards map[string]rewards.Reward
+	tick    uint64 // counts uses, to find the least recently used model
+}
+
+// openModel is a model Env holds open: its size on disk, the Runs using it, its last use.
+type openModel struct {
+	p     pipelines.Pipeline
+	bytes int64
+	refs  int
+	used  uint64
 }
 
 // Limits bound what a spec may ask for, so that a mistyped number is refused at once rather
@@ -155,8 +169,18 @@ type UnknownModelError struct {
 func (e *UnknownModelError) Error() string { return e.why }
 
 // Model opens the model s names with s's model options, or returns the one already open. The
-// pipeline belongs to e: do not close it.
+// pipeline belongs to e: do not close it. With ModelBytes set it may be closed once unused;
+// Prepare holds it for the Run's life.
 func (e *Env) Model(s Spec) (pipelines.Pipeline, error) {
+	m, err := e.model(s, false)
+	if err != nil {
+		return nil, err
+	}
+	return m.p, nil
+}
+
+// model opens or finds s's model, holding it for a Run when hold is set.
+func (e *Env) model(s Spec, hold bool) (*openModel, error) {
 	a, path, err := e.resolve(s.Model)
 	if err != nil {
 		return nil, err
@@ -169,8 +193,13 @@ func (e *Env) Model(s Spec) (pipelines.Pipeline, error) {
 	key := modelKey{arch: a.Name, path: path, scheduler: s.Scheduler, preview: s.PreviewDecoder, width: s.Width, height: s.Height, rescale: s.GuidanceRescale}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if p, ok := e.pipes[key]; ok {
-		return p, nil
+	e.tick++
+	if m, ok := e.pipes[key]; ok {
+		m.used = e.tick
+		if hold {
+			m.refs++
+		}
+		return m, nil
 	}
 	var p pipelines.Pipeline
 	if a.Name == glyphsArch {
@@ -181,11 +210,78 @@ func (e *Env) Model(s Spec) (pipelines.Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.pipes == nil {
-		e.pipes = map[modelKey]pipelines.Pipeline{}
+	// Sized once open: a model's files are known then (the built-in one is built on first use).
+	size := diskSize(p.Info().Path)
+	if err := e.evict(size); err != nil {
+		p.Close()
+		return nil, err
 	}
-	e.pipes[key] = p
-	return p, nil
+	if e.pipes == nil {
+		e.pipes = map[modelKey]*openModel{}
+	}
+	m := &openModel{p: p, bytes: size, used: e.tick}
+	if hold {
+		m.refs = 1
+	}
+	e.pipes[key] = m
+	return m, nil
+}
+
+// evict closes the least recently used models no Run holds until a model of size more bytes
+// fits within ModelBytes (or nothing more can be closed: a model larger than the limit still
+// opens, alone). e.mu is held.
+func (e *Env) evict(more int64) error {
+	if e.ModelBytes <= 0 {
+		return nil
+	}
+	for {
+		var total int64
+		var lru modelKey
+		var victim *openModel
+		for k, m := range e.pipes {
+			total += m.bytes
+			if m.refs == 0 && (victim == nil || m.used < victim.used) {
+				lru, victim = k, m
+			}
+		}
+		if total+more <= e.ModelBytes || victim == nil {
+			return nil
+		}
+		delete(e.pipes, lru)
+		if err := victim.p.Close(); err != nil {
+			return fmt.Errorf("closing model %s to make room: %w", victim.p.Info().Name, err)
+		}
+		if e.Log != nil {
+			e.Log.Info("closed a model to make room", "model", victim.p.Info().Name, "bytes", victim.bytes, "limit", e.ModelBytes)
+		}
+	}
+}
+
+// release lets a model a Run held be closed again.
+func (e *Env) release(p pipelines.Pipeline) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range e.pipes {
+		if m.p == p && m.refs > 0 {
+			m.refs--
+			return
+		}
+	}
+}
+
+// diskSize is the size of a model file or of every file of a model folder: what a model holds
+// in memory, to a first approximation (its weights).
+func diskSize(path string) int64 {
+	var n int64
+	_ = filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // openSD opens a Stable Diffusion export folder with the spec's options, refusing bad values
@@ -260,8 +356,8 @@ func (e *Env) Close() error {
 	for _, r := range e.rewards {
 		errs = append(errs, r.Close())
 	}
-	for _, p := range e.pipes {
-		errs = append(errs, p.Close())
+	for _, m := range e.pipes {
+		errs = append(errs, m.p.Close())
 	}
 	e.pipes, e.rewards = nil, nil
 	return errors.Join(errs...)

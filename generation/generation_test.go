@@ -10,6 +10,7 @@ import (
 
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/keys"
+	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/sampler"
@@ -186,5 +187,71 @@ func TestDecodeSpec(t *testing.T) {
 	m := y.Map()
 	if len(m) != 7 {
 		t.Errorf("Map of a spec setting 7 keys has %d: %v", len(m), m)
+	}
+}
+
+// TestModelBytesEvictsLeastRecentlyUsed: with a memory bound smaller than any model, opening a
+// model closes the least recently used ones no Run holds, and never one a Run holds.
+func TestModelBytesEvictsLeastRecentlyUsed(t *testing.T) {
+	modeltest.Runtime(t)
+	mnist := filepath.Join(testenv.SharedDir(), "models", "mnist-dit-rf", "model.onnx")
+	if _, err := os.Stat(mnist); err != nil {
+		t.Skipf("the MNIST DiT is not in ../shared: %v", err)
+	}
+	example, err := os.ReadFile(filepath.Join("..", "examples", "mnist-dit-rf.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "mnist.yaml")
+	text := bytes.Replace(example, []byte("../../shared/models/mnist-dit-rf/model.onnx"), []byte(mnist), 1)
+	if err := os.WriteFile(manifest, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := &generation.Env{ModelBytes: 1}
+	t.Cleanup(func() { env.Close() })
+	ctx := context.Background()
+	glyphs, err := env.Prepare(ctx, generation.Spec{Steps: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digits, err := env.Prepare(ctx, generation.Spec{Model: manifest, Prompt: "3", Steps: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := env.Open(); n != 2 {
+		t.Errorf("%d models open while two Runs hold one each, want 2", n)
+	}
+	if _, err := glyphs.Sample(ctx, 0, 1, nil); err != nil {
+		t.Errorf("a held model was closed under its Run: %v", err)
+	}
+	digits.Close()
+	// A model not yet open makes room: every model no Run holds is closed (each is over the
+	// bound), the held glyphs model stays.
+	copyOf := filepath.Join(t.TempDir(), "mnist-copy.yaml")
+	if err := os.WriteFile(copyOf, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third, err := env.Prepare(ctx, generation.Spec{Model: copyOf, Prompt: "4", Steps: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := env.Open(); n != 2 {
+		t.Errorf("%d models open, want 2: the held glyphs and the new one (the unheld MNIST closed)", n)
+	}
+	if _, err := glyphs.Sample(ctx, 0, 1, nil); err != nil {
+		t.Errorf("the held glyphs model was closed: %v", err)
+	}
+	glyphs.Close()
+	third.Close()
+	last, err := env.Prepare(ctx, generation.Spec{Model: manifest, Prompt: "5", Steps: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Close()
+	if n := env.Open(); n != 1 {
+		t.Errorf("%d models open after opening one more with none held, want 1", n)
+	}
+	if _, err := last.Sample(ctx, 0, 1, nil); err != nil {
+		t.Error(err)
 	}
 }

@@ -34,9 +34,11 @@ type Run struct {
 	// image) is filled when the first images are sampled.
 	Config sampler.Config
 
-	initHash string // hex sha256 of the init image file
-	initOnce sync.Once
-	initErr  error
+	env       *Env
+	closeOnce sync.Once
+	initHash  string // hex sha256 of the init image file
+	initOnce  sync.Once
+	initErr   error
 }
 
 // Prepare checks s and resolves it against e: opens (or reuses) its model and reward, fills the
@@ -48,11 +50,18 @@ func (e *Env) Prepare(ctx context.Context, s Spec) (*Run, error) {
 	if err := e.checkSpec(s); err != nil {
 		return nil, err
 	}
-	p, err := e.Model(s)
+	m, err := e.model(s, true)
 	if err != nil {
 		return nil, err
 	}
-	r := &Run{Spec: s, Model: p}
+	p := m.p
+	ok := false
+	defer func() {
+		if !ok {
+			e.release(p)
+		}
+	}()
+	r := &Run{Spec: s, Model: p, env: e}
 	if r.Config, err = e.config(s, p.Info()); err != nil {
 		return nil, err
 	}
@@ -69,7 +78,14 @@ func (e *Env) Prepare(ctx context.Context, s Spec) (*Run, error) {
 	if err := r.withInit().ValidateFor(p.Info()); err != nil {
 		return nil, err
 	}
+	ok = true
 	return r, nil
+}
+
+// Close lets the Env close the Run's model again to make room for others (Env.ModelBytes);
+// the Run must not sample after it. Closing twice is harmless.
+func (r *Run) Close() {
+	r.closeOnce.Do(func() { r.env.release(r.Model) })
 }
 
 // checkText refuses text no encoder reads or PNG can record, and text over the limit.

@@ -256,6 +256,7 @@ func (s *Server) sample(ctx context.Context, j *Job) (*generation.Result, error)
 	if err != nil {
 		return nil, err
 	}
+	defer run.Close() // the model may be closed to make room once no job uses it
 	res, err := run.Sample(ctx, 0, run.Spec.Images, j.observe)
 	if err != nil {
 		return nil, err

@@ -271,6 +271,7 @@ func (a *app) itemPreparer(env *generation.Env, base generation.Spec, stop conte
 			Seed:        spec.Seed,
 			Fingerprint: fingerprint(run, run.Config, spec.Seed),
 			Render: func(ctx context.Context) ([]batch.File, error) {
+				defer run.Close()
 				files, err := renderItem(ctx, run)
 				if err = allocFailure(err, "--particles, --num-images or --workers"); err != nil {
 					if isAllocFailure(err) {

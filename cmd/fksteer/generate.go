@@ -74,6 +74,7 @@ func (a *app) generate(cmd *cobra.Command, path string) error {
 	if err != nil {
 		return err
 	}
+	defer run.Close()
 	if fromPNG != "" {
 		recorded, err := generation.PNGParameters(fromPNG)
 		if err != nil {

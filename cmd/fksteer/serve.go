@@ -53,7 +53,11 @@ func (a *app) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.v.GetInt("model-memory") < 0 {
+		return usageError{fmt.Errorf("--model-memory %d is negative (0 keeps every model open)", a.v.GetInt("model-memory"))}
+	}
 	env := a.newEnv(opts)
+	env.ModelBytes = int64(a.v.GetInt("model-memory")) << 20
 	defer env.Close()
 	allow, err := stringList(a.v.Get("allow-path"))
 	if err != nil {

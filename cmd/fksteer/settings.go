@@ -118,6 +118,7 @@ var serveSettings = []setting{
 	{key: "max-request-images", def: 16, usage: "images one generation request may ask for (n, batch_size x n_iter)"},
 	{key: "max-request-particles", def: 64, usage: "particles (K) one request may ask for"},
 	{key: "max-request-steps", def: 200, usage: "steps one request may ask for"},
+	{key: "model-memory", def: 0, usage: "MiB of model files kept open (0 = every model stays open): opening one more closes the least recently used models no job is using"},
 	{key: "shutdown-grace", def: 30, usage: "seconds running jobs may take to finish on SIGTERM before they are cancelled"},
 }
 
