@@ -178,6 +178,10 @@ func badInputRows() []badInput {
 		{name: "bench providers zero K", args: []string{"bench", "providers", "--ks", "0"}, code: exitUsage, wants: []string{"--ks"}},
 
 		// Numbers out of range.
+		{name: "serve on every address without a key", args: []string{"serve", "--listen", "0.0.0.0:7860"}, code: exitUsage, wants: []string{"API key", "127.0.0.1"}},
+		{name: "serve on a bad address", args: []string{"serve", "--listen", "7860"}, code: exitUsage, wants: []string{"--listen", "host:port"}},
+		{name: "serve with no queue", args: []string{"serve", "--queue-size", "0"}, code: exitUsage, wants: []string{"--queue-size"}},
+		{name: "serve with negative model memory", args: []string{"serve", "--model-memory", "-1"}, code: exitUsage, wants: []string{"--model-memory"}},
 		{name: "zero steps", args: gen("--steps", "0"), code: exitUsage, wants: []string{"steps"}},
 		{name: "negative steps", args: gen("--steps", "-3"), code: exitUsage, wants: []string{"steps"}},
 		{name: "steps beyond the limit", args: gen("--steps", "100000000"), code: exitUsage, wants: []string{"steps"}},
