@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -107,17 +108,17 @@ type Server struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	mu      sync.Mutex
-	jobs    map[string]*Job
-	order   []string // finished jobs, oldest first, for eviction
-	models  map[string]chan struct{}
-	temps   map[string]bool // init images written for img2img requests
+	mu     sync.Mutex
+	jobs   map[string]*Job
+	order  []string // finished jobs, oldest first, for eviction
+	models map[string]chan struct{}
+	temps  map[string]bool // init images written for img2img requests
 	// a1111Model is the model AUTOMATIC1111 requests default to ("": glyphs).
 	a1111Model string
-	closed  bool
-	running int
-	metrics metrics
-	started time.Time
+	closed     bool
+	running    int
+	metrics    metrics
+	started    time.Time
 }
 
 // New starts a server's workers. It fails only on a configuration it cannot serve.
@@ -550,6 +551,7 @@ func asAPIError(err error) *apiError {
 	var ce *sampler.ConfigError
 	var mb *http.MaxBytesError
 	var um *generation.UnknownModelError
+	var pe *fs.PathError
 	switch {
 	case errors.As(err, &ae):
 		return ae
@@ -559,6 +561,9 @@ func asAPIError(err error) *apiError {
 	case errors.As(err, &um):
 		return &apiError{status: http.StatusNotFound, typ: "invalid_request_error", param: "model", code: "model_not_found", msg: err.Error()}
 	case errors.As(err, &se), errors.As(err, &ce):
+		return badRequest("", "%v", err)
+	case errors.As(err, &pe):
+		// A file the request named (a reward's model, a reference) that cannot be read.
 		return badRequest("", "%v", err)
 	}
 	return &apiError{status: http.StatusInternalServerError, typ: "server_error", msg: err.Error()}
