@@ -165,7 +165,7 @@ func (s *Server) Close(ctx context.Context) error {
 
 // submit queues a job for spec after checking it, or fails with an *apiError.
 func (s *Server) submit(spec generation.Spec) (*Job, error) {
-	if err := s.check(spec); err != nil {
+	if err := s.check(&spec); err != nil {
 		return nil, err
 	}
 	j := &Job{ID: newJobID(), Status: Queued, Spec: spec, Created: time.Now(), done: make(chan struct{})}
@@ -362,8 +362,9 @@ func (s *Server) cancelJob(j *Job) bool {
 	return false
 }
 
-// check refuses a spec over the limits or naming a file outside the allowed folders.
-func (s *Server) check(spec generation.Spec) error {
+// check refuses a spec over the limits or naming a file outside the allowed folders, and
+// replaces a configured reward's name by its spec.
+func (s *Server) check(spec *generation.Spec) error {
 	l := s.cfg.Limits
 	switch {
 	case spec.Images > l.Images:
@@ -390,9 +391,11 @@ func (s *Server) check(spec generation.Spec) error {
 		}
 	}
 	if spec.Reward != "" {
-		if _, err := s.rewardSpec(spec.Reward); err != nil {
+		r, err := s.rewardSpec(spec.Reward)
+		if err != nil {
 			return err
 		}
+		spec.Reward = r
 	}
 	return nil
 }

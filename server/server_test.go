@@ -468,3 +468,18 @@ func TestOpenWebUIRequests(t *testing.T) {
 		t.Errorf("info %v: %v", body["info"], err)
 	}
 }
+
+// TestConfiguredRewards: a request names a configured reward by its name, for scoring and for
+// steering alike.
+func TestConfiguredRewards(t *testing.T) {
+	ts, env := start(t, server.Config{Rewards: map[string]string{"red": "color:target=#cc2222"}})
+	pngs := direct(t, env, generation.Spec{Prompt: `"R"`, Steps: 4})
+	code, body := post(t, ts, "/v1/rewards/score", map[string]any{"reward": "red", "images": []string{base64.StdEncoding.EncodeToString(pngs[0])}})
+	if code != http.StatusOK || body["reward"] != "color" {
+		t.Errorf("scoring with the configured reward red: %d %v", code, body)
+	}
+	code, body = post(t, ts, "/v1/images/generations", map[string]any{"prompt": `"R"`, "fksteer": map[string]any{"steps": 4, "method": "bon", "particles": 2, "reward": "red"}})
+	if code != http.StatusOK {
+		t.Errorf("steering with the configured reward red: %d %v", code, body)
+	}
+}

@@ -466,7 +466,14 @@ func exampleConfig() string {
 # Paths are relative to this file. Names are lower-cased; use letters, digits, '-' and '_'.
 # %s:
 #   mnist: ../examples/mnist-dit-rf.yaml
-`, modelsKey)
+
+# ---- rewards (config file only) ----
+
+# Names for reward specs, the rewards requests to fksteer serve may name (besides specs whose
+# files lie under --allow-path).
+# %s:
+#   red: color:target=#cc2222
+`, modelsKey, rewardsKey)
 	return b.String()
 }
 

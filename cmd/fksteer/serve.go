@@ -64,7 +64,7 @@ func (a *app) serve(ctx context.Context) error {
 		return usageError{fmt.Errorf("allow-path: %w", err)}
 	}
 	srv, err := server.New(server.Config{
-		Env: env, APIKey: key, AllowPaths: allow,
+		Env: env, APIKey: key, AllowPaths: allow, Rewards: configuredRewards(a.v),
 		QueueSize: a.v.GetInt("queue-size"), Workers: a.v.GetInt("concurrency"), PerModel: a.v.GetInt("per-model"),
 		JobTimeout: time.Duration(a.v.GetInt("job-timeout")) * time.Second,
 		Limits: server.Limits{BodyBytes: int64(a.v.GetInt("max-request-mib")) << 20, Images: a.v.GetInt("max-request-images"),

@@ -137,6 +137,10 @@ var modelSettings = []setting{
 // files (relative to the config file), listed by `fksteer models list` and usable as --model.
 const modelsKey = "models"
 
+// rewardsKey is the other config-file-only map: reward names to reward specs, the rewards a
+// request to fksteer serve may name (docs/server.md).
+const rewardsKey = "rewards"
+
 // groups lists every setting, in the order `config show` and the example file present them.
 var groups = []settingGroup{
 	{"global", globalSettings},
@@ -283,13 +287,16 @@ func readConfigFile(v *viper.Viper, path string) error {
 	if _, ok := v.Get(modelsKey).(map[string]any); v.InConfig(modelsKey) && !ok {
 		return fmt.Errorf("config %s: %s must map model names to manifest files", path, modelsKey)
 	}
-	valid := append(allKeys(), modelsKey)
+	if _, ok := v.Get(rewardsKey).(map[string]any); v.InConfig(rewardsKey) && !ok {
+		return fmt.Errorf("config %s: %s must map reward names to reward specs", path, rewardsKey)
+	}
+	valid := append(allKeys(), modelsKey, rewardsKey)
 	for _, k := range v.AllKeys() {
 		if !v.InConfig(k) {
 			continue
 		}
-		if top, _, _ := strings.Cut(k, "."); top == modelsKey {
-			continue // model names are the user's own
+		if top, _, _ := strings.Cut(k, "."); top == modelsKey || top == rewardsKey {
+			continue // model and reward names are the user's own
 		}
 		if _, ok := lookup(k); !ok {
 			err := &keys.UnknownKeyError{Key: k, Suggestion: keys.Closest(k, valid), Valid: valid}
@@ -322,8 +329,10 @@ func checkEnv(environ []string) error {
 	}
 	slices.Sort(bad)
 	name := bad[0]
-	if name == envName(modelsKey) {
-		return usageError{fmt.Errorf("environment variable %s: the %s map can only be set in a config file", name, modelsKey)}
+	for _, key := range []string{modelsKey, rewardsKey} {
+		if name == envName(key) {
+			return usageError{fmt.Errorf("environment variable %s: the %s map can only be set in a config file", name, key)}
+		}
 	}
 	shown := name
 	if q := strconv.Quote(name); q[1:len(q)-1] != name { // a newline in a name would break the message
@@ -334,6 +343,11 @@ func checkEnv(environ []string) error {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
 	}
 	return usageError{errors.New(msg + "; unset it, or see `fksteer config show` for the settings")}
+}
+
+// configuredRewards returns the config file's map of reward names to specs.
+func configuredRewards(v *viper.Viper) map[string]string {
+	return v.GetStringMapString(rewardsKey)
 }
 
 // configuredModels returns the config file's model map with manifest paths resolved against the
