@@ -1,6 +1,7 @@
 package finetune
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 )
@@ -19,13 +21,11 @@ type Options struct {
 	// Out is the dataset folder: new, empty, or holding a dataset to resume.
 	Out string
 	// Prompts are sampled in order, one group each: prompt i becomes group "g%06d" of i, seeded
-	// with Sampler.Seed + i, so any group can be reproduced alone and a resumed export draws what
+	// with Sampling.Seed + i, so any group can be reproduced alone and a resumed export draws what
 	// an uninterrupted one would have.
 	Prompts []string
-	// Sampler holds the sampling settings: Steps, Rule, Eta, Guidance, Seed and CondOpts, and for
-	// Steered the FK settings (Potential, Lambda, Resampling, Resampler). Export sets Prompt,
-	// Images, Particles, Method, Select, Reward, Record, SharedStart and SharedPrefix itself.
-	Sampler sampler.Config
+	// Sampling is how every group is sampled: the settings the mode leaves to the user.
+	Sampling Sampling
 	// Samples per prompt (N, n, G or K); 0 means Mode.DefaultSamples().
 	Samples int
 	// Reward scores every final sample; the manifest records each part of a composite
@@ -52,6 +52,46 @@ type Options struct {
 	Features   FeatureExtractor
 	// Progress, if set, is called after every prompt.
 	Progress func(Progress)
+}
+
+// Sampling is how an export samples each group: the settings left to its user. What the mode
+// decides (the method, the particles per group, which samples are kept, a shared x_T or prefix,
+// recording, the reward given to the sampler) is not here, so nothing set here is overridden:
+// Options.Config shows the configuration each group runs with.
+type Sampling struct {
+	// Steps, Rule, Eta and Guidance are sampler.Config's; a flow-sde rule reads Eta 0 as
+	// sampler.DefaultFlowSDENoise.
+	Steps    int
+	Rule     sampler.Rule
+	Eta      float64
+	Guidance float64
+	// Seed is prompt 0's seed: prompt i is sampled with Seed+i.
+	Seed uint64
+	// Cond holds the class override and the negative prompt.
+	Cond pipelines.CondOptions
+	// FK is FK steering's settings: required by mode Steered, refused by the others.
+	FK *Steering
+}
+
+// Steering is what FK steering does in mode Steered; the fields are sampler.Config's of the same
+// names (Resampler "" is particles.Systematic).
+type Steering struct {
+	Potential  potentials.Kind
+	Lambda     potentials.Lambda
+	Resampling potentials.Schedule
+	Resampler  particles.Scheme
+}
+
+// SamplingOf takes from cfg (a front end's resolved configuration, generation.Run.Config) the
+// settings an export leaves to its user, FK's for mode Steered only. The rest of cfg (prompt,
+// images, particles, method, selection, reward, observer) is the mode's or the export's, and
+// is ignored.
+func SamplingOf(cfg sampler.Config, m Mode) Sampling {
+	s := Sampling{Steps: cfg.Steps, Rule: cfg.Rule, Eta: cfg.Eta, Guidance: cfg.Guidance, Seed: cfg.Seed, Cond: cfg.CondOpts}
+	if m == Steered {
+		s.FK = &Steering{Potential: cfg.Potential, Lambda: cfg.Lambda, Resampling: cfg.Resampling, Resampler: cfg.Resampler}
+	}
+	return s
 }
 
 // Progress reports an export's advance after each prompt.
@@ -123,8 +163,8 @@ func (o *Options) Validate() error {
 		return errors.New("no prompts: give at least one (--prompts FILE, one per line)")
 	}
 	// Prompt i is seeded with Seed+i; past the largest seed that would wrap around to seed 0.
-	if last := uint64(len(o.Prompts) - 1); o.Sampler.Seed > math.MaxUint64-last {
-		return &sampler.ConfigError{Err: fmt.Errorf("seed %d with %d prompts wraps around (prompt i uses seed+i): the largest usable seed is %d (--seed)", o.Sampler.Seed, len(o.Prompts), uint64(math.MaxUint64)-last)}
+	if last := uint64(len(o.Prompts) - 1); o.Sampling.Seed > math.MaxUint64-last {
+		return &sampler.ConfigError{Err: fmt.Errorf("seed %d with %d prompts wraps around (prompt i uses seed+i): the largest usable seed is %d (--seed)", o.Sampling.Seed, len(o.Prompts), uint64(math.MaxUint64)-last)}
 	}
 	if o.Samples == 0 {
 		o.Samples = m.DefaultSamples()
@@ -139,14 +179,20 @@ func (o *Options) Validate() error {
 	if o.Reward == nil {
 		return fmt.Errorf("mode %s needs a reward to score samples (--reward)", m)
 	}
-	rule := o.Sampler.Rule
+	rule := o.Sampling.Rule
 	if rule == "" {
 		rule = sampler.Euler
 	}
 	// The noise level flow-sde uses when none is set, so that what is logged is what is drawn.
-	o.Sampler.Eta = rule.Eta(o.Sampler.Eta)
-	if !rule.Stochastic(o.Sampler.Eta) {
-		return fmt.Errorf("mode %s trains on the log-probability of every denoising step, but sampler %s with eta %g is deterministic, so its steps have no density: use a stochastic sampler (--sampler ddim --eta 1, or ddpm, flow-sde, euler-a with eta > 0)", m, rule, o.Sampler.Eta)
+	o.Sampling.Eta = rule.Eta(o.Sampling.Eta)
+	if !rule.Stochastic(o.Sampling.Eta) {
+		return fmt.Errorf("mode %s trains on the log-probability of every denoising step, but sampler %s with eta %g is deterministic, so its steps have no density: use a stochastic sampler (--sampler ddim --eta 1, or ddpm, flow-sde, euler-a with eta > 0)", m, rule, o.Sampling.Eta)
+	}
+	switch {
+	case m == Steered && o.Sampling.FK == nil:
+		return errors.New("mode steered needs FK steering settings (Sampling.FK: potential, lambda, resampling schedule)")
+	case m != Steered && o.Sampling.FK != nil:
+		return fmt.Errorf("FK steering settings are for mode steered, not %s", m)
 	}
 	if o.ShareStart && !(m == GRPO || m == AdvGRPO || m == PRDP || m == D3PO) {
 		return fmt.Errorf("a shared x_T is for modes grpo, adv-grpo, prdp and d3po, not %s", m)
@@ -186,23 +232,22 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// config returns the sampler configuration of prompt i.
-func (o *Options) config(i int) sampler.Config {
-	cfg := o.Sampler
-	cfg.Prompt = o.Prompts[i]
-	cfg.Seed = o.Sampler.Seed + uint64(i)
-	cfg.Images, cfg.Particles = 1, o.Samples
-	cfg.Record = true
-	cfg.Select = sampler.SelectAll
-	cfg.Method, cfg.Reward = sampler.Base, nil
-	cfg.SharedStart = o.ShareStart || o.Mode == D3PO
-	cfg.SharedPrefix = o.SharePrefix
-	cfg.Observer = nil
-	if o.Mode == Steered {
-		cfg.Method, cfg.Reward = sampler.FK, o.Reward
-		if cfg.Resampler == "" {
-			cfg.Resampler = particles.Systematic // the sampler's default, named so the manifest records it
-		}
+// Config returns the sampler configuration prompt i's group runs with: Sampling, plus what the
+// mode decides (one image of Samples particles, all kept and recorded, base sampling or FK,
+// shared starts and prefixes) and the reward, which scores the final samples inside the run
+// (with their parts) so that nothing is scored twice. Call it after Validate.
+func (o *Options) Config(i int) sampler.Config {
+	s := o.Sampling
+	cfg := sampler.Config{
+		Prompt: o.Prompts[i], CondOpts: s.Cond, Steps: s.Steps, Guidance: s.Guidance, Rule: s.Rule, Eta: s.Eta,
+		Seed: s.Seed + uint64(i), Images: 1, Particles: o.Samples, Method: sampler.Base, Reward: o.Reward,
+		Select: sampler.SelectAll, Record: true,
+		SharedStart: o.ShareStart || o.Mode == D3PO, SharedPrefix: o.SharePrefix,
+	}
+	if fk := s.FK; fk != nil && o.Mode == Steered {
+		cfg.Method, cfg.Potential, cfg.Lambda, cfg.Resampling = sampler.FK, fk.Potential, fk.Lambda, fk.Resampling
+		// The sampler's default, named so the manifest records it.
+		cfg.Resampler = cmp.Or(fk.Resampler, particles.Systematic)
 	}
 	return cfg
 }
@@ -210,7 +255,7 @@ func (o *Options) config(i int) sampler.Config {
 // settings returns the settings of an export with p. The scheduler's levels are those of the
 // grid the sampler will walk, so that dataset.json names the same family as every manifest row.
 func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
-	cfg := o.config(0)
+	cfg := o.Config(0)
 	// The sampler's own checks, before the grid is asked for: a bad step count or strength gets
 	// its usual message, and the walked part of the grid below is in range.
 	if err := cfg.Validate(); err != nil {
@@ -225,7 +270,7 @@ func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
 	info := p.Info()
 	s := settings{
 		Mode: o.Mode, Model: info.Name, ModelHash: info.Hash, Samples: o.Samples,
-		Scheduler: schedulerOf(cfg, info, levels), Seed: o.Sampler.Seed, Class: o.Sampler.CondOpts.Class,
+		Scheduler: schedulerOf(cfg, info, levels), Seed: o.Sampling.Seed, Class: o.Sampling.Cond.Class,
 		Half: o.Half, GlobalStd: o.GlobalStd,
 	}
 	if o.Mode.Pairs() {
@@ -333,12 +378,11 @@ func (o *Options) progress(p Progress) {
 
 // sampleGroup samples and records prompt i's group, with features for Adv-GRPO.
 func sampleGroup(ctx context.Context, p pipelines.Pipeline, o *Options, i int) (*Group, error) {
-	cfg := o.config(i)
-	res, err := sampler.Run(ctx, p, cfg)
+	res, err := sampler.Run(ctx, p, o.Config(i))
 	if err != nil {
 		return nil, err
 	}
-	groups, err := NewGroups(ctx, p, cfg, res, o.Reward, i)
+	groups, err := NewGroups(res, i)
 	if err != nil {
 		return nil, err
 	}

@@ -56,8 +56,8 @@ func glyphOptions(tb testing.TB, mode finetune.Mode, out string, prompts ...stri
 	tb.Helper()
 	return finetune.Options{
 		Mode: mode, Out: out, Prompts: prompts, Samples: 4,
-		Sampler: sampler.Config{Steps: 8, Rule: sampler.DDIMRule, Eta: 1, Seed: 100},
-		Reward:  redness(tb), RewardSpec: redSpec,
+		Sampling: finetune.Sampling{Steps: 8, Rule: sampler.DDIMRule, Eta: 1, Seed: 100},
+		Reward:   redness(tb), RewardSpec: redSpec,
 	}
 }
 

@@ -128,7 +128,7 @@ func TestResumeRefusesAnotherDataset(t *testing.T) {
 	export(t, p, glyphOptions(t, finetune.GRPO, out, resumePrompts[:1]...))
 
 	o := glyphOptions(t, finetune.GRPO, out, resumePrompts[:1]...)
-	o.Sampler.Steps = 9
+	o.Sampling.Steps = 9
 	_, err := finetune.Export(context.Background(), p, o)
 	if err == nil || !strings.Contains(err.Error(), "other settings") || !strings.Contains(err.Error(), "scheduler") {
 		t.Errorf("changed steps: %v", err)

@@ -135,8 +135,8 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if f.shardMiB <= 0 {
 		return usageError{fmt.Errorf("--shard-size must be positive (got %g MiB)", f.shardMiB)}
 	}
-	o.Sampler = run.Config
-	o.Reward, o.RewardSpec = o.Sampler.Reward, a.v.GetString("reward")
+	o.Sampling = finetune.SamplingOf(run.Config, mode)
+	o.Reward, o.RewardSpec = run.Config.Reward, a.v.GetString("reward")
 	if mode == finetune.AdvGRPO {
 		if f.dino == "" || f.references == "" {
 			return usageError{errors.New("--mode adv-grpo needs --dino (a DINOv2-style ONNX ViT) and --references (a JSON map of prompt to reference images)")}
@@ -155,8 +155,7 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 		return usageError{err}
 	}
 	// A group is one run of --samples particles that records every step (finetune.Export).
-	group := o.Sampler
-	group.Particles, group.Record = o.Samples, true
+	group := o.Config(0)
 	if err := checkCounts(group.Steps, group.Particles, "--samples"); err != nil {
 		return err
 	}
@@ -167,7 +166,7 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 		return err
 	}
 	a.log.Info("exporting", "mode", mode, "model", p.Info().Name, "prompts", len(prompts), "samples", o.Samples,
-		"steps", o.Sampler.Steps, "sampler", o.Sampler.Rule, "eta", o.Sampler.Eta, "out", out)
+		"steps", o.Sampling.Steps, "sampler", o.Sampling.Rule, "eta", o.Sampling.Eta, "out", out)
 	o.Progress = func(pr finetune.Progress) {
 		if pr.Rewards == nil {
 			a.log.Debug("already in the dataset", "group", pr.Group)
