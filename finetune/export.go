@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"slices"
 	"time"
 
+	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/potentials"
@@ -50,8 +53,18 @@ type Options struct {
 	// extracts the image features of samples and references: both required by Adv-GRPO.
 	References map[string][]string
 	Features   FeatureExtractor
-	// Progress, if set, is called after every prompt.
+	// Workers is how many groups are sampled at once (0: 1). The dataset does not depend on it.
+	Workers int
+	// Shard is the part of the prompts this export samples (batch.Shard: every Count-th prompt
+	// from Index; zero: all of them). A sharded export only fills its work folder; [Merge] joins
+	// the shards' work folders and writes the dataset, byte for byte what one unsharded export
+	// writes.
+	Shard batch.Shard
+	// Progress, if set, is called after every group sampled (from one goroutine at a time).
 	Progress func(Progress)
+	// Log receives what the batch job decides: resumed groups, groups redone because their
+	// files were missing or damaged (nil: discarded).
+	Log *slog.Logger
 }
 
 // Sampling is how an export samples each group: the settings left to its user. What the mode
@@ -96,10 +109,11 @@ func SamplingOf(cfg sampler.Config, m Mode) Sampling {
 
 // Progress reports an export's advance after each prompt.
 type Progress struct {
-	// Done counts the prompts finished, Skipped those a resumed export found already written.
+	// Done counts the prompts of this export's shard finished (Skipped of them by an earlier
+	// run), Total the shard's prompts.
 	Done, Skipped, Total int
 	Group                string
-	// Rewards are the new group's training rewards (nil for a skipped prompt).
+	// Rewards are the new group's training rewards.
 	Rewards []float64
 	Elapsed time.Duration
 }
@@ -115,9 +129,13 @@ type Summary struct {
 	Shards   []string `json:"shards"`
 	Bytes    int64    `json:"shard_bytes"`
 	Complete bool     `json:"complete"`
-	// Repaired lists the shards a resumed export found missing or damaged (with what was wrong)
-	// and redid.
-	Repaired []string `json:"repaired,omitempty"`
+	// Shard is the part of the prompts a sharded export sampled ("2/4"), empty when it sampled
+	// them all; a sharded export writes no dataset (Groups and Samples count its own groups).
+	Shard string `json:"shard,omitempty"`
+	// Sampled counts the groups this run sampled, Redone those of them that an earlier run had
+	// finished but whose files were missing or damaged (the job's log says which and why).
+	Sampled int `json:"sampled"`
+	Redone  int `json:"redone,omitempty"`
 	// NoReward counts the samples whose reward is not a finite number: NaN or infinite scores
 	// are stored as null and left out of every mean, std and advantage.
 	NoReward int `json:"samples_without_reward"`
@@ -283,78 +301,70 @@ func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
 	return s, nil
 }
 
-// Export samples every prompt with p as opts say, records the trajectories and writes the
-// dataset into opts.Out. Prompts whose group the folder already holds are skipped, so running it
-// again after an interruption completes the dataset without duplicates; the settings must be
-// the same (the error names the one that differs).
+// Export samples every prompt of opts.Shard with p as opts say, records the trajectories and
+// writes the dataset into opts.Out, on batch's job machinery: prompt i is the batch item
+// GroupID(i), whose task samples its group and writes the group's tensors, rows and images
+// into the work folder (WorkDir) with a record holding every file's sha256, using
+// opts.Workers workers. An unsharded export then assembles the dataset from the finished
+// groups, in group order, so that the dataset depends only on the settings and prompts, never
+// on the workers or on interruptions; a sharded one stops there (see [Merge]).
 //
-// When ctx is cancelled Export stops after the current prompt's sampling step, commits every
-// finished group and returns ctx's error; the dataset stays readable and resumable.
-func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary, err error) {
+// Running it again resumes: groups whose record and files are intact are kept, the rest are
+// sampled (a process killed at any moment loses only the groups in flight). The settings must
+// be those the dataset was made with (the error names the one that differs), and a prompt
+// already sampled must not change; the prompts may grow.
+//
+// When ctx is cancelled or a group fails, Export stops starting groups, assembles every
+// finished one into a dataset marked incomplete (unsharded) and returns ctx's error or the
+// group's ("prompt i (...): ..."); the summary is returned too when the job ran.
+func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (*Summary, error) {
 	start := time.Now()
 	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Shard.Validate(); err != nil {
 		return nil, err
 	}
 	set, err := opts.settings(p)
 	if err != nil {
 		return nil, err
 	}
-	w, err := OpenWriter(opts.Out, WriterOptions{
-		Mode: opts.Mode, Half: opts.Half, ShardSize: opts.ShardSize, Pairs: opts.Pairs,
-		TieTolerance: opts.TieTolerance, GlobalStd: opts.GlobalStd, Settings: set,
-	})
+	jf, err := newJobFile(&opts, set)
 	if err != nil {
 		return nil, err
 	}
-	finished := false
-	defer func() {
-		// Whatever stopped the export, the groups it finished are whole: commit them.
-		if finished {
-			return
-		}
-		if cerr := w.Close(); cerr != nil && !errors.Is(err, cerr) {
-			err = errors.Join(err, cerr)
-		}
-	}()
-	// The prompts of every group the manifest records, intact or to be redone.
-	written := map[string]string{}
-	for _, r := range w.Rows() {
-		written[r.Group] = r.Prompt
-	}
-	skipped := 0
-	for i, prompt := range opts.Prompts {
-		id := GroupID(i)
-		if was, ok := written[id]; ok && was != prompt {
-			return nil, fmt.Errorf("dataset %s holds prompt %q as group %s, but the prompts now have %q there: resume with the same prompts file, or use a new folder", opts.Out, clip(was), id, clip(prompt))
-		}
-		if w.Has(id) {
-			skipped++
-			opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Elapsed: time.Since(start)})
-			continue
-		}
-		g, err := sampleGroup(ctx, p, &opts, i)
-		if err != nil {
-			return nil, fmt.Errorf("prompt %d (%q): %w", i, clip(prompt), err)
-		}
-		if err := w.Add(g); err != nil {
-			return nil, err
-		}
-		opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Rewards: g.Rewards(), Elapsed: time.Since(start)})
-	}
-	if err := w.Finish(); err != nil {
+	if err := checkDataset(opts.Out, opts.Mode, jf.Settings); err != nil {
 		return nil, err
 	}
-	finished = true
-	noReward := 0
-	for _, r := range w.Rows() {
-		if !finite(float64(r.Reward)) {
-			noReward++
-		}
+	if err := checkPrompts(opts.Out, opts.Prompts); err != nil {
+		return nil, err
 	}
-	return &Summary{
-		Dir: opts.Out, Groups: len(opts.Prompts), Samples: len(w.Rows()), Skipped: skipped,
-		Shards: w.Shards(), Bytes: w.Bytes(), Complete: true, Repaired: w.Repairs(), NoReward: noReward,
-	}, nil
+	if err := jf.claim(opts.Out); err != nil {
+		return nil, err
+	}
+	ex := &exportJob{o: &opts, p: p, fp: jf.fingerprint(), start: start, rewards: map[string][]float64{}}
+	// MaxFailures 0: a group that fails stops the export, as its error is one to fix first.
+	job := &batch.Job{
+		Dir: WorkDir(opts.Out), Items: items(opts.Prompts), Shard: opts.Shard, Workers: max(1, opts.Workers),
+		Prepare: ex.prepare, Fingerprint: ex.fp, Progress: ex, Log: opts.Log,
+	}
+	bs, err := job.Run(ctx)
+	if bs == nil {
+		return nil, err
+	}
+	if ex.err != nil {
+		err = ex.err // the failed group's error, with its cause, rather than batch's count of failures
+	}
+	sum := &Summary{Dir: opts.Out, Skipped: bs.Items.Skipped, Sampled: bs.Items.Generated, Redone: bs.Items.Redone}
+	if opts.Shard.Sharded() {
+		sum.Shard, sum.Groups = opts.Shard.String(), bs.Items.Finished
+		sum.Samples = sum.Groups * opts.Samples
+		return sum, err
+	}
+	if aerr := assemble(opts.Out, jf, sum); aerr != nil {
+		return sum, errors.Join(err, aerr)
+	}
+	return sum, err
 }
 
 // maxQuoted bounds the prompt text an error message quotes: a prompt file's line can be a
@@ -387,11 +397,7 @@ func sampleGroup(ctx context.Context, p pipelines.Pipeline, o *Options, i int) (
 		return nil, err
 	}
 	g := groups[0]
-	stochastic := false
-	for _, s := range g.Stds {
-		stochastic = stochastic || s > 0
-	}
-	if !stochastic {
+	if !slices.ContainsFunc(g.Stds, func(s float64) bool { return s > 0 }) {
 		return nil, fmt.Errorf("every one of the %d steps is deterministic (std 0), so no step has a log-probability: use more steps or a stochastic sampler", g.Steps)
 	}
 	if o.Mode == AdvGRPO {

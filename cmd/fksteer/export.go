@@ -167,19 +167,16 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	}
 	a.log.Info("exporting", "mode", mode, "model", p.Info().Name, "prompts", len(prompts), "samples", o.Samples,
 		"steps", o.Sampling.Steps, "sampler", o.Sampling.Rule, "eta", o.Sampling.Eta, "out", out)
+	o.Log = a.log
 	o.Progress = func(pr finetune.Progress) {
-		if pr.Rewards == nil {
-			a.log.Debug("already in the dataset", "group", pr.Group)
-			return
-		}
 		fmt.Fprintf(a.stderr, "%s (%d/%d): mean reward %s, %.1fs\n", pr.Group, pr.Done, pr.Total, meanReward(pr.Rewards), pr.Elapsed.Seconds())
 	}
 	sum, err := finetune.Export(cmd.Context(), p, o)
 	if err != nil {
 		return allocFailure(err, "--samples or --steps")
 	}
-	for _, r := range sum.Repaired {
-		a.log.Warn("redid a damaged part of the dataset", "what", r)
+	if sum.Redone > 0 {
+		a.log.Warn("sampled again groups whose files were missing or damaged (the lines above say which)", "groups", sum.Redone)
 	}
 	if sum.NoReward > 0 {
 		// One line, whatever the count: the manifest's nulls say which samples.
