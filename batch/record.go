@@ -71,6 +71,12 @@ func writeRecord(dir string, r *Record) error {
 	return writeFile(recordPath(dir, r.ID), data)
 }
 
+// ReadRecord reads the record of item id in the output folder dir: what the item was made from
+// and the files it produced (whether they are still intact is Job.Run's to check). An item
+// without a record gives an error for which errors.Is(err, os.ErrNotExist) holds; an unreadable
+// one another error.
+func ReadRecord(dir, id string) (*Record, error) { return readRecord(dir, id) }
+
 func readRecord(dir, id string) (*Record, error) {
 	data, err := os.ReadFile(recordPath(dir, id))
 	if err != nil {

@@ -55,7 +55,7 @@ func BenchmarkMNISTRecording(b *testing.B) {
 		for _, half := range []bool{false, true} {
 			dir := filepath.Join(b.TempDir(), "ds")
 			start := time.Now()
-			groups, err := finetune.NewGroups(ctx, p, cfg, res, nil, 0)
+			groups, err := finetune.NewGroups(res, 0)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -9,13 +9,16 @@
 // composite), and the tensors a trainer reads. [GroupAdvantages] gives the advantages DDPO and
 // GRPO train on, [MakePairs] the preference pairs of D3PO and PRDP.
 //
-// [Writer] writes groups as a dataset folder: safetensors shards that roll over at a size limit,
-// a JSONL manifest with one row per sample, pairs and groups files, and each sample's image as
-// PNG. Every file is written atomically, and the manifest names only complete shards, so a run
-// killed at any moment leaves a readable dataset that a new Writer on the same folder resumes.
-// [Export] drives the whole thing for a list of prompts in one of the [Mode]s; `fksteer export`
-// is its command line. docs/datasets.md documents the layout, the tensor keys and how to load
-// a dataset in PyTorch.
+// [Writer] writes groups, in group order, as a dataset folder: safetensors shards that roll over
+// at a size limit, a JSONL manifest with one row per sample, pairs and groups files, and each
+// sample's image as PNG. Every file is written atomically, and the manifest names only complete
+// files. [Export] drives the whole thing for a list of prompts in one of the [Mode]s as a batch
+// job (package batch): each prompt's group is an item, sampled by a pool of workers, possibly
+// in shards on several machines ([Merge] joins them), and kept with a record of its files'
+// sha256, which is how an interrupted export resumes; the dataset is then assembled from the
+// finished groups, so its bytes do not depend on workers, shards or interruptions.
+// `fksteer export` is its command line. docs/datasets.md documents the layout, the tensor keys
+// and how to load a dataset in PyTorch.
 //
 // The package knows nothing of the command line. It reads and writes the safetensors format
 // itself ([WriteSafetensors], [ParseSafetensors]) for float32, float16 and int64 tensors.

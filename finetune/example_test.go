@@ -57,15 +57,16 @@ func fineTuningStep() error {
 	defer red.Close()
 
 	// 2. Sample a group of 4 with recording; a stochastic step, so every step has a log-probability.
+	// The run scores its final samples (with every part of the reward): the group takes them.
 	cfg := sampler.Config{
 		Prompt: `a red "A"`, Steps: 8, Rule: schedule.DDIMRule, Eta: 1,
-		Images: 1, Particles: 4, Seed: 1, Record: true,
+		Images: 1, Particles: 4, Seed: 1, Record: true, Reward: red,
 	}
 	res, err := sampler.Run(ctx, p, cfg)
 	if err != nil {
 		return err
 	}
-	groups, err := finetune.NewGroups(ctx, p, cfg, res, red, 0)
+	groups, err := finetune.NewGroups(res, 0)
 	if err != nil {
 		return err
 	}

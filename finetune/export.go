@@ -1,14 +1,19 @@
 package finetune
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"slices"
 	"time"
 
+	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
@@ -20,13 +25,11 @@ type Options struct {
 	// Out is the dataset folder: new, empty, or holding a dataset to resume.
 	Out string
 	// Prompts are sampled in order, one group each: prompt i becomes group "g%06d" of i, seeded
-	// with Sampler.Seed + i, so any group can be reproduced alone and a resumed export draws what
+	// with Sampling.Seed + i, so any group can be reproduced alone and a resumed export draws what
 	// an uninterrupted one would have.
 	Prompts []string
-	// Sampler holds the sampling settings: Steps, Rule, Eta, Guidance, Seed and CondOpts, and for
-	// Steered the FK settings (Potential, Lambda, Resampling, Resampler). Export sets Prompt,
-	// Images, Particles, Method, Select, Reward, Record, SharedStart and SharedPrefix itself.
-	Sampler sampler.Config
+	// Sampling is how every group is sampled: the settings the mode leaves to the user.
+	Sampling Sampling
 	// Samples per prompt (N, n, G or K); 0 means Mode.DefaultSamples().
 	Samples int
 	// Reward scores every final sample; the manifest records each part of a composite
@@ -51,16 +54,67 @@ type Options struct {
 	// extracts the image features of samples and references: both required by Adv-GRPO.
 	References map[string][]string
 	Features   FeatureExtractor
-	// Progress, if set, is called after every prompt.
+	// Workers is how many groups are sampled at once (0: 1). The dataset does not depend on it.
+	Workers int
+	// Shard is the part of the prompts this export samples (batch.Shard: every Count-th prompt
+	// from Index; zero: all of them). A sharded export only fills its work folder; [Merge] joins
+	// the shards' work folders and writes the dataset, byte for byte what one unsharded export
+	// writes.
+	Shard batch.Shard
+	// Progress, if set, is called after every group sampled (from one goroutine at a time).
 	Progress func(Progress)
+	// Log receives what the batch job decides: resumed groups, groups redone because their
+	// files were missing or damaged (nil: discarded).
+	Log *slog.Logger
+}
+
+// Sampling is how an export samples each group: the settings left to its user. What the mode
+// decides (the method, the particles per group, which samples are kept, a shared x_T or prefix,
+// recording, the reward given to the sampler) is not here, so nothing set here is overridden:
+// Options.Config shows the configuration each group runs with.
+type Sampling struct {
+	// Steps, Rule, Eta and Guidance are sampler.Config's; a flow-sde rule reads Eta 0 as
+	// schedule.DefaultFlowSDENoise.
+	Steps    int
+	Rule     schedule.Rule
+	Eta      float64
+	Guidance float64
+	// Seed is prompt 0's seed: prompt i is sampled with Seed+i.
+	Seed uint64
+	// Cond holds the class override and the negative prompt.
+	Cond pipelines.CondOptions
+	// FK is FK steering's settings: required by mode Steered, refused by the others.
+	FK *Steering
+}
+
+// Steering is what FK steering does in mode Steered; the fields are sampler.Config's of the same
+// names (Resampler "" is particles.Systematic).
+type Steering struct {
+	Potential  potentials.Kind
+	Lambda     potentials.Lambda
+	Resampling potentials.Schedule
+	Resampler  particles.Scheme
+}
+
+// SamplingOf takes from cfg (a front end's resolved configuration, generation.Run.Config) the
+// settings an export leaves to its user, FK's for mode Steered only. The rest of cfg (prompt,
+// images, particles, method, selection, reward, observer) is the mode's or the export's, and
+// is ignored.
+func SamplingOf(cfg sampler.Config, m Mode) Sampling {
+	s := Sampling{Steps: cfg.Steps, Rule: cfg.Rule, Eta: cfg.Eta, Guidance: cfg.Guidance, Seed: cfg.Seed, Cond: cfg.CondOpts}
+	if m == Steered {
+		s.FK = &Steering{Potential: cfg.Potential, Lambda: cfg.Lambda, Resampling: cfg.Resampling, Resampler: cfg.Resampler}
+	}
+	return s
 }
 
 // Progress reports an export's advance after each prompt.
 type Progress struct {
-	// Done counts the prompts finished, Skipped those a resumed export found already written.
+	// Done counts the prompts of this export's shard finished (Skipped of them by an earlier
+	// run), Total the shard's prompts.
 	Done, Skipped, Total int
 	Group                string
-	// Rewards are the new group's training rewards (nil for a skipped prompt).
+	// Rewards are the new group's training rewards.
 	Rewards []float64
 	Elapsed time.Duration
 }
@@ -76,9 +130,13 @@ type Summary struct {
 	Shards   []string `json:"shards"`
 	Bytes    int64    `json:"shard_bytes"`
 	Complete bool     `json:"complete"`
-	// Repaired lists the shards a resumed export found missing or damaged (with what was wrong)
-	// and redid.
-	Repaired []string `json:"repaired,omitempty"`
+	// Shard is the part of the prompts a sharded export sampled ("2/4"), empty when it sampled
+	// them all; a sharded export writes no dataset (Groups and Samples count its own groups).
+	Shard string `json:"shard,omitempty"`
+	// Sampled counts the groups this run sampled, Redone those of them that an earlier run had
+	// finished but whose files were missing or damaged (the job's log says which and why).
+	Sampled int `json:"sampled"`
+	Redone  int `json:"redone,omitempty"`
 	// NoReward counts the samples whose reward is not a finite number: NaN or infinite scores
 	// are stored as null and left out of every mean, std and advantage.
 	NoReward int `json:"samples_without_reward"`
@@ -125,8 +183,8 @@ func (o *Options) Validate() error {
 		return errors.New("no prompts: give at least one (--prompts FILE, one per line)")
 	}
 	// Prompt i is seeded with Seed+i; past the largest seed that would wrap around to seed 0.
-	if last := uint64(len(o.Prompts) - 1); o.Sampler.Seed > math.MaxUint64-last {
-		return &sampler.ConfigError{Err: fmt.Errorf("seed %d with %d prompts wraps around (prompt i uses seed+i): the largest usable seed is %d (--seed)", o.Sampler.Seed, len(o.Prompts), uint64(math.MaxUint64)-last)}
+	if last := uint64(len(o.Prompts) - 1); o.Sampling.Seed > math.MaxUint64-last {
+		return &sampler.ConfigError{Err: fmt.Errorf("seed %d with %d prompts wraps around (prompt i uses seed+i): the largest usable seed is %d (--seed)", o.Sampling.Seed, len(o.Prompts), uint64(math.MaxUint64)-last)}
 	}
 	if o.Samples == 0 {
 		o.Samples = m.DefaultSamples()
@@ -141,14 +199,20 @@ func (o *Options) Validate() error {
 	if o.Reward == nil {
 		return fmt.Errorf("mode %s needs a reward to score samples (--reward)", m)
 	}
-	rule := o.Sampler.Rule
+	rule := o.Sampling.Rule
 	if rule == "" {
 		rule = schedule.EulerRule
 	}
 	// The noise level flow-sde uses when none is set, so that what is logged is what is drawn.
-	o.Sampler.Eta = rule.Eta(o.Sampler.Eta)
-	if !rule.Stochastic(o.Sampler.Eta) {
-		return fmt.Errorf("mode %s trains on the log-probability of every denoising step, but sampler %s with eta %g is deterministic, so its steps have no density: use a stochastic sampler (--sampler ddim --eta 1, or ddpm, flow-sde, euler-a with eta > 0)", m, rule, o.Sampler.Eta)
+	o.Sampling.Eta = rule.Eta(o.Sampling.Eta)
+	if !rule.Stochastic(o.Sampling.Eta) {
+		return fmt.Errorf("mode %s trains on the log-probability of every denoising step, but sampler %s with eta %g is deterministic, so its steps have no density: use a stochastic sampler (--sampler ddim --eta 1, or ddpm, flow-sde, euler-a with eta > 0)", m, rule, o.Sampling.Eta)
+	}
+	switch {
+	case m == Steered && o.Sampling.FK == nil:
+		return errors.New("mode steered needs FK steering settings (Sampling.FK: potential, lambda, resampling schedule)")
+	case m != Steered && o.Sampling.FK != nil:
+		return fmt.Errorf("FK steering settings are for mode steered, not %s", m)
 	}
 	if o.ShareStart && !(m == GRPO || m == AdvGRPO || m == PRDP || m == D3PO) {
 		return fmt.Errorf("a shared x_T is for modes grpo, adv-grpo, prdp and d3po, not %s", m)
@@ -188,23 +252,22 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// config returns the sampler configuration of prompt i.
-func (o *Options) config(i int) sampler.Config {
-	cfg := o.Sampler
-	cfg.Prompt = o.Prompts[i]
-	cfg.Seed = o.Sampler.Seed + uint64(i)
-	cfg.Images, cfg.Particles = 1, o.Samples
-	cfg.Record = true
-	cfg.Select = sampler.SelectAll
-	cfg.Method, cfg.Reward = sampler.Base, nil
-	cfg.SharedStart = o.ShareStart || o.Mode == D3PO
-	cfg.SharedPrefix = o.SharePrefix
-	cfg.Observer = nil
-	if o.Mode == Steered {
-		cfg.Method, cfg.Reward = sampler.FK, o.Reward
-		if cfg.Resampler == "" {
-			cfg.Resampler = particles.Systematic // the sampler's default, named so the manifest records it
-		}
+// Config returns the sampler configuration prompt i's group runs with: Sampling, plus what the
+// mode decides (one image of Samples particles, all kept and recorded, base sampling or FK,
+// shared starts and prefixes) and the reward, which scores the final samples inside the run
+// (with their parts) so that nothing is scored twice. Call it after Validate.
+func (o *Options) Config(i int) sampler.Config {
+	s := o.Sampling
+	cfg := sampler.Config{
+		Prompt: o.Prompts[i], CondOpts: s.Cond, Steps: s.Steps, Guidance: s.Guidance, Rule: s.Rule, Eta: s.Eta,
+		Seed: s.Seed + uint64(i), Images: 1, Particles: o.Samples, Method: sampler.Base, Reward: o.Reward,
+		Select: sampler.SelectAll, Record: true,
+		SharedStart: o.ShareStart || o.Mode == D3PO, SharedPrefix: o.SharePrefix,
+	}
+	if fk := s.FK; fk != nil && o.Mode == Steered {
+		cfg.Method, cfg.Potential, cfg.Lambda, cfg.Resampling = sampler.FK, fk.Potential, fk.Lambda, fk.Resampling
+		// The sampler's default, named so the manifest records it.
+		cfg.Resampler = cmp.Or(fk.Resampler, particles.Systematic)
 	}
 	return cfg
 }
@@ -212,7 +275,7 @@ func (o *Options) config(i int) sampler.Config {
 // settings returns the settings of an export with p. The scheduler's levels are those of the
 // grid the sampler will walk, so that dataset.json names the same family as every manifest row.
 func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
-	cfg := o.config(0)
+	cfg := o.Config(0)
 	// The sampler's own checks, before the grid is asked for: a bad step count or strength gets
 	// its usual message, and the walked part of the grid below is in range.
 	if err := cfg.Validate(); err != nil {
@@ -227,7 +290,7 @@ func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
 	info := p.Info()
 	s := settings{
 		Mode: o.Mode, Model: info.Name, ModelHash: info.Hash, Samples: o.Samples,
-		Scheduler: schedulerOf(cfg, info, levels), Seed: o.Sampler.Seed, Class: o.Sampler.CondOpts.Class,
+		Scheduler: schedulerOf(cfg, info, levels), Seed: o.Sampling.Seed, Class: o.Sampling.Cond.Class,
 		Half: o.Half, GlobalStd: o.GlobalStd,
 	}
 	if o.Mode.Pairs() {
@@ -240,78 +303,70 @@ func (o *Options) settings(p pipelines.Pipeline) (settings, error) {
 	return s, nil
 }
 
-// Export samples every prompt with p as opts say, records the trajectories and writes the
-// dataset into opts.Out. Prompts whose group the folder already holds are skipped, so running it
-// again after an interruption completes the dataset without duplicates; the settings must be
-// the same (the error names the one that differs).
+// Export samples every prompt of opts.Shard with p as opts say, records the trajectories and
+// writes the dataset into opts.Out, on batch's job machinery: prompt i is the batch item
+// GroupID(i), whose task samples its group and writes the group's tensors, rows and images
+// into the work folder (WorkDir) with a record holding every file's sha256, using
+// opts.Workers workers. An unsharded export then assembles the dataset from the finished
+// groups, in group order, so that the dataset depends only on the settings and prompts, never
+// on the workers or on interruptions; a sharded one stops there (see [Merge]).
 //
-// When ctx is cancelled Export stops after the current prompt's sampling step, commits every
-// finished group and returns ctx's error; the dataset stays readable and resumable.
-func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (_ *Summary, err error) {
+// Running it again resumes: groups whose record and files are intact are kept, the rest are
+// sampled (a process killed at any moment loses only the groups in flight). The settings must
+// be those the dataset was made with (the error names the one that differs), and a prompt
+// already sampled must not change; the prompts may grow.
+//
+// When ctx is cancelled or a group fails, Export stops starting groups, assembles every
+// finished one into a dataset marked incomplete (unsharded) and returns ctx's error or the
+// group's ("prompt i (...): ..."); the summary is returned too when the job ran.
+func Export(ctx context.Context, p pipelines.Pipeline, opts Options) (*Summary, error) {
 	start := time.Now()
 	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Shard.Validate(); err != nil {
 		return nil, err
 	}
 	set, err := opts.settings(p)
 	if err != nil {
 		return nil, err
 	}
-	w, err := OpenWriter(opts.Out, WriterOptions{
-		Mode: opts.Mode, Half: opts.Half, ShardSize: opts.ShardSize, Pairs: opts.Pairs,
-		TieTolerance: opts.TieTolerance, GlobalStd: opts.GlobalStd, Settings: set,
-	})
+	jf, err := newJobFile(&opts, set)
 	if err != nil {
 		return nil, err
 	}
-	finished := false
-	defer func() {
-		// Whatever stopped the export, the groups it finished are whole: commit them.
-		if finished {
-			return
-		}
-		if cerr := w.Close(); cerr != nil && !errors.Is(err, cerr) {
-			err = errors.Join(err, cerr)
-		}
-	}()
-	// The prompts of every group the manifest records, intact or to be redone.
-	written := map[string]string{}
-	for _, r := range w.Rows() {
-		written[r.Group] = r.Prompt
-	}
-	skipped := 0
-	for i, prompt := range opts.Prompts {
-		id := GroupID(i)
-		if was, ok := written[id]; ok && was != prompt {
-			return nil, fmt.Errorf("dataset %s holds prompt %q as group %s, but the prompts now have %q there: resume with the same prompts file, or use a new folder", opts.Out, clip(was), id, clip(prompt))
-		}
-		if w.Has(id) {
-			skipped++
-			opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Elapsed: time.Since(start)})
-			continue
-		}
-		g, err := sampleGroup(ctx, p, &opts, i)
-		if err != nil {
-			return nil, fmt.Errorf("prompt %d (%q): %w", i, clip(prompt), err)
-		}
-		if err := w.Add(g); err != nil {
-			return nil, err
-		}
-		opts.progress(Progress{Done: i + 1, Skipped: skipped, Total: len(opts.Prompts), Group: id, Rewards: g.Rewards(), Elapsed: time.Since(start)})
-	}
-	if err := w.Finish(); err != nil {
+	if err := checkDataset(opts.Out, opts.Mode, jf.Settings); err != nil {
 		return nil, err
 	}
-	finished = true
-	noReward := 0
-	for _, r := range w.Rows() {
-		if !finite(float64(r.Reward)) {
-			noReward++
-		}
+	if err := checkPrompts(opts.Out, opts.Prompts); err != nil {
+		return nil, err
 	}
-	return &Summary{
-		Dir: opts.Out, Groups: len(opts.Prompts), Samples: len(w.Rows()), Skipped: skipped,
-		Shards: w.Shards(), Bytes: w.Bytes(), Complete: true, Repaired: w.Repairs(), NoReward: noReward,
-	}, nil
+	if err := jf.claim(opts.Out); err != nil {
+		return nil, err
+	}
+	ex := &exportJob{o: &opts, p: p, fp: jf.fingerprint(), start: start, rewards: map[string][]float64{}}
+	// MaxFailures 0: a group that fails stops the export, as its error is one to fix first.
+	job := &batch.Job{
+		Dir: WorkDir(opts.Out), Items: items(opts.Prompts), Shard: opts.Shard, Workers: max(1, opts.Workers),
+		Prepare: ex.prepare, Fingerprint: ex.fp, Progress: ex, Log: opts.Log,
+	}
+	bs, err := job.Run(ctx)
+	if bs == nil {
+		return nil, err
+	}
+	if ex.err != nil {
+		err = ex.err // the failed group's error, with its cause, rather than batch's count of failures
+	}
+	sum := &Summary{Dir: opts.Out, Skipped: bs.Items.Skipped, Sampled: bs.Items.Generated, Redone: bs.Items.Redone}
+	if opts.Shard.Sharded() {
+		sum.Shard, sum.Groups = opts.Shard.String(), bs.Items.Finished
+		sum.Samples = sum.Groups * opts.Samples
+		return sum, err
+	}
+	if aerr := assemble(opts.Out, jf, sum); aerr != nil {
+		return sum, errors.Join(err, aerr)
+	}
+	return sum, err
 }
 
 // maxQuoted bounds the prompt text an error message quotes: a prompt file's line can be a
@@ -335,21 +390,16 @@ func (o *Options) progress(p Progress) {
 
 // sampleGroup samples and records prompt i's group, with features for Adv-GRPO.
 func sampleGroup(ctx context.Context, p pipelines.Pipeline, o *Options, i int) (*Group, error) {
-	cfg := o.config(i)
-	res, err := sampler.Run(ctx, p, cfg)
+	res, err := sampler.Run(ctx, p, o.Config(i))
 	if err != nil {
 		return nil, err
 	}
-	groups, err := NewGroups(ctx, p, cfg, res, o.Reward, i)
+	groups, err := NewGroups(res, i)
 	if err != nil {
 		return nil, err
 	}
 	g := groups[0]
-	stochastic := false
-	for _, s := range g.Stds {
-		stochastic = stochastic || s > 0
-	}
-	if !stochastic {
+	if !slices.ContainsFunc(g.Stds, func(s float64) bool { return s > 0 }) {
 		return nil, fmt.Errorf("every one of the %d steps is deterministic (std 0), so no step has a log-probability: use more steps or a stochastic sampler", g.Steps)
 	}
 	if o.Mode == AdvGRPO {

@@ -80,7 +80,7 @@ func TestExportFlowSDELogProbsOnEveryStep(t *testing.T) {
 	p := openGlyphs(t)
 	out := filepath.Join(t.TempDir(), "ds")
 	o := glyphOptions(t, finetune.GRPO, out, `a red "A"`)
-	o.Sampler.Rule, o.Sampler.Eta = schedule.FlowSDERule, 0
+	o.Sampling.Rule, o.Sampling.Eta = schedule.FlowSDERule, 0
 	export(t, p, o)
 	d := openDataset(t, out)
 	checkLogProbs(t, d)
@@ -141,9 +141,13 @@ func TestExportGRPO(t *testing.T) {
 	checkSettingsLevels(t, d, "flow")
 
 	// Group 1 is prompt 1 seeded with Seed+1: a direct recorded run gives the same trajectories.
-	cfg := o.Sampler
-	cfg.Prompt, cfg.Seed, cfg.Images, cfg.Particles, cfg.Record = o.Prompts[1], o.Sampler.Seed+1, 1, 4, true
-	res, err := sampler.Run(context.Background(), p, cfg)
+	res, err := sampler.Run(context.Background(), p, o.Config(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The configuration Export runs is the run a user would write by hand.
+	cfg := sampler.Config{Prompt: o.Prompts[1], Steps: 8, Rule: schedule.DDIMRule, Eta: 1, Seed: 101, Images: 1, Particles: 4, Record: true}
+	direct, err := sampler.Run(context.Background(), p, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +158,9 @@ func TestExportGRPO(t *testing.T) {
 			t.Fatal(err)
 		}
 		states, _, _, lps := res.Trajectories.Trajectory(k)
+		if want, _, _, _ := direct.Trajectories.Trajectory(k); !slices.EqualFunc(states, want, slices.Equal) {
+			t.Fatalf("%s: the export's configuration samples other states than a direct run", r.ID)
+		}
 		for s := range states {
 			if !slices.Equal(tr.Latents[s], states[s]) {
 				t.Fatalf("%s: state %d differs from the direct run", r.ID, s)
@@ -397,8 +404,8 @@ func TestPRDPAdjacentPairs(t *testing.T) {
 // deterministic step does not have; the error says so and names the fix.
 func TestDeterministicSamplerIsRejected(t *testing.T) {
 	for _, mode := range []finetune.Mode{finetune.DDPO, finetune.D3PO, finetune.PRDP, finetune.GRPO, finetune.AdvGRPO, finetune.Steered} {
-		for _, sc := range []sampler.Config{{Steps: 8, Rule: schedule.EulerRule}, {Steps: 8, Rule: schedule.DDIMRule, Eta: 0}} {
-			o := finetune.Options{Mode: mode, Out: t.TempDir(), Prompts: []string{"x"}, Sampler: sc, Reward: redness(t)}
+		for _, sc := range []finetune.Sampling{{Steps: 8, Rule: schedule.EulerRule}, {Steps: 8, Rule: schedule.DDIMRule, Eta: 0}} {
+			o := finetune.Options{Mode: mode, Out: t.TempDir(), Prompts: []string{"x"}, Sampling: sc, Reward: redness(t)}
 			_, err := finetune.Export(context.Background(), nil, o)
 			if err == nil || !strings.Contains(err.Error(), "deterministic") || !strings.Contains(err.Error(), "--sampler ddim --eta 1") || !strings.Contains(err.Error(), string(mode)) {
 				t.Errorf("mode %s, %s eta %g: error %v", mode, sc.Rule, sc.Eta, err)
@@ -416,16 +423,15 @@ func TestSteeredKeepsGenealogyAndStoresPrefixesOnce(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "ds")
 	o := glyphOptions(t, finetune.Steered, out, `"A"`)
 	o.Samples = 6
-	o.Sampler.Steps = 12
-	o.Sampler.Potential = potentials.Diff
-	o.Sampler.Lambda = potentials.Lambda{Value: 20}
-	o.Sampler.Resampling = potentials.Schedule{Every: 2, Start: 2, End: 8}
+	o.Sampling.Steps = 12
+	o.Sampling.FK = &finetune.Steering{Potential: potentials.Diff, Lambda: potentials.Lambda{Value: 20},
+		Resampling: potentials.Schedule{Every: 2, Start: 2, End: 8}}
 	export(t, p, o)
 	d := openDataset(t, out)
 
-	cfg := o.Sampler
-	cfg.Prompt, cfg.Seed, cfg.Images, cfg.Particles, cfg.Record = `"A"`, o.Sampler.Seed, 1, 6, true
-	cfg.Method, cfg.Reward, cfg.Select = sampler.FK, redness(t), sampler.SelectAll
+	cfg := sampler.Config{Prompt: `"A"`, Steps: 12, Rule: schedule.DDIMRule, Eta: 1, Seed: 100, Images: 1, Particles: 6, Record: true,
+		Method: sampler.FK, Reward: redness(t), Select: sampler.SelectAll, Potential: potentials.Diff,
+		Lambda: potentials.Lambda{Value: 20}, Resampling: potentials.Schedule{Every: 2, Start: 2, End: 8}}
 	res, err := sampler.Run(context.Background(), p, cfg)
 	if err != nil {
 		t.Fatal(err)

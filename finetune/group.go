@@ -1,12 +1,12 @@
 package finetune
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 
+	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
@@ -151,62 +151,51 @@ func levelKind(levels []schedule.Level) string {
 // ErrNotRecorded is returned by [NewGroups] for a result sampled without Config.Record.
 var ErrNotRecorded = errors.New("the run was not recorded: set sampler.Config.Record")
 
-// NewGroups turns a recorded run into one Group per sampler group: cfg is the configuration res
-// was sampled with, p the pipeline (for the conditioning and the model's description). reward
-// scores the final images (rewards.Explain breaks a composite into its parts); nil keeps the
-// run's own final rewards, if any. Group g gets index first+g. Advantages are left NaN.
-func NewGroups(ctx context.Context, p pipelines.Pipeline, cfg sampler.Config, res *sampler.Result, reward rewards.Reward, first int) ([]*Group, error) {
+// NewGroups turns a recorded run into one Group per sampler group, from the result alone: the
+// conditioning, the final rewards and their parts, the genealogy and the settings are the ones
+// the run recorded (sampler.Result), so nothing is encoded, scored or sampled again. Group g
+// gets index first+g. Advantages are left NaN; without a reward in the run, rewards are NaN and
+// have no parts. It fails, changing nothing, with ErrNotRecorded for a run sampled without
+// Config.Record, and with an error for a result whose parts do not fit together.
+func NewGroups(res *sampler.Result, first int) ([]*Group, error) {
 	tr := res.Trajectories
 	if tr == nil {
 		return nil, ErrNotRecorded
 	}
+	cfg := res.Settings
 	k := cfg.Particles
-	if k <= 0 || tr.Rows%k != 0 || res.All.N != tr.Rows {
-		return nil, fmt.Errorf("result of %d rows and %d images does not match %d particles per group: pass the config the run used", tr.Rows, res.All.N, k)
+	if k <= 0 || tr.Rows%k != 0 || res.All.N != tr.Rows || len(res.Rewards) != tr.Rows {
+		return nil, fmt.Errorf("result of %d rows and %d images does not match its %d particles per group: a result made by sampler.Run", tr.Rows, res.All.N, k)
 	}
-	info := p.Info()
-	cond, err := p.Condition(ctx, nil, cfg.Prompt, cfg.CondOpts)
-	if err != nil {
-		return nil, err
-	}
-	scores, parts := res.Rewards, make([][]rewards.PartScore, tr.Rows)
-	if reward != nil {
-		if scores, parts, err = rewards.Explain(ctx, reward, res.All, cfg.Prompt); err != nil {
-			return nil, fmt.Errorf("reward %s: %w", reward.Name(), err)
-		}
-	}
+	info := res.Model
+	events := resamplingSteps(res.Events, tr.Rows/k)
 	groups := make([]*Group, tr.Rows/k)
 	for g := range groups {
-		grp := newGroup(tr, cfg, g, k, first+g, resamplingSteps(res, cfg, g))
-		grp.Prompt, grp.Cond, grp.Info = cfg.Prompt, cond, info
+		grp := newGroup(tr, cfg, g, k, first+g, events[g])
+		grp.Prompt, grp.Cond, grp.Info = cfg.Prompt, res.Cond, info
 		grp.Scheduler = schedulerOf(cfg, info, tr.Levels)
 		grp.Images = pixels.NewImages(k, res.All.C, res.All.H, res.All.W)
 		copy(grp.Images.Pix, res.All.Pix[g*k*res.All.Len():(g+1)*k*res.All.Len()])
 		for slot := range grp.Samples {
 			row := g*k + slot
 			s := &grp.Samples[slot]
-			s.LogWeight = res.LogWeights[row]
-			s.Reward, s.Rewards = scores[row], parts[row]
+			s.LogWeight, s.Reward = res.LogWeights[row], res.Rewards[row]
+			if res.Parts != nil {
+				s.Rewards = res.Parts[row]
+			}
 		}
 		groups[g] = grp
 	}
 	return groups, nil
 }
 
-// resamplingSteps lists the steps at which group g was resampled: the FK resamplings the run's
-// statistics report, and the step after which a shared prefix ends (recorded as a resampling
-// from slot 0).
-func resamplingSteps(res *sampler.Result, cfg sampler.Config, g int) []int {
-	var steps []int
-	for _, p := range res.Stats.ESS {
-		if p.Resampled[g] {
-			steps = append(steps, p.Step)
-		}
+// resamplingSteps lists, for each of n groups, the steps at which the genealogy records a
+// resampling of it (FK's, and the end of a shared prefix), in order.
+func resamplingSteps(events []particles.Event, n int) [][]int {
+	steps := make([][]int, n)
+	for _, e := range events {
+		steps[e.Group] = append(steps[e.Group], e.Step)
 	}
-	if cfg.SharedPrefix > 0 {
-		steps = append(steps, cfg.SharedPrefix-1)
-	}
-	slices.Sort(steps)
 	return steps
 }
 

@@ -2,14 +2,15 @@ package finetune_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pipelines"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
-	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
 )
 
@@ -57,8 +58,8 @@ func glyphOptions(tb testing.TB, mode finetune.Mode, out string, prompts ...stri
 	tb.Helper()
 	return finetune.Options{
 		Mode: mode, Out: out, Prompts: prompts, Samples: 4,
-		Sampler: sampler.Config{Steps: 8, Rule: schedule.DDIMRule, Eta: 1, Seed: 100},
-		Reward:  redness(tb), RewardSpec: redSpec,
+		Sampling: finetune.Sampling{Steps: 8, Rule: schedule.DDIMRule, Eta: 1, Seed: 100},
+		Reward:   redness(tb), RewardSpec: redSpec,
 	}
 }
 
@@ -78,4 +79,19 @@ func openDataset(tb testing.TB, dir string) *finetune.Dataset {
 		tb.Fatal(err)
 	}
 	return d
+}
+
+var errRefused = errors.New("refused")
+
+// failOn is a reward that fails on one prompt, as a reward whose model breaks would.
+type failOn struct {
+	rewards.Reward
+	prompt string
+}
+
+func (f failOn) Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
+	if prompt == f.prompt {
+		return errRefused
+	}
+	return f.Reward.Score(ctx, imgs, prompt, dst)
 }

@@ -1,21 +1,16 @@
 package finetune
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
-	"github.com/fksteer/fksteer/internal/atomicfile"
 	"github.com/fksteer/fksteer/internal/pngtext"
 )
 
-// writePNG writes sample k's final image atomically, with the prompt and settings in a
-// "parameters" text chunk as `fksteer generate` writes them, and returns the file's hex sha256,
-// which the manifest records so that a resumed export can tell a damaged image.
-func writePNG(path string, g *Group, k int) (string, error) {
+// encodePNG encodes sample k's final image with the prompt and settings in a "parameters" text
+// chunk, as `fksteer generate` writes them.
+func encodePNG(g *Group, k int) ([]byte, error) {
 	s := g.Samples[k]
 	sch := g.Scheduler
 	params := fmt.Sprintf("%s\nSteps: %d, Sampler: %s, Eta: %g, CFG scale: %g, Seed: %d, Slot: %d, Model: %s, Model hash: %s, Method: %s, Reward value: %.6g, Sample: %s",
@@ -28,13 +23,9 @@ func writePNG(path string, g *Group, k int) (string, error) {
 		}
 		params += ", Rewards: " + strings.Join(parts, " ")
 	}
-	img := g.Images.Image(k)
-	h := sha256.New()
-	err := atomicfile.WriteFunc(path, 0o644, func(f *os.File) error {
-		return pngtext.Encode(io.MultiWriter(f, h), img, []pngtext.Entry{{Key: "parameters", Text: params}})
-	})
-	if err != nil {
-		return "", err
+	var buf bytes.Buffer
+	if err := pngtext.Encode(&buf, g.Images.Image(k), []pngtext.Entry{{Key: "parameters", Text: params}}); err != nil {
+		return nil, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return buf.Bytes(), nil
 }

@@ -77,7 +77,7 @@ func TestPythonReadsDataset(t *testing.T) {
 			o.Samples = 3
 			o.Half = tc.half
 			if tc.rule != "" {
-				o.Sampler.Rule, o.Sampler.Eta = tc.rule, 0 // Flow-GRPO's noise level: every step drawn
+				o.Sampling.Rule, o.Sampling.Eta = tc.rule, 0 // Flow-GRPO's noise level: every step drawn
 			}
 			export(t, p, o)
 			d := openDataset(t, out)

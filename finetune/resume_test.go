@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/finetune/finetunetest"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
 )
@@ -47,8 +47,9 @@ func sameData(t *testing.T, want, got *finetune.Dataset) {
 }
 
 // TestResumeCompletesWithoutDuplicates writes half of a dataset, leaves behind what a killed run
-// can (a shard the manifest does not name, a temporary file, an image of an unwritten group, a
-// groups file that lags the manifest), and resumes: the result equals an uninterrupted export.
+// or an older dataset can (a shard the manifest does not name, temporary files in the dataset
+// and in the work folder, an image of an unwritten group, a groups file that lags the
+// manifest), and resumes: the result equals an uninterrupted export, byte for byte.
 func TestResumeCompletesWithoutDuplicates(t *testing.T) {
 	p := openGlyphs(t)
 	ref := filepath.Join(t.TempDir(), "ref")
@@ -60,6 +61,7 @@ func TestResumeCompletesWithoutDuplicates(t *testing.T) {
 		filepath.Join(out, "shards", "shard-00007.safetensors"),
 		filepath.Join(out, "shards", ".shard-00001.safetensors.tmp-12345"),
 		filepath.Join(out, ".manifest.jsonl.tmp-999"),
+		filepath.Join(finetune.WorkDir(out), ".g000002.safetensors.tmp-77"),
 		filepath.Join(out, "images", "g000003-01.png"),
 	}
 	for _, f := range leftovers {
@@ -74,16 +76,17 @@ func TestResumeCompletesWithoutDuplicates(t *testing.T) {
 	if sum.Skipped != 2 || sum.Samples != 16 || !sum.Complete {
 		t.Errorf("summary %+v: want 2 groups skipped, 16 samples", sum)
 	}
-	for _, f := range leftovers[:3] {
+	for _, f := range leftovers[:4] {
 		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s survived the resume", f)
 		}
 	}
 	// The stale image was removed, and the resumed run wrote the real one in its place.
-	if img, err := os.ReadFile(leftovers[3]); err != nil || !bytes.HasPrefix(img, []byte("\x89PNG")) {
-		t.Errorf("%s is not the resumed run's PNG (%v)", leftovers[3], err)
+	if img, err := os.ReadFile(leftovers[4]); err != nil || !bytes.HasPrefix(img, []byte("\x89PNG")) {
+		t.Errorf("%s is not the resumed run's PNG (%v)", leftovers[4], err)
 	}
 	sameData(t, openDataset(t, ref), openDataset(t, out))
+	sameFiles(t, ref, out)
 	groups, err := finetune.ReadGroups(out)
 	if err != nil || len(groups) != 4 {
 		t.Errorf("groups file has %d groups (%v)", len(groups), err)
@@ -128,7 +131,7 @@ func TestResumeRefusesAnotherDataset(t *testing.T) {
 	export(t, p, glyphOptions(t, finetune.GRPO, out, resumePrompts[:1]...))
 
 	o := glyphOptions(t, finetune.GRPO, out, resumePrompts[:1]...)
-	o.Sampler.Steps = 9
+	o.Sampling.Steps = 9
 	_, err := finetune.Export(context.Background(), p, o)
 	if err == nil || !strings.Contains(err.Error(), "other settings") || !strings.Contains(err.Error(), "scheduler") {
 		t.Errorf("changed steps: %v", err)
@@ -162,43 +165,15 @@ func twoGroupShard(t *testing.T, p pipelines.Pipeline) int64 {
 	return sum.Bytes * 5 / 2
 }
 
-// sameFiles requires two folders to hold the same files with the same bytes.
-func sameFiles(t *testing.T, want, got string) {
-	t.Helper()
-	read := func(root string) map[string][]byte {
-		files := map[string][]byte{}
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			data, err := os.ReadFile(path)
-			rel, _ := filepath.Rel(root, path)
-			files[rel] = data
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return files
-	}
-	w, g := read(want), read(got)
-	for name, data := range w {
-		if other, ok := g[name]; !ok {
-			t.Errorf("%s is missing", name)
-		} else if !bytes.Equal(data, other) {
-			t.Errorf("%s differs from the uninterrupted export's (%d bytes, want %d)", name, len(other), len(data))
-		}
-	}
-	for name := range g {
-		if _, ok := w[name]; !ok {
-			t.Errorf("%s is not in the uninterrupted export", name)
-		}
-	}
-}
+// sameFiles requires two dataset folders to hold the same files, byte for byte.
+var sameFiles = finetunetest.SameFiles
 
-// TestResumeRepairsDamage truncates a shard in the middle of a dataset and deletes an image of
-// the last shard's group: the rerun names both, redoes their groups, and ends with the files an
-// undamaged export writes, byte for byte. Every file the manifest names records its sha256.
+// TestResumeRepairsDamage damages a finished dataset twice. Damage to the dataset's own files (a
+// truncated shard in the middle, a deleted image of the last shard) needs no sampling: the
+// dataset is assembled again from the finished groups. Damage to the groups' records of the
+// batch protocol (a truncated tensor file, a deleted image in the work folder) redoes exactly
+// those groups. Either way the rerun ends with the files an undamaged export writes, byte for
+// byte, and every file the manifest names records its sha256.
 func TestResumeRepairsDamage(t *testing.T) {
 	p := openGlyphs(t)
 	size := twoGroupShard(t, p)
@@ -208,8 +183,8 @@ func TestResumeRepairsDamage(t *testing.T) {
 		return o
 	}
 	ref := filepath.Join(t.TempDir(), "ref")
-	if sum := export(t, p, opts(ref)); len(sum.Shards) != 3 {
-		t.Fatalf("reference export wrote shards %v, want 3 of two groups", sum.Shards)
+	if sum := export(t, p, opts(ref)); len(sum.Shards) != 3 || sum.Sampled != 6 {
+		t.Fatalf("reference export wrote shards %v and sampled %d groups, want 3 shards of two groups and 6", sum.Shards, sum.Sampled)
 	}
 	for _, r := range openDataset(t, ref).Rows {
 		if len(r.ImageSHA256) != 64 || len(r.ShardSHA256) != 64 {
@@ -219,30 +194,36 @@ func TestResumeRepairsDamage(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "ds")
 	export(t, p, opts(out))
-	shard0 := filepath.Join(out, "shards", "shard-00000.safetensors")
-	st, err := os.Stat(shard0)
-	if err != nil {
+	truncate := func(path string) {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	truncate(filepath.Join(out, "shards", "shard-00000.safetensors"))
+	if err := os.Remove(filepath.Join(out, "images", "g000005-02.png")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(shard0, st.Size()/2); err != nil {
+	if sum := export(t, p, opts(out)); sum.Sampled != 0 || sum.Skipped != 6 || !sum.Complete || sum.Samples != 24 {
+		t.Errorf("after damage to the dataset: summary %+v, want nothing sampled, 24 samples, complete", sum)
+	}
+	sameFiles(t, ref, out)
+
+	work := finetune.WorkDir(out)
+	truncate(filepath.Join(work, "g000001.safetensors"))
+	if err := os.Remove(filepath.Join(work, "g000004.02.png")); err != nil {
 		t.Fatal(err)
 	}
-	image := filepath.Join(out, "images", "g000005-02.png")
-	if err := os.Remove(image); err != nil {
-		t.Fatal(err)
-	}
-	sum := export(t, p, opts(out))
-	if len(sum.Repaired) != 2 || !strings.Contains(sum.Repaired[0], "shard-00000") || !strings.Contains(sum.Repaired[0], "sha256 differs") ||
-		!strings.Contains(sum.Repaired[1], "g000005-02.png is missing") {
-		t.Errorf("repairs %q: want the truncated shard-00000 and the missing g000005-02.png", sum.Repaired)
-	}
-	// Groups 0, 1 (the truncated shard) and 4, 5 (the image's shard) were redone; 2, 3 kept.
-	if sum.Skipped != 2 || !sum.Complete || sum.Samples != 24 {
-		t.Errorf("summary %+v: want 2 groups kept, 24 samples, complete", sum)
+	if sum := export(t, p, opts(out)); sum.Redone != 2 || sum.Sampled != 2 || sum.Skipped != 4 || !sum.Complete {
+		t.Errorf("after damage to the work folder: summary %+v, want groups 1 and 4 redone, 4 kept, complete", sum)
 	}
 	sameFiles(t, ref, out)
 	// A rerun of the repaired dataset finds nothing to redo.
-	if sum := export(t, p, opts(out)); len(sum.Repaired) != 0 || sum.Skipped != 6 {
+	if sum := export(t, p, opts(out)); sum.Redone != 0 || sum.Sampled != 0 || sum.Skipped != 6 {
 		t.Errorf("second rerun: %+v", sum)
 	}
 }
@@ -277,7 +258,7 @@ func TestInterruptedExportResumesToTheSameLayout(t *testing.T) {
 		if d := openDataset(t, out); d.Info.Complete || len(d.Rows) != 4*stop {
 			t.Fatalf("stop after %d: %d rows, complete %v", stop, len(d.Rows), d.Info.Complete)
 		}
-		if sum := export(t, p, opts(out)); sum.Skipped != stop || len(sum.Repaired) != 0 {
+		if sum := export(t, p, opts(out)); sum.Skipped != stop || sum.Redone != 0 {
 			t.Errorf("stop after %d: resume summary %+v", stop, sum)
 		}
 		sameFiles(t, ref, out)

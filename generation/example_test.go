@@ -77,7 +77,7 @@ func Example_export() {
 	defer os.RemoveAll(dir)
 	sum, err := finetune.Export(context.Background(), run.Model, finetune.Options{
 		Mode: finetune.GRPO, Out: dir, Prompts: []string{`"A"`, `"B"`}, Samples: 4,
-		Sampler: run.Config, Reward: run.Config.Reward, RewardSpec: spec.Reward,
+		Sampling: finetune.SamplingOf(run.Config, finetune.GRPO), Reward: run.Config.Reward, RewardSpec: spec.Reward,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -279,17 +279,36 @@ type Output struct {
 	Parts []rewards.PartScore
 }
 
-// Result is what a run produced.
+// Result is what a run produced: enough that a consumer (a fine-tuning exporter, a contact
+// sheet, a report) never runs a model again to learn what the run already knew, namely the
+// conditioning it used, every particle's final reward and its parts, the genealogy, and the
+// settings as resolved.
 type Result struct {
 	// Images holds the selected outputs, in Outputs order.
 	Images  pixels.Images
 	Outputs []Output
 	// Rewards and LogWeights hold the final reward and normalised log-weight of every particle,
-	// row g*K+k.
+	// row g*K+k. Rewards are NaN where the run had no reward.
 	Rewards, LogWeights []float64
+	// Parts[row] breaks Rewards[row] down (rewards.Explain's convention: a composite's weighted
+	// parts, the text an OCR part read, or for any other reward the reward itself with weight
+	// 1). Nil when the run had no reward. The final images are scored once, with their parts.
+	Parts [][]rewards.PartScore
 	// All holds the final images of every particle, row g*K+k (Images holds the selected ones).
 	All   pixels.Images
 	Stats Stats
 	// Trajectories is the recording of a run with Config.Record; nil otherwise.
 	Trajectories *Trajectories
+	// Events is the genealogy: every resampling of every group, in the order they happened
+	// (particles.Population.Event), FK's and the end of a shared prefix (a resampling from
+	// slot 0) alike. Parents are slots within the group.
+	Events []particles.Event
+	// Cond is the conditioning the model was given: the prompt's (and the negative prompt's)
+	// embeddings or class ids.
+	Cond pipelines.Cond
+	// Model describes the model that sampled (the pipeline's Info).
+	Model pipelines.Info
+	// Settings is the configuration as the run resolved it (Config.Validate's defaults filled
+	// in: the rule, the flow-sde noise level, the method, the selection, the resampler).
+	Settings Config
 }

@@ -166,3 +166,73 @@ func TestOutputsReportRewardParts(t *testing.T) {
 		t.Errorf("a plain reward's output has parts %+v", res.Outputs[0].Parts)
 	}
 }
+
+// TestResultCarriesWhatTheRunKnew: a result holds every row's final reward broken into parts
+// (a plain reward is its one part with weight 1), the genealogy the ESS trace reports, the
+// conditioning the model was given and the settings with their defaults filled, so that a
+// consumer never runs a model again to recover them.
+func TestResultCarriesWhatTheRunKnew(t *testing.T) {
+	const k = 3
+	res, err := fkRun(slotReward{k: k, score: func(slot int) float64 { return float64(slot) }}, k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, parts := range res.Parts {
+		want := rewards.PartScore{Name: "slots", Weight: 1, Score: res.Rewards[row]}
+		if len(parts) != 1 || parts[0] != want {
+			t.Errorf("row %d: parts %+v, want %+v", row, parts, want)
+		}
+	}
+	var fromESS []particles.Event
+	for _, p := range res.Stats.ESS {
+		for g, resampled := range p.Resampled {
+			if resampled {
+				fromESS = append(fromESS, particles.Event{Step: p.Step, Group: g})
+			}
+		}
+	}
+	if len(res.Events) != len(fromESS) || len(res.Events) != res.Stats.Resamplings || len(res.Events) == 0 {
+		t.Fatalf("%d events, %d resamplings in the ESS trace, %d counted", len(res.Events), len(fromESS), res.Stats.Resamplings)
+	}
+	for i, e := range res.Events {
+		if e.Step != fromESS[i].Step || e.Group != fromESS[i].Group || len(e.Parents) != k {
+			t.Errorf("event %d: %+v, ESS trace %+v", i, e, fromESS[i])
+		}
+	}
+	if res.Cond.Kind != pipelines.Unconditioned || res.Model.Name != "flat" {
+		t.Errorf("cond %+v, model %q", res.Cond, res.Model.Name)
+	}
+	if s := res.Settings; s.Method != sampler.FK || s.Particles != k || s.Resampler != particles.Multinomial || s.Observer != nil {
+		t.Errorf("settings %+v", s)
+	}
+	// A flow-sde run without eta records the noise level it drew with; a base run without a
+	// reward has neither rewards nor parts.
+	res, err = sampler.Run(context.Background(), flatPipeline{}, sampler.Config{Steps: 4, Rule: schedule.FlowSDERule, Images: 1, Particles: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Settings.Eta != schedule.DefaultFlowSDENoise || res.Settings.Method != sampler.Base || res.Parts != nil || !math.IsNaN(res.Rewards[0]) {
+		t.Errorf("eta %g, method %s, parts %v, reward %g", res.Settings.Eta, res.Settings.Method, res.Parts, res.Rewards[0])
+	}
+}
+
+// TestBaseRunKeepsNaNRewards: a base run only reports its final rewards, so a group of NaN
+// scores is returned as NaN (a dataset records null) rather than failing the run, as it does
+// for methods that decide by the reward.
+func TestBaseRunKeepsNaNRewards(t *testing.T) {
+	nan := slotReward{k: 2, score: func(int) float64 { return math.NaN() }}
+	cfg := sampler.Config{Steps: 4, Rule: schedule.DDIMRule, Eta: 1, Images: 2, Particles: 2, Reward: nan}
+	res, err := sampler.Run(context.Background(), flatPipeline{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, r := range res.Rewards {
+		if !math.IsNaN(r) || len(res.Parts[row]) != 1 || !math.IsNaN(res.Parts[row][0].Score) {
+			t.Errorf("row %d: reward %g, parts %+v", row, r, res.Parts[row])
+		}
+	}
+	cfg.Method = sampler.BestOfN
+	if _, err := sampler.Run(context.Background(), flatPipeline{}, cfg); err == nil || !strings.Contains(err.Error(), "no finite score") {
+		t.Errorf("best-of-N over NaN rewards: %v, want an error saying no score is finite", err)
+	}
+}

@@ -126,6 +126,8 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
+	res.Cond, res.Model, res.Settings = cond, info, cfg
+	res.Settings.Observer = nil // the run is over: nothing is observed through the result
 	res.Stats.Steps = n
 	res.Stats.ModelCalls = model.ModelCalls
 	res.Stats.ModelTime = model.ModelTime
@@ -161,7 +163,7 @@ type run struct {
 	noise     []float32
 	imgs      pixels.Images
 	scores    []float64
-	// parts holds each row's final reward breakdown when the reward is a rewards.Explainer.
+	// parts holds each row's final reward breakdown (rewards.Explain's convention).
 	parts   [][]rewards.PartScore
 	parents []int
 	pot     *potentials.Potential
@@ -169,6 +171,9 @@ type run struct {
 	rec     *recorder
 	// model is the run's own model figures, which every pipeline call adds to.
 	model *pipelines.Stats
+
+	// explains tells whether the reward is a rewards.Explainer, whose outputs report their parts.
+	explains bool
 
 	rewardCalls int
 	rewardTime  time.Duration
@@ -230,8 +235,9 @@ func newRun(p pipelines.Pipeline, cfg Config, info pipelines.Info, levels []sche
 	r.noise = make([]float32, r.rows*r.dim)
 	r.imgs = pixels.NewImages(r.rows, info.ImageChannels, info.ImageHeight, info.ImageWidth)
 	r.scores = make([]float64, r.rows)
-	if _, ok := cfg.Reward.(rewards.Explainer); ok {
+	if cfg.Reward != nil {
 		r.parts = make([][]rewards.PartScore, r.rows)
+		_, r.explains = cfg.Reward.(rewards.Explainer)
 	}
 	r.parents = make([]int, r.k)
 	if cfg.Method == FK {
@@ -280,9 +286,10 @@ func (r *run) sharePrefix(step int) error {
 }
 
 // score decodes states and scores all rows in one reward call. With preview, a Previewer
-// pipeline decodes them with Preview. With parts, an Explainer reward also writes each row's
-// breakdown there.
-func (r *run) score(ctx context.Context, states []float32, preview bool, parts [][]rewards.PartScore) error {
+// pipeline decodes them with Preview. With parts, each row's breakdown is written there too
+// (rewards.Explain's convention). Unless anyNaN, a group without a single finite score is an
+// error: its weights (FK) or its choice (best-of-N) would rest on nothing.
+func (r *run) score(ctx context.Context, states []float32, preview bool, parts [][]rewards.PartScore, anyNaN bool) error {
 	if err := r.decode(ctx, states, preview); err != nil {
 		return err
 	}
@@ -292,11 +299,20 @@ func (r *run) score(ctx context.Context, states []float32, preview bool, parts [
 		err = e.Explain(ctx, r.imgs, r.cfg.Prompt, r.scores, parts)
 	} else {
 		err = r.cfg.Reward.Score(ctx, r.imgs, r.cfg.Prompt, r.scores)
+		if parts != nil {
+			name := r.cfg.Reward.Name()
+			for row, s := range r.scores {
+				parts[row] = append(parts[row][:0], rewards.PartScore{Name: name, Weight: 1, Score: s})
+			}
+		}
 	}
 	r.rewardTime += time.Since(start)
 	r.rewardCalls++
 	if err != nil {
 		return rewards.NameError(r.cfg.Reward.Name(), err)
+	}
+	if anyNaN {
+		return nil
 	}
 	for g := range r.groups {
 		finite := false
@@ -325,7 +341,7 @@ func (r *run) decode(ctx context.Context, states []float32, preview bool) error 
 // reweight scores the x0 predictions (previews, where the pipeline has them) and multiplies
 // each particle's weight by its potential.
 func (r *run) reweight(ctx context.Context, step, n int) error {
-	if err := r.score(ctx, r.x0, true, nil); err != nil {
+	if err := r.score(ctx, r.x0, true, nil, false); err != nil {
 		return err
 	}
 	lambda := r.lambda(step, n)
@@ -376,7 +392,9 @@ func (r *run) finish(ctx context.Context, n int) (*Result, error) {
 	cfg := r.cfg
 	res := &Result{Rewards: make([]float64, r.rows), LogWeights: make([]float64, r.rows)}
 	if cfg.Reward != nil {
-		if err := r.score(ctx, r.pop.X, false, r.parts); err != nil {
+		// A base run's final rewards are only reported, so a group of NaN scores is data (a
+		// dataset records it as null), not a reason to lose the run.
+		if err := r.score(ctx, r.pop.X, false, r.parts, cfg.Method == Base); err != nil {
 			return nil, fmt.Errorf("final reward: %w", err)
 		}
 		copy(res.Rewards, r.scores)
@@ -403,7 +421,10 @@ func (r *run) finish(ctx context.Context, n int) (*Result, error) {
 			}
 		}
 	}
-	res.All = r.imgs
+	res.All, res.Parts = r.imgs, r.parts
+	for i := range r.pop.NumEvents() {
+		res.Events = append(res.Events, r.pop.Event(i))
+	}
 	if r.rec != nil {
 		res.Trajectories = r.rec.finish(r.pop.X, r.pop)
 	}
@@ -438,7 +459,7 @@ func (r *run) finish(ctx context.Context, n int) (*Result, error) {
 		if cfg.Method == FK {
 			out.Roots = r.pop.DistinctRoots(g)
 		}
-		if r.parts != nil {
+		if r.explains {
 			out.Parts = r.parts[row]
 		}
 		res.Outputs = append(res.Outputs, out)

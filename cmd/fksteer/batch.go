@@ -126,25 +126,14 @@ func (a *app) batch(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	workers := a.v.GetInt("workers")
-	why := "--workers"
 	// What one worker holds, from the whole-batch settings (an item that overrides them is
 	// checked when it is prepared): no worker starts whose run cannot fit.
 	est := estimateRun(base.Info(), base.Config, spec.Images, spec.ContactSheet)
-	if err := checkMemory(est, workers, "--particles or --num-images"); err != nil {
+	workers, threads, why, err := a.workerPlan(cmd, est, "--particles or --num-images")
+	if err != nil {
 		return err
 	}
-	if workers <= 0 {
-		workers, why = batch.AutoWorkers(est.bytes)
-	}
-	// Concurrent runs share the model's session, and ONNX Runtime gives each run as many
-	// threads as there are cores: with several workers that oversubscribes the cores (measured on
-	// 2 cores: 2 workers gain nothing with ONNX Runtime's choice, ~20% with one thread each).
-	// Unless --threads is set, split the cores between the workers, which needs the model
-	// reopened with those options.
-	threads := 0
-	if workers > 1 && a.sourceOf(cmd.Flags(), mustLookup("threads")) == fromDefault {
-		threads = max(1, runtime.GOMAXPROCS(0)/workers)
+	if threads > 0 {
 		env.Close()
 		env = a.newEnv(append(opts, models.WithThreads(threads, 0)))
 		if base, err = env.Prepare(ctx, spec); err != nil {
@@ -179,6 +168,27 @@ func (a *app) batch(cmd *cobra.Command) error {
 		}
 	}
 	return batchUsage(err)
+}
+
+// workerPlan is the worker count of a job whose workers each hold est: --workers, or with 0 one
+// per core as fit in memory (why says what bounded it), checked against the memory available;
+// and the ONNX Runtime threads each worker's model must be opened with, 0 to keep the session
+// options. Concurrent runs share the model's session, and ONNX Runtime gives each run as many
+// threads as there are cores: with several workers that oversubscribes the cores (measured on 2
+// cores: 2 workers gain nothing with ONNX Runtime's choice, ~20% with one thread each). Unless
+// --threads is set, the cores are split between the workers, which needs the model reopened.
+func (a *app) workerPlan(cmd *cobra.Command, est runSize, lower string) (workers, threads int, why string, err error) {
+	workers, why = a.v.GetInt("workers"), "--workers"
+	if err := checkMemory(est, workers, lower); err != nil {
+		return 0, 0, "", err
+	}
+	if workers <= 0 {
+		workers, why = batch.AutoWorkers(est.bytes)
+	}
+	if workers > 1 && a.sourceOf(cmd.Flags(), mustLookup("threads")) == fromDefault {
+		threads = max(1, runtime.GOMAXPROCS(0)/workers)
+	}
+	return workers, threads, why, nil
 }
 
 // batchUsage marks the batch package's refusals that only a change to the command or its files

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/models"
 )
 
 // exportFlags are the export command's own flags. They are plain flags, not configuration keys:
@@ -54,18 +55,29 @@ Modes: ddpo (N samples per prompt, per-prompt advantages), d3po (n samples shari
 pairs), prdp (pairs with both rewards), grpo (groups of G, group advantages), adv-grpo (grpo plus
 reference images and DINO features), steered (FK-steered particles with log-weights and genealogy).
 
-Running the same command again after an interruption resumes: prompts already in the dataset are
-skipped, and the result is what an uninterrupted run writes.`,
+Export runs as a batch job: each prompt's group is an item, sampled by --workers workers (0: one
+per core, as many as fit in memory) into a work folder with a record holding every file's sha256,
+and the dataset is assembled from the finished groups in prompt order, so it is byte for byte the
+same whatever the workers, shards or interruptions. Running the same command again resumes: groups
+already finished are kept, missing or damaged ones sampled again; a process killed at any moment
+loses only the groups it was sampling.
+
+--shard INDEX/COUNT samples every COUNT-th prompt (by default the shard comes from a Kubernetes
+Indexed Job or a Slurm array) and writes no dataset: 'fksteer export merge' joins the shards'
+folders and assembles it.`,
 		Example: `  fksteer export --mode grpo --prompts prompts.txt --out data/grpo --samples 8 \
       --reward color:target=#cc2222
   fksteer export --mode d3po --model examples/mnist-dit-rf.yaml --sampler ddim --eta 1 \
       --prompts digits.txt --out data/d3po --samples 2 \
-      --reward classifier:model=../shared/models/mnist-cnn-classifier/mnist-8.onnx,crop=28`,
+      --reward classifier:model=../shared/models/mnist-cnn-classifier/mnist-8.onnx,crop=28
+  fksteer export --mode grpo --prompts prompts.txt --out data/s1 --shard 1/2 --reward color:target=#cc2222 && \
+      fksteer export merge --out data/grpo data/s0 data/s1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.export(cmd, &f) },
 	}
 	fs := cmd.Flags()
 	addFlags(fs, pick(samplingSettings, exportSettings...))
+	addFlags(fs, pick(batchSettings, "workers", "shard"))
 	fs.StringVar(&f.mode, "mode", "", "dataset mode: ddpo, d3po, prdp, grpo, adv-grpo, steered (required)")
 	fs.StringVar(&f.prompts, "prompts", "", "file of prompts, one per line (required)")
 	fs.IntVar(&f.samples, "samples", 0, "samples per prompt: N (ddpo), n (d3po, prdp), G (grpo), K (steered); default 2 for pair modes, else 8")
@@ -80,6 +92,24 @@ skipped, and the result is what an uninterrupted run writes.`,
 	fs.StringVar(&f.dino, "dino", "", "adv-grpo: ONNX ViT feature model in DINOv2's export layout (pixel_values -> last_hidden_state)")
 	fs.IntVar(&f.dinoRegisters, "dino-registers", 0, "adv-grpo: register tokens between CLS and the patches (4 for DINOv2 -reg models)")
 	fs.IntVar(&f.dinoPatches, "dino-patches", 0, "adv-grpo: patch tokens kept per image besides CLS: 0 none, -1 all, n evenly spaced")
+
+	var partial bool
+	merge := &cobra.Command{
+		Use:   "merge --out DEST SOURCE...",
+		Short: "Join the shards of a sharded export and write the dataset, as one unsharded export would",
+		Long: `Joins the groups the shards of an export sampled (each SOURCE is the --out of a shard's run;
+DEST may be one of them, when the shards shared a folder) into DEST's work folder, checking every
+file against its recorded sha256 as 'fksteer batch merge' does, and writes the dataset there: byte
+for byte what one unsharded export with the same settings writes. A missing or unfinished shard is
+an error unless --partial (the dataset is then marked incomplete). Sources exported with other
+settings or prompts are refused, naming what differs, and so are merges that would replace or drop
+finished groups (exit code 2); DEST is left unchanged.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error { return a.exportMerge(args, partial) },
+	}
+	addFlags(merge.Flags(), pick(samplingSettings, "out", "json"))
+	merge.Flags().BoolVar(&partial, "partial", false, "merge what there is even when shards are missing or unfinished")
+	cmd.AddCommand(merge)
 	return cmd
 }
 
@@ -117,7 +147,7 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 		return err
 	}
 	env := a.newEnv(opts)
-	defer env.Close()
+	defer func() { env.Close() }() // the env workerPlan's threads may replace
 	// The same translation of settings as generate and batch; Export then sets the method,
 	// particles and selection that the mode implies.
 	run, err := env.Prepare(cmd.Context(), spec)
@@ -135,8 +165,8 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if f.shardMiB <= 0 {
 		return usageError{fmt.Errorf("--shard-size must be positive (got %g MiB)", f.shardMiB)}
 	}
-	o.Sampler = run.Config
-	o.Reward, o.RewardSpec = o.Sampler.Reward, a.v.GetString("reward")
+	o.Sampling = finetune.SamplingOf(run.Config, mode)
+	o.Reward, o.RewardSpec = run.Config.Reward, a.v.GetString("reward")
 	if mode == finetune.AdvGRPO {
 		if f.dino == "" || f.references == "" {
 			return usageError{errors.New("--mode adv-grpo needs --dino (a DINOv2-style ONNX ViT) and --references (a JSON map of prompt to reference images)")}
@@ -154,38 +184,63 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if err := o.Validate(); err != nil {
 		return usageError{err}
 	}
+	if o.Shard, err = a.shard(); err != nil {
+		return err
+	}
 	// A group is one run of --samples particles that records every step (finetune.Export).
-	group := o.Sampler
-	group.Particles, group.Record = o.Samples, true
+	group := o.Config(0)
 	if err := checkCounts(group.Steps, group.Particles, "--samples"); err != nil {
 		return err
 	}
-	if err := checkMemory(estimateRun(p.Info(), group, 1, false), 1, "--samples or --steps"); err != nil {
+	workers, threads, why, err := a.workerPlan(cmd, estimateRun(p.Info(), group, 1, false), "--samples or --steps")
+	if err != nil {
 		return err
 	}
+	if threads > 0 {
+		// The model and reward again, with the cores split between the workers (workerPlan).
+		env.Close()
+		env = a.newEnv(append(opts, models.WithThreads(threads, 0)))
+		if run, err = env.Prepare(cmd.Context(), spec); err != nil {
+			return err
+		}
+		p, o.Sampling, o.Reward = run.Model, finetune.SamplingOf(run.Config, mode), run.Config.Reward
+	}
+	o.Workers = workers
 	if err := checkWritable(out); err != nil {
 		return err
 	}
 	a.log.Info("exporting", "mode", mode, "model", p.Info().Name, "prompts", len(prompts), "samples", o.Samples,
-		"steps", o.Sampler.Steps, "sampler", o.Sampler.Rule, "eta", o.Sampler.Eta, "out", out)
+		"steps", o.Sampling.Steps, "sampler", o.Sampling.Rule, "eta", o.Sampling.Eta, "out", out,
+		"shard", o.Shard.String(), "workers", workers, "bound", why, "threads_per_worker", threads)
 	o.Progress = func(pr finetune.Progress) {
-		if pr.Rewards == nil {
-			a.log.Debug("already in the dataset", "group", pr.Group)
-			return
-		}
 		fmt.Fprintf(a.stderr, "%s (%d/%d): mean reward %s, %.1fs\n", pr.Group, pr.Done, pr.Total, meanReward(pr.Rewards), pr.Elapsed.Seconds())
 	}
+	o.Log = a.log
 	sum, err := finetune.Export(cmd.Context(), p, o)
 	if err != nil {
-		return allocFailure(err, "--samples or --steps")
+		return batchUsage(allocFailure(err, "--samples, --steps or --workers"))
 	}
-	for _, r := range sum.Repaired {
-		a.log.Warn("redid a damaged part of the dataset", "what", r)
+	return a.printExport(sum, o.RewardSpec)
+}
+
+func (a *app) exportMerge(sources []string, partial bool) error {
+	sum, err := finetune.Merge(a.v.GetString("out"), sources, partial)
+	if err != nil {
+		return batchUsage(err)
+	}
+	return a.printExport(sum, "")
+}
+
+// printExport reports what an export or a merge wrote: the summary as JSON with --json, else the
+// dataset folder on stdout and a line about it on stderr.
+func (a *app) printExport(sum *finetune.Summary, rewardSpec string) error {
+	if sum.Redone > 0 {
+		a.log.Warn("sampled again groups whose files were missing or damaged (the lines above say which)", "groups", sum.Redone)
 	}
 	if sum.NoReward > 0 {
 		// One line, whatever the count: the manifest's nulls say which samples.
 		a.log.Warn("samples without a finite reward: stored as null and left out of means, stds and advantages; check the reward spec and its model",
-			"samples", fmt.Sprintf("%d/%d", sum.NoReward, sum.Samples), "reward", o.RewardSpec)
+			"samples", fmt.Sprintf("%d/%d", sum.NoReward, sum.Samples), "reward", rewardSpec)
 	}
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)
@@ -193,6 +248,11 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 		return enc.Encode(sum)
 	}
 	fmt.Fprintf(a.stdout, "%s\n", sum.Dir)
+	if sum.Shard != "" {
+		fmt.Fprintf(a.stderr, "export shard %s: %d groups in %s (%d already there); join the shards with fksteer export merge --out DIR FOLDER...\n",
+			sum.Shard, sum.Groups, finetune.WorkDir(sum.Dir), sum.Skipped)
+		return nil
+	}
 	fmt.Fprintf(a.stderr, "dataset %s: %d samples in %d groups (%d already there), %d shards, %.1f MiB; bytes per sample %.0f\n",
 		sum.Dir, sum.Samples, sum.Groups, sum.Skipped, len(sum.Shards), float64(sum.Bytes)/(1<<20), float64(sum.Bytes)/float64(max(1, sum.Samples)))
 	return nil

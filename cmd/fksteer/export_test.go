@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/png"
 	"math"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fksteer/fksteer/batch"
 	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/finetune/finetunetest"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
 )
@@ -99,26 +102,46 @@ func TestExportUsageErrors(t *testing.T) {
 	}
 }
 
-// countFiles counts the non-hidden files in dir.
-func countFiles(dir string) int {
+// countFiles counts the non-hidden files in dir whose names end in suffix.
+func countFiles(dir, suffix string) int {
 	entries, _ := os.ReadDir(dir)
 	n := 0
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") {
+		if !strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), suffix) {
 			n++
 		}
 	}
 	return n
 }
 
-// TestExportSurvivesSIGKILL kills `fksteer export` (this test binary re-executed as the CLI) with
-// SIGKILL at random points, three times, then lets a fourth run finish. After each kill the folder must
-// open as a dataset (every shard the manifest names is whole, no sample twice, every group
-// complete); the finished dataset must equal one written without interruption.
+// finishedGroups counts the groups of an export whose batch record exists: the groups it has
+// finished, each whole (batch checks every file's sha256 against the record on resume).
+func finishedGroups(t *testing.T, out string, prompts int) int {
+	t.Helper()
+	n := 0
+	for i := range prompts {
+		if _, err := batch.ReadRecord(finetune.WorkDir(out), finetune.GroupID(i)); err == nil {
+			n++
+		} else if !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("group %d: %v", i, err)
+		}
+	}
+	return n
+}
+
+// sameDataset requires two dataset folders to hold the same files, byte for byte.
+var sameDataset = finetunetest.SameFiles
+
+// TestExportSurvivesSIGKILL kills `fksteer export --workers 2` (this test binary re-executed as
+// the CLI) with SIGKILL at random points, three times, then lets a fourth run finish. After
+// each kill every finished group is whole and no finished group was lost, and a dataset left by
+// an earlier assembly still opens; the fourth run samples only the groups no record holds (what
+// was in flight at each kill was lost, nothing else), and the finished dataset equals one
+// written without interruption, byte for byte.
 //
-// The kill points come from a PCG generator seeded with (2024, 611): each is a number of images
-// on disk, polled every 2 ms. Images are written as a group is added, before its shard is
-// committed, so the kills land anywhere from mid-sampling to mid-commit. A failure names the
+// The kill points come from a PCG generator seeded with (2024, 611): each is a number of sample
+// images in the work folder, polled every 2 ms. A group's images are written before its record,
+// so the kills land anywhere from mid-sampling to mid-commit of a group. A failure names the
 // kill points, which the seed reproduces.
 func TestExportSurvivesSIGKILL(t *testing.T) {
 	modeltest.Runtime(t)
@@ -128,20 +151,18 @@ func TestExportSurvivesSIGKILL(t *testing.T) {
 	if code, _, stderr := cli(t, "", exportArgs(promptFile, ref)...); code != 0 {
 		t.Fatalf("reference export: exit %d: %s", code, stderr)
 	}
-	want, err := finetune.OpenDataset(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	out := filepath.Join(t.TempDir(), "ds")
+	args := append(exportArgs(promptFile, out), "--workers", "2")
 	rng := rand.New(rand.NewPCG(2024, 611))
-	images := filepath.Join(out, finetune.ImageDir)
+	work := finetune.WorkDir(out)
 	// Three kill points, increasing, each beyond what the previous round left on disk.
 	t1 := 5 + rng.IntN(12)
 	t2 := t1 + 5 + rng.IntN(30-t1-5)
 	t3 := t2 + 5 + rng.IntN(prompts*samples-4-t2-5)
+	finished := 0
 	for round, target := range []int{t1, t2, t3} {
-		cmd := exec.Command(os.Args[0], exportArgs(promptFile, out)...)
+		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), "FKSTEER_TEST_MAIN=1")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -159,7 +180,7 @@ func TestExportSurvivesSIGKILL(t *testing.T) {
 				break poll
 			default:
 			}
-			if countFiles(images) >= target {
+			if countFiles(work, ".png") >= target {
 				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
@@ -169,62 +190,87 @@ func TestExportSurvivesSIGKILL(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		d, err := finetune.OpenDataset(out)
-		if err != nil {
-			t.Fatalf("round %d, killed at %d images: the folder is not readable: %v\nstderr: %s", round, target, err, stderr.String())
+		now := finishedGroups(t, out, prompts)
+		if now < finished {
+			t.Errorf("round %d: %d groups finished, fewer than the %d before the round", round, now, finished)
 		}
-		groups := map[string]int{}
-		for _, r := range d.Rows {
-			groups[r.Group]++
-		}
-		for g, n := range groups {
-			if n != samples {
-				t.Errorf("round %d: group %s has %d of %d samples in the manifest", round, g, n, samples)
+		finished = now
+		if _, err := os.Stat(filepath.Join(out, finetune.InfoFile)); err == nil {
+			if _, err := finetune.OpenDataset(out); err != nil {
+				t.Fatalf("round %d, killed at %d images: the dataset an earlier run assembled is not readable: %v\nstderr: %s", round, target, err, stderr.String())
 			}
 		}
-		if python, err := exec.LookPath("python3"); err == nil {
-			// The standard-library reader of scripts/check_dataset.py must read it too.
-			if out, err := exec.Command(python, filepath.Join("..", "..", "scripts", "check_dataset.py"), out, "--rows", "8").CombinedOutput(); err != nil {
-				t.Fatalf("round %d: check_dataset.py cannot read the killed folder: %v\n%s", round, err, out)
-			}
-		}
-		t.Logf("round %d: killed=%v at %d images; manifest holds %d groups, complete=%v", round, killed, target, len(groups), d.Info.Complete)
+		t.Logf("round %d: killed=%v at %d images; %d groups finished", round, killed, target, finished)
 	}
 
-	code, _, stderr := cli(t, "", exportArgs(promptFile, out)...)
+	code, stdout, stderr := cli(t, "", append(args, "--json")...)
 	if code != 0 {
 		t.Fatalf("resumed export: exit %d: %s", code, stderr)
 	}
-	got, err := finetune.OpenDataset(out)
-	if err != nil {
+	var sum finetune.Summary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
 		t.Fatal(err)
 	}
-	if !got.Info.Complete || len(got.Rows) != prompts*samples {
-		t.Fatalf("after resuming: complete %v, %d rows", got.Info.Complete, len(got.Rows))
+	if sum.Skipped != finished || sum.Sampled != prompts-finished || sum.Redone != 0 || !sum.Complete {
+		t.Errorf("resumed export: %+v; want the %d finished groups kept and only the other %d sampled", sum, finished, prompts-finished)
 	}
-	for i, w := range want.Rows {
-		g := got.Rows[i]
-		if g.ID != w.ID || g.Reward != w.Reward || g.Advantage != w.Advantage {
-			t.Errorf("row %d: %s reward %v advantage %v; uninterrupted: %s %v %v", i, g.ID, g.Reward, g.Advantage, w.ID, w.Reward, w.Advantage)
-		}
-		for _, name := range []string{finetune.KeyLatents, finetune.KeyLogProbs, finetune.KeyMeans} {
-			a, _ := want.Tensor(w, name)
-			b, err := got.Tensor(g, name)
-			if err != nil || !bytes.Equal(a.Data, b.Data) {
-				t.Errorf("%s: tensor %s differs from the uninterrupted export (%v)", g.ID, name, err)
-			}
+	if python, err := exec.LookPath("python3"); err == nil {
+		// The standard-library reader of scripts/check_dataset.py must read it too.
+		if out, err := exec.Command(python, filepath.Join("..", "..", "scripts", "check_dataset.py"), out, "--rows", "8").CombinedOutput(); err != nil {
+			t.Fatalf("check_dataset.py cannot read the resumed dataset: %v\n%s", err, out)
 		}
 	}
-	for _, dir := range []string{out, filepath.Join(out, finetune.ShardDir), images} {
+	sameDataset(t, ref, out)
+	for _, dir := range []string{out, filepath.Join(out, finetune.ShardDir), filepath.Join(out, finetune.ImageDir), work} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), ".") {
+			if strings.HasPrefix(e.Name(), ".") && !e.IsDir() {
 				t.Errorf("temporary file %s left in %s", e.Name(), dir)
 			}
 		}
 	}
-	if n := countFiles(filepath.Join(out, finetune.ShardDir)); n != len(got.Info.Shards) {
-		t.Errorf("%d shard files for %d named shards", n, len(got.Info.Shards))
+}
+
+// TestExportWorkersShardsAndMerge: --workers 2, and two shards (one assigned by a Kubernetes
+// Indexed Job's variables, one by --shard) joined by fksteer export merge, write the dataset a
+// one-worker export writes, byte for byte; a shard alone writes no dataset and says how to join.
+func TestExportWorkersShardsAndMerge(t *testing.T) {
+	modeltest.Runtime(t)
+	promptFile := exportPrompts(t, 5)
+	root := t.TempDir()
+	dir := func(name string) string { return filepath.Join(root, name) }
+	for _, r := range []struct {
+		out   string
+		extra []string
+	}{{dir("ref"), []string{"--workers", "1"}}, {dir("two"), []string{"--workers", "2"}}, {dir("s1"), []string{"--shard", "1/2"}}} {
+		if code, _, stderr := cli(t, "", append(exportArgs(promptFile, r.out), r.extra...)...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", r.extra, code, stderr)
+		}
+	}
+	sameDataset(t, dir("ref"), dir("two"))
+	t.Setenv(batch.EnvK8sIndex, "0")
+	t.Setenv(batch.EnvK8sCount, "2")
+	code, _, stderr := cli(t, "", exportArgs(promptFile, dir("s0"))...)
+	if code != 0 || !strings.Contains(stderr, "export shard 0/2: 3 groups") || !strings.Contains(stderr, "fksteer export merge") {
+		t.Fatalf("shard from the environment: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir("s0"), finetune.InfoFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a shard wrote a dataset (%v)", err)
+	}
+	code, stdout, stderr := cli(t, "", "export", "merge", "--out", dir("merged"), dir("s0"), dir("s1"))
+	if code != 0 || strings.TrimSpace(stdout) != dir("merged") || !strings.Contains(stderr, "20 samples in 5 groups") {
+		t.Fatalf("merge: exit %d: %s%s", code, stdout, stderr)
+	}
+	sameDataset(t, dir("ref"), dir("merged"))
+	// Shards of another export are refused with the folder left as it was.
+	other := dir("other")
+	if code, _, stderr := cli(t, "", append(exportArgs(promptFile, other), "--shard", "1/2", "--seed", "4")...); code != 0 {
+		t.Fatalf("other export: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = cli(t, "", "export", "merge", "--out", dir("mixed"), dir("s0"), other)
+	wantError(t, code, stderr, 1, "other settings", "seed")
+	if _, err := os.Stat(dir("mixed")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused merge created its folder (%v)", err)
 	}
 }
 
