@@ -11,26 +11,11 @@ import (
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/internal/testenv"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/sampler"
 )
 
-func TestMain(m *testing.M) {
-	// The runtime library lives in the user's cache; keep finding it there.
-	if lib, err := models.FindLibrary(""); err == nil {
-		os.Setenv(models.LibraryEnv, lib)
-	}
-	// One cache for the package, so the glyphs model is built once.
-	cache, err := os.MkdirTemp("", "fksteer-generation-test-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("FKSTEER_CACHE", cache)
-	code := m.Run()
-	os.RemoveAll(cache)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(modeltest.Main(m)) }
 
 func ptr[T any](v T) *T { return &v }
 

@@ -57,37 +57,17 @@ type Limits struct {
 }
 
 func (c *Config) defaults() {
-	if c.QueueSize <= 0 {
-		c.QueueSize = 16
-	}
-	if c.Workers <= 0 {
-		c.Workers = 1
-	}
-	if c.PerModel <= 0 {
-		c.PerModel = 1
-	}
-	if c.JobTimeout <= 0 {
-		c.JobTimeout = 30 * time.Minute
-	}
-	if c.KeepJobs <= 0 {
-		c.KeepJobs = 64
-	}
+	orDefault(&c.QueueSize, 16)
+	orDefault(&c.Workers, 1)
+	orDefault(&c.PerModel, 1)
+	orDefault(&c.JobTimeout, 30*time.Minute)
+	orDefault(&c.KeepJobs, 64)
 	l := &c.Limits
-	if l.BodyBytes <= 0 {
-		l.BodyBytes = 64 << 20
-	}
-	if l.Images <= 0 {
-		l.Images = 16
-	}
-	if l.Particles <= 0 {
-		l.Particles = 64
-	}
-	if l.Steps <= 0 {
-		l.Steps = 200
-	}
-	if l.Scores <= 0 {
-		l.Scores = 256
-	}
+	orDefault(&l.BodyBytes, 64<<20)
+	orDefault(&l.Images, 16)
+	orDefault(&l.Particles, 64)
+	orDefault(&l.Steps, 200)
+	orDefault(&l.Scores, 256)
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -95,6 +75,13 @@ func (c *Config) defaults() {
 		if abs, err := filepath.Abs(p); err == nil {
 			c.AllowPaths[i] = abs
 		}
+	}
+}
+
+// orDefault sets a zero or negative setting to its default.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 

@@ -17,27 +17,12 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/generation"
-	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/server"
 )
 
-func TestMain(m *testing.M) {
-	// The runtime library lives in the user's cache; keep finding it there.
-	if lib, err := models.FindLibrary(""); err == nil {
-		os.Setenv(models.LibraryEnv, lib)
-	}
-	// One cache for the package, so the glyphs model is built once.
-	cache, err := os.MkdirTemp("", "fksteer-server-test-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("FKSTEER_CACHE", cache)
-	code := m.Run()
-	os.RemoveAll(cache)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(modeltest.Main(m)) }
 
 // start serves a new server on a test listener; the server, its environment and the listener
 // are closed at the end of the test.

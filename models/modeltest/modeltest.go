@@ -25,6 +25,23 @@ func Runtime(tb testing.TB) {
 	}
 }
 
+// Main runs a package's tests (call it from TestMain: os.Exit(modeltest.Main(m))) with a cache
+// of their own, removed afterwards, so that the built-in model is built once per package and no
+// test touches the user's cache; the ONNX Runtime library is still found where it is installed.
+func Main(m *testing.M) int {
+	// The library lives in the user's cache; keep finding it there.
+	if lib, err := models.FindLibrary(""); err == nil {
+		os.Setenv(models.LibraryEnv, lib)
+	}
+	cache, err := os.MkdirTemp("", "fksteer-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("FKSTEER_CACHE", cache)
+	defer os.RemoveAll(cache)
+	return m.Run()
+}
+
 // Open readies ONNX Runtime, then returns what open opens and closes it when the test ends. The
 // test skips as [Runtime] says, and fails if open does; open may itself skip (for example
 // through testenv.SharedFile) since it runs on the test's goroutine.
