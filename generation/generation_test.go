@@ -68,11 +68,7 @@ func TestPNGReproducesItself(t *testing.T) {
 
 func sample(t *testing.T, env *generation.Env, spec generation.Spec, dir string) []generation.Written {
 	t.Helper()
-	run, err := env.Prepare(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := run.Sample(context.Background(), 0, run.Spec.Images, nil)
+	res, err := env.Generate(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}

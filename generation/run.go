@@ -82,6 +82,17 @@ func (e *Env) Prepare(ctx context.Context, s Spec) (*Run, error) {
 	return r, nil
 }
 
+// Generate prepares s and samples all its images: Prepare, Sample and Close in one call, for a
+// program that wants a spec's images and nothing in between.
+func (e *Env) Generate(ctx context.Context, s Spec) (*Result, error) {
+	r, err := e.Prepare(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Sample(ctx, 0, r.Spec.Images, nil)
+}
+
 // Close lets the Env close the Run's model again to make room for others (Env.ModelBytes);
 // the Run must not sample after it. Closing twice is harmless.
 func (r *Run) Close() {

@@ -80,11 +80,7 @@ func get(t testing.TB, ts *httptest.Server, path string) (int, []byte) {
 // direct samples spec with the library and returns its PNGs: what the CLI writes for it.
 func direct(t testing.TB, env *generation.Env, spec generation.Spec) [][]byte {
 	t.Helper()
-	run, err := env.Prepare(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := run.Sample(context.Background(), 0, run.Spec.Images, nil)
+	res, err := env.Generate(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
