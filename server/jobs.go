@@ -10,6 +10,7 @@ import (
 	"image"
 	"image/png"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -176,7 +177,9 @@ func (j *Job) observe(si sampler.StepInfo) {
 	if si.Evaluated {
 		e.Type = "evaluation"
 		e.Rewards = finitePtrs(si.Rewards)
-		e.ESS, e.Resampled, e.Parents = si.ESS, si.Resampled, si.Parents
+		// Copies: the sampler reuses StepInfo's slices after the observer returns, and events
+		// are encoded later, on other goroutines.
+		e.ESS, e.Resampled, e.Parents = slices.Clone(si.ESS), slices.Clone(si.Resampled), slices.Clone(si.Parents)
 		if e.Parents == nil { // nothing resampled: every particle is its own parent
 			e.Parents = make([]int, len(si.Rewards))
 			k := max(1, len(si.Rewards)/max(1, len(si.ESS)))
