@@ -37,6 +37,10 @@ type Env struct {
 	// files: opening one more first closes the least recently used models that no Run holds
 	// (a server serving many models stays within its memory). 0 keeps every model open.
 	ModelBytes int64
+	// Available, when set, reports the memory available to a run (batch.AvailableMemory reads
+	// Linux's MemAvailable); Prepare then refuses a spec whose images, sampled at once, would
+	// need more (EstimateMemory). The CLI, which samples in chunks, checks its own way.
+	Available func() (avail uint64, ok bool)
 
 	mu      sync.Mutex
 	pipes   map[modelKey]*openModel

@@ -78,6 +78,9 @@ func (e *Env) Prepare(ctx context.Context, s Spec) (*Run, error) {
 	if err := r.withInit().ValidateFor(p.Info()); err != nil {
 		return nil, err
 	}
+	if err := e.checkMemory(r); err != nil {
+		return nil, err
+	}
 	ok = true
 	return r, nil
 }

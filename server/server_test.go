@@ -464,3 +464,18 @@ func TestConfiguredRewards(t *testing.T) {
 		t.Errorf("steering with the configured reward red: %d %v", code, body)
 	}
 }
+
+// TestMemoryRefused: with the environment reporting little memory, a request whose run cannot
+// fit is refused with 400 naming memory, before anything is allocated.
+func TestMemoryRefused(t *testing.T) {
+	env := &generation.Env{Available: func() (uint64, bool) { return 1 << 20, true }}
+	ts, _ := start(t, server.Config{Env: env})
+	code, body := post(t, ts, "/v1/images/generations", map[string]any{"prompt": "x", "n": 4, "fksteer": map[string]any{"particles": 16, "method": "bon", "reward": "color:target=#cc2222"}})
+	text, _ := json.Marshal(body)
+	if code != http.StatusBadRequest || !bytes.Contains(text, []byte("memory")) {
+		t.Errorf("a run over the memory available: %d %s", code, text)
+	}
+	if code, body := post(t, ts, "/v1/images/generations", map[string]any{"prompt": "x", "fksteer": map[string]any{"steps": 2}}); code != http.StatusOK {
+		t.Errorf("a run that fits: %d %v", code, body)
+	}
+}

@@ -128,7 +128,7 @@ func (a *app) batch(cmd *cobra.Command) error {
 	}
 	// What one worker holds, from the whole-batch settings (an item that overrides them is
 	// checked when it is prepared): no worker starts whose run cannot fit.
-	est := estimateRun(base.Info(), base.Config, spec.Images, spec.ContactSheet)
+	est := generation.EstimateMemory(base.Info(), base.Config, spec.Images, spec.ContactSheet)
 	workers, threads, why, err := a.workerPlan(cmd, est, "--particles or --num-images")
 	if err != nil {
 		return err
@@ -177,13 +177,13 @@ func (a *app) batch(cmd *cobra.Command) error {
 // threads as there are cores: with several workers that oversubscribes the cores (measured on 2
 // cores: 2 workers gain nothing with ONNX Runtime's choice, ~20% with one thread each). Unless
 // --threads is set, the cores are split between the workers, which needs the model reopened.
-func (a *app) workerPlan(cmd *cobra.Command, est runSize, lower string) (workers, threads int, why string, err error) {
+func (a *app) workerPlan(cmd *cobra.Command, est generation.Memory, lower string) (workers, threads int, why string, err error) {
 	workers, why = a.v.GetInt("workers"), "--workers"
 	if err := checkMemory(est, workers, lower); err != nil {
 		return 0, 0, "", err
 	}
 	if workers <= 0 {
-		workers, why = batch.AutoWorkers(est.bytes)
+		workers, why = batch.AutoWorkers(est.Bytes)
 	}
 	if workers > 1 && a.sourceOf(cmd.Flags(), mustLookup("threads")) == fromDefault {
 		threads = max(1, runtime.GOMAXPROCS(0)/workers)
@@ -271,7 +271,7 @@ func (a *app) itemPreparer(env *generation.Env, base generation.Spec, stop conte
 		if err != nil {
 			return batch.Task{}, err
 		}
-		if err := checkMemory(estimateRun(run.Info(), run.Config, spec.Images, spec.ContactSheet), 1, "the item's particles or num-images"); err != nil {
+		if err := checkMemory(generation.EstimateMemory(run.Info(), run.Config, spec.Images, spec.ContactSheet), 1, "the item's particles or num-images"); err != nil {
 			return batch.Task{}, err
 		}
 		if err := checkPrompt(run.Model, run.Config); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fksteer/fksteer/finetune"
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
 )
 
@@ -192,7 +193,7 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if err := checkCounts(group.Steps, group.Particles, "--samples"); err != nil {
 		return err
 	}
-	workers, threads, why, err := a.workerPlan(cmd, estimateRun(p.Info(), group, 1, false), "--samples or --steps")
+	workers, threads, why, err := a.workerPlan(cmd, generation.EstimateMemory(p.Info(), group, 1, false), "--samples or --steps")
 	if err != nil {
 		return err
 	}

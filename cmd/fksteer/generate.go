@@ -85,7 +85,7 @@ func (a *app) generate(cmd *cobra.Command, path string) error {
 		}
 	}
 	cfg, total := run.Config, spec.Images
-	if err := checkMemory(estimateRun(run.Info(), cfg, min(batchSize, total), spec.ContactSheet), 1, "--particles or --batch-size"); err != nil {
+	if err := checkMemory(generation.EstimateMemory(run.Info(), cfg, min(batchSize, total), spec.ContactSheet), 1, "--particles or --batch-size"); err != nil {
 		return err
 	}
 	if err := run.CheckEarlierOutputs(out, a.v.GetBool("overwrite")); err != nil {

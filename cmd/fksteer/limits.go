@@ -13,10 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/fksteer/fksteer/batch"
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
-	"github.com/fksteer/fksteer/pipelines"
-	"github.com/fksteer/fksteer/sampler"
-	"github.com/fksteer/fksteer/schedule"
 )
 
 const (
@@ -102,65 +100,20 @@ func checkCounts(steps, particles int, flag string) error {
 	return nil
 }
 
-// runSize is the estimated memory of one sampler.Run, in bytes, with the figures that decide it.
-type runSize struct {
-	// rows is images × particles: every buffer below is per row.
-	rows  int
-	bytes uint64
-}
-
-// estimateRun estimates the memory one sampler.Run of cfg holds for images groups on the model
-// info describes, from what sampler/, particles/ and pipelines/ allocate per particle row (float32
-// values):
-//
-//   - 5 states: the population (particles.Population.X), x0 and eps predictions, the step mean and
-//     its noise (sampler/run.go); a 6th for DPM-Solver++(2M)'s previous x0;
-//   - the model call's input and output (pipelines' prepared call): 2 states, twice over with
-//     classifier-free guidance, whose batch holds an unconditional and a conditional row;
-//   - 2 decoded images: every particle's, and the selected outputs;
-//   - with recording (export): every step's state and mean, 2n+1 states, and n log-probabilities;
-//   - with contact sheets: one decoded image per FK evaluation.
-//
-// It is a floor: the model's intermediate activations are not known before it runs and come on
-// top (measured: ~150 KB per row for glyphs, ~6 MB per guided row for the MNIST DiT). When they
-// do not fit, ONNX Runtime's allocation failure is reported by [allocFailure].
-func estimateRun(info pipelines.Info, cfg sampler.Config, images int, sheets bool) runSize {
-	rows := max(1, images) * max(1, cfg.Particles)
-	dim, img := uint64(info.Len()), uint64(info.ImageChannels*info.ImageHeight*info.ImageWidth)
-	states := uint64(5)
-	if cfg.Rule == schedule.DPMpp2MRule {
-		states++
-	}
-	call := uint64(1)
-	if cfg.Guidance > 1 && info.Conditioning != pipelines.Unconditioned {
-		call = 2
-	}
-	states += 2 * call
-	n := uint64(max(1, cfg.Steps))
-	perRow := states*dim + 2*img
-	if cfg.Record {
-		perRow += (2*n+1)*dim + n
-	}
-	if sheets && cfg.Method == sampler.FK {
-		perRow += uint64(cfg.Resampling.Evaluations(int(n))) * img
-	}
-	return runSize{rows: rows, bytes: uint64(rows) * perRow * 4}
-}
-
 // checkMemory refuses a run whose estimate (times workers, for a batch) exceeds the memory
 // available; lower names the flags that shrink it. Where the available memory cannot be read
 // (not Linux) nothing is refused.
-func checkMemory(est runSize, workers int, lower string) error {
+func checkMemory(est generation.Memory, workers int, lower string) error {
 	avail, ok := availableMemory()
-	need := est.bytes * uint64(max(1, workers))
+	need := est.Bytes * uint64(max(1, workers))
 	if !ok || need <= avail || !memoryChecked {
 		return nil
 	}
-	what := fmt.Sprintf("this run needs at least %s of memory (%d particle rows)", sizeString(need), est.rows)
+	what := fmt.Sprintf("this run needs at least %s of memory (%d particle rows)", sizeString(need), est.Rows)
 	if workers > 1 {
-		what = fmt.Sprintf("%d workers need at least %s of memory (%s each, %d particle rows)", workers, sizeString(need), sizeString(est.bytes), est.rows)
-		if est.bytes <= avail {
-			lower = "--workers (to " + strconv.FormatUint(avail/est.bytes, 10) + " or fewer), or " + lower
+		what = fmt.Sprintf("%d workers need at least %s of memory (%s each, %d particle rows)", workers, sizeString(need), sizeString(est.Bytes), est.Rows)
+		if est.Bytes <= avail {
+			lower = "--workers (to " + strconv.FormatUint(avail/est.Bytes, 10) + " or fewer), or " + lower
 		}
 	}
 	return usageError{fmt.Errorf("%s but %s is available: lower %s (or --memory-check=false to run anyway)", what, sizeString(avail), lower)}

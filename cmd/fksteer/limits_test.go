@@ -15,13 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/models/onnxgraph"
-	"github.com/fksteer/fksteer/pipelines"
-	"github.com/fksteer/fksteer/potentials"
-	"github.com/fksteer/fksteer/sampler"
-	"github.com/fksteer/fksteer/schedule"
 )
 
 // withMemory makes the CLI see avail bytes of available memory for the rest of the test.
@@ -49,44 +46,9 @@ func cliWithin(t *testing.T, d time.Duration, args ...string) (int, string, stri
 // images of 3072 float32 values.
 const glyphsRow = (7*3072 + 2*3072) * 4
 
-func TestEstimateRun(t *testing.T) {
-	mnist := pipelines.Info{Channels: 1, Height: 32, Width: 32, ImageChannels: 3, ImageHeight: 32, ImageWidth: 32, Conditioning: pipelines.ClassCond}
-	glyphs := pipelines.Info{Channels: 3, Height: 32, Width: 32, ImageChannels: 3, ImageHeight: 32, ImageWidth: 32, Conditioning: pipelines.VectorCond}
-	fk := potentials.Schedule{Every: 2, Start: 2, End: 6} // evaluates at steps 2, 4, 6 and the last
-	for _, c := range []struct {
-		name   string
-		info   pipelines.Info
-		cfg    sampler.Config
-		images int
-		sheets bool
-		rows   int
-		bytes  uint64
-	}{
-		// 9 states (5 + guided input and output, 2 rows each) of 1024 and 2 images of 3072.
-		{"guided", mnist, sampler.Config{Particles: 4, Steps: 10, Guidance: 2, Rule: schedule.EulerRule}, 2, false, 8, 8 * (9*1024 + 2*3072) * 4},
-		// Guidance 1 is off: 7 states.
-		{"unguided", mnist, sampler.Config{Particles: 4, Steps: 10, Guidance: 1}, 2, false, 8, 8 * (7*1024 + 2*3072) * 4},
-		// Unconditional models are never guided.
-		{"unconditional", pipelines.Info{Channels: 1, Height: 32, Width: 32, ImageChannels: 3, ImageHeight: 32, ImageWidth: 32, Conditioning: pipelines.Unconditioned},
-			sampler.Config{Particles: 1, Steps: 10, Guidance: 5}, 1, false, 1, (7*1024 + 2*3072) * 4},
-		// DPM-Solver++(2M) keeps the previous x0: 8 states.
-		{"dpm++2m", mnist, sampler.Config{Particles: 4, Steps: 10, Rule: schedule.DPMpp2MRule}, 2, false, 8, 8 * (8*1024 + 2*3072) * 4},
-		// Recording 10 steps: 21 more states and 10 log-probabilities.
-		{"record", mnist, sampler.Config{Particles: 4, Steps: 10, Record: true}, 2, false, 8, 8 * (7*1024 + 2*3072 + 21*1024 + 10) * 4},
-		// Contact sheets of an FK run: 4 evaluations, one image each.
-		{"sheets", mnist, sampler.Config{Particles: 4, Steps: 10, Method: sampler.FK, Resampling: fk}, 2, true, 8, 8 * (7*1024 + 2*3072 + 4*3072) * 4},
-		{"glyphs", glyphs, sampler.Config{Particles: 100, Steps: 2, Guidance: 1}, 1, false, 100, 100 * glyphsRow},
-	} {
-		got := estimateRun(c.info, c.cfg, c.images, c.sheets)
-		if got.rows != c.rows || got.bytes != c.bytes {
-			t.Errorf("%s: estimate %d rows, %d bytes; want %d rows, %d bytes", c.name, got.rows, got.bytes, c.rows, c.bytes)
-		}
-	}
-}
-
 func TestCheckMemoryMessages(t *testing.T) {
 	withMemory(t, 25<<20)
-	est := runSize{rows: 100, bytes: 100 * glyphsRow} // 10.5 MiB
+	est := generation.Memory{Rows: 100, Bytes: 100 * glyphsRow} // 10.5 MiB
 	if err := checkMemory(est, 2, "--particles"); err != nil {
 		t.Errorf("2 workers of 10.5 MiB in 25 MiB refused: %v", err)
 	}
@@ -97,19 +59,19 @@ func TestCheckMemoryMessages(t *testing.T) {
 	if !errors.As(err, &ue) || err.Error() != "4 workers need at least 43 MiB of memory (11 MiB each, 100 particle rows) but 25 MiB is available: lower --workers (to 2 or fewer), or --particles (or --memory-check=false to run anyway)" {
 		t.Errorf("4 workers: %v", err)
 	}
-	err = checkMemory(runSize{rows: 1000, bytes: 3 << 30}, 1, "--particles or --batch-size")
+	err = checkMemory(generation.Memory{Rows: 1000, Bytes: 3 << 30}, 1, "--particles or --batch-size")
 	if err == nil || err.Error() != "this run needs at least 3.0 GiB of memory (1000 particle rows) but 25 MiB is available: lower --particles or --batch-size (or --memory-check=false to run anyway)" {
 		t.Errorf("one run: %v", err)
 	}
 	// --memory-check=false runs what the estimate would refuse.
 	memoryChecked = false
 	t.Cleanup(func() { memoryChecked = true })
-	if err := checkMemory(runSize{rows: 1000, bytes: 3 << 30}, 1, "x"); err != nil {
+	if err := checkMemory(generation.Memory{Rows: 1000, Bytes: 3 << 30}, 1, "x"); err != nil {
 		t.Errorf("refused with the memory check off: %v", err)
 	}
 	memoryChecked = true
 	availableMemory = func() (uint64, bool) { return 0, false }
-	if err := checkMemory(runSize{rows: 1, bytes: 1 << 40}, 1, "x"); err != nil {
+	if err := checkMemory(generation.Memory{Rows: 1, Bytes: 1 << 40}, 1, "x"); err != nil {
 		t.Errorf("refused where the available memory is unknown: %v", err)
 	}
 }

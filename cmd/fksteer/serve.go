@@ -58,6 +58,9 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	env := a.newEnv(opts)
 	env.ModelBytes = int64(a.v.GetInt("model-memory")) << 20
+	if memoryChecked { // a request that cannot fit is refused with 400, not run out of memory
+		env.Available = availableMemory
+	}
 	defer env.Close()
 	allow, err := stringList(a.v.Get("allow-path"))
 	if err != nil {
