@@ -236,3 +236,29 @@ func TestModelBytesEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestList lists the built-in model first, configured models sorted with whether their file
+// exists, then the catalog; it builds and downloads nothing.
+func TestList(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "mine.yaml")
+	if err := os.WriteFile(mine, []byte("name: mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := &generation.Env{Models: map[string]string{"zeta": mine, "alpha": filepath.Join(dir, "gone.yaml")}}
+	list, err := env.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) < 3 || list[0].Name != "glyphs" || !list[0].Ready {
+		t.Fatalf("list starts %+v", list[:min(3, len(list))])
+	}
+	if a, z := list[1], list[2]; a.Name != "alpha" || a.Status != "missing" || a.Ready || z.Name != "zeta" || z.Status != "ready" || !z.Ready {
+		t.Errorf("configured models listed as %+v and %+v", a, z)
+	}
+	for _, l := range list[3:] {
+		if l.Kind != generation.KindCatalog || (l.Status == "not pulled") == l.Ready {
+			t.Errorf("catalog entry %+v", l)
+		}
+	}
+}

@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/fksteer/fksteer/generation"
-	"github.com/fksteer/fksteer/models"
-	"github.com/fksteer/fksteer/models/fetch"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/rewards"
@@ -190,21 +188,19 @@ type listedModel struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-// modelNames are the models a request may name without a path: the built-in one, the
-// configured ones and the pulled catalog exports.
+// modelNames are the models a request may name without a path and run without a download:
+// the built-in one, the configured ones that exist and the pulled catalog exports.
 func (s *Server) modelNames() []string {
-	names := []string{generation.DefaultModel}
-	for n := range s.cfg.Env.Models {
-		names = append(names, n)
+	list, err := s.cfg.Env.List()
+	if err != nil {
+		return []string{generation.DefaultModel}
 	}
-	if cache, err := models.CacheDir(); err == nil {
-		for _, e := range fetch.Catalog() {
-			if e.Pulled(cache) {
-				names = append(names, e.Name)
-			}
+	var names []string
+	for _, l := range list {
+		if l.Ready {
+			names = append(names, l.Name)
 		}
 	}
-	slices.Sort(names[1:])
 	return names
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/pngtext"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/modeltest"
@@ -222,7 +223,7 @@ func TestConfiguredModels(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("models list: exit %d: %s", code, stderr)
 	}
-	var rows []listedModel
+	var rows []generation.Listing
 	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,9 +14,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
 	"github.com/fksteer/fksteer/models/fetch"
-	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pipelines/inspect"
 	"github.com/fksteer/fksteer/pipelines/sd"
 )
@@ -60,59 +58,16 @@ middle of a file ends the attempt; a failed file is retried 4 times, resuming wh
 	return cmd
 }
 
-// listedModel is one row of `models list`.
-type listedModel struct {
-	Name        string `json:"name"`
-	Kind        string `json:"kind"` // built-in, configured, catalog
-	Status      string `json:"status"`
-	Path        string `json:"path,omitempty"`
-	Description string `json:"description,omitempty"`
-	License     string `json:"license,omitempty"`
-	Bytes       int64  `json:"bytes,omitempty"`
-	Checksums   string `json:"checksums,omitempty"`
-	Use         string `json:"use,omitempty"`
-}
-
 func (a *app) modelsList() error {
-	cache, err := models.CacheDir()
+	env := a.newEnv(nil)
+	rows, err := env.List()
 	if err != nil {
 		return err
 	}
-	var rows []listedModel
-	g := listedModel{Name: pipelines.GlyphsName, Kind: "built-in", Status: "built on first use",
-		Description: "968 rendered 32x32 glyph images; the exact posterior-mean denoiser (the default model)"}
-	// Listing builds nothing: a model file of any version in the cache counts as ready.
-	if found, _ := filepath.Glob(filepath.Join(cache, "glyphs", "*", "model.onnx")); len(found) > 0 {
-		g.Status, g.Path = "ready", found[len(found)-1]
-	}
-	rows = append(rows, g)
-	configured := configuredModels(a.v)
-	names := make([]string, 0, len(configured))
-	for n := range configured {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		r := listedModel{Name: n, Kind: "configured", Path: configured[n], Status: "ready", Description: "manifest from " + a.v.ConfigFileUsed()}
-		if !fileExists(configured[n]) {
-			r.Status = "missing"
+	for i := range rows {
+		if rows[i].Kind == generation.KindConfigured {
+			rows[i].Description = "manifest from " + a.v.ConfigFileUsed()
 		}
-		rows = append(rows, r)
-	}
-	for _, e := range fetch.Catalog() {
-		r := listedModel{Name: e.Name, Kind: "catalog", Status: "not pulled", Description: e.Description, License: e.License,
-			Use: strings.ReplaceAll(e.Use, "{dir}", e.Dir(cache))}
-		for _, f := range e.Files {
-			r.Bytes += f.Size
-		}
-		r.Checksums = "sha256 checked against the hub's stated digest"
-		if e.Pinned() {
-			r.Checksums = "sha256 pinned"
-		}
-		if e.Pulled(cache) {
-			r.Status, r.Path = "pulled", e.Dir(cache)
-		}
-		rows = append(rows, r)
 	}
 	if a.v.GetBool("json") {
 		enc := json.NewEncoder(a.stdout)
@@ -129,6 +84,10 @@ func (a *app) modelsList() error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Status, size, r.Description)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	cache, err := models.CacheDir()
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "\nPull a catalog model with `fksteer models pull NAME` (into %s); --json shows licences, checksums and usage.\n", cache)

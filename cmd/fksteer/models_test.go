@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/modeltest"
 	"github.com/fksteer/fksteer/pipelines/inspect"
@@ -19,7 +20,7 @@ func TestModelsList(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var rows []listedModel
+	var rows []generation.Listing
 	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
 		t.Fatal(err)
 	}
