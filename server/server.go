@@ -220,7 +220,7 @@ func (s *Server) run(j *Job) {
 	select {
 	case slot <- struct{}{}:
 	case <-ctx.Done():
-		s.finish(j, nil, ctx.Err())
+		s.finish(j, nil, nil, ctx.Err())
 		return
 	}
 	defer func() { <-slot }()
@@ -231,42 +231,42 @@ func (s *Server) run(j *Job) {
 	s.mu.Lock()
 	s.running++
 	s.mu.Unlock()
-	res, err := s.sample(ctx, j)
+	res, images, err := s.sample(ctx, j)
 	s.mu.Lock()
 	s.running--
 	s.mu.Unlock()
-	s.finish(j, res, err)
+	s.finish(j, res, images, err)
 }
 
-// sample resolves the job's spec and samples all its images.
-func (s *Server) sample(ctx context.Context, j *Job) (*generation.Result, error) {
+// sample resolves the job's spec and samples all its images, encoded as PNGs.
+func (s *Server) sample(ctx context.Context, j *Job) (*generation.Result, [][]byte, error) {
 	run, err := s.cfg.Env.Prepare(ctx, j.Spec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer run.Close() // the model may be closed to make room once no job uses it
 	res, err := run.Sample(ctx, 0, run.Spec.Images, j.observe)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	images := make([][]byte, len(res.Outputs))
 	for i := range res.Outputs {
-		data, err := res.PNG(i)
-		if err != nil {
-			return nil, err
+		if images[i], err = res.PNG(i); err != nil {
+			return nil, nil, err
 		}
-		j.images = append(j.images, data)
 	}
-	return res, nil
+	return res, images, nil
 }
 
-// finish records a job's end, publishes it and forgets the oldest finished jobs.
-func (s *Server) finish(j *Job, res *generation.Result, err error) {
+// finish records a job's end (its images are set under the job's lock: image requests read
+// them), publishes it and forgets the oldest finished jobs.
+func (s *Server) finish(j *Job, res *generation.Result, images [][]byte, err error) {
 	now := time.Now()
 	j.mu.Lock()
 	j.Finished = &now
 	switch {
 	case err == nil:
-		j.Status = Succeeded
+		j.Status, j.images = Succeeded, images
 		for i, o := range res.Outputs {
 			out := Output{Seed: o.Seed, Particle: o.Particle, URL: fmt.Sprintf("/v1/jobs/%s/images/%d.png", j.ID, i),
 				Parameters: res.Run.Parameters(res.Config, o)}
