@@ -89,6 +89,9 @@ type Architecture struct {
 	Name   string
 	Detect func(path string) bool
 	Open   func(path string, s Spec, e *Env) (pipelines.Pipeline, error)
+	// SDOptions says that Open reads the Stable Diffusion keys of a Spec (scheduler, width,
+	// height, guidance rescale, preview decoder); other architectures refuse a spec setting them.
+	SDOptions bool
 }
 
 var (
@@ -109,7 +112,7 @@ func Register(a Architecture) {
 }
 
 func init() {
-	Register(Architecture{Name: "stable-diffusion", Detect: sd.IsExport, Open: openSD})
+	Register(Architecture{Name: "stable-diffusion", Detect: sd.IsExport, Open: openSD, SDOptions: true})
 	Register(Architecture{
 		Name:   "manifest",
 		Detect: func(p string) bool { return strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml") },
@@ -119,7 +122,11 @@ func init() {
 	})
 }
 
-const glyphsArch = "glyphs"
+// glyphs is the built-in model's architecture. It is found by name, not registered: it has no
+// file to detect until it is built (in the cache, on first use).
+var glyphs = Architecture{Name: pipelines.GlyphsName, Open: func(cache string, _ Spec, e *Env) (pipelines.Pipeline, error) {
+	return pipelines.OpenGlyphs(cache, e.ModelOptions...)
+}}
 
 // resolve finds where model ref lives and which architecture opens it: the built-in glyphs
 // model, a configured name, a pulled catalog export, or a path one architecture detects.
@@ -130,7 +137,7 @@ func (e *Env) resolve(ref string) (Architecture, string, error) {
 	}
 	path := ref
 	if ref == "" || ref == pipelines.GlyphsName {
-		return Architecture{Name: glyphsArch}, cache, nil
+		return glyphs, cache, nil
 	}
 	if p, ok := e.Models[strings.ToLower(ref)]; ok {
 		path = p
@@ -189,10 +196,8 @@ func (e *Env) model(s Spec, hold bool) (*openModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Name != "stable-diffusion" {
-		if set := s.SDOnly(); len(set) > 0 {
-			return nil, &SpecError{fmt.Errorf("--%s applies to Stable Diffusion export folders only, and model %s is not one", set[0], s.Model)}
-		}
+	if set := s.SDOnly(); len(set) > 0 && !a.SDOptions {
+		return nil, &SpecError{fmt.Errorf("--%s applies to Stable Diffusion export folders only, and model %s is not one", set[0], s.Model)}
 	}
 	key := modelKey{arch: a.Name, path: path, scheduler: s.Scheduler, preview: s.PreviewDecoder, width: s.Width, height: s.Height, rescale: s.GuidanceRescale}
 	e.mu.Lock()
@@ -205,12 +210,7 @@ func (e *Env) model(s Spec, hold bool) (*openModel, error) {
 		}
 		return m, nil
 	}
-	var p pipelines.Pipeline
-	if a.Name == glyphsArch {
-		p, err = pipelines.OpenGlyphs(path, e.ModelOptions...)
-	} else {
-		p, err = a.Open(path, s, e)
-	}
+	p, err := a.Open(path, s, e)
 	if err != nil {
 		return nil, err
 	}

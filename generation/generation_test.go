@@ -3,7 +3,9 @@ package generation_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/fksteer/fksteer/internal/keys"
 	"github.com/fksteer/fksteer/internal/testenv"
 	"github.com/fksteer/fksteer/models/modeltest"
+	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 )
 
@@ -260,5 +263,25 @@ func TestList(t *testing.T) {
 		if l.Kind != generation.KindCatalog || (l.Status == "not pulled") == l.Ready {
 			t.Errorf("catalog entry %+v", l)
 		}
+	}
+}
+
+// TestPartsWithNaNEncode: a part that could not score (NaN) is written as null, where a plain
+// float64 made encoding/json fail the whole output, and reads back as NaN.
+func TestPartsWithNaNEncode(t *testing.T) {
+	parts := generation.Parts([]rewards.PartScore{{Name: "ocr", Weight: 0.5, Score: math.NaN(), HasText: true}, {Name: "color", Weight: 0.5, Score: 0.25}})
+	data, err := json.Marshal(generation.Written{Path: "x.png", Parts: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`"score":null`)) || !bytes.Contains(data, []byte(`"score":0.25`)) {
+		t.Errorf("encoded as %s", data)
+	}
+	var back generation.Written
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(float64(back.Parts[0].Score)) || back.Parts[1].Score != 0.25 || *back.Parts[0].Text != "" {
+		t.Errorf("read back as %+v", back.Parts)
 	}
 }

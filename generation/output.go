@@ -3,6 +3,7 @@ package generation
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -50,8 +51,29 @@ type Written struct {
 type Part struct {
 	Name   string  `json:"name"`
 	Weight float64 `json:"weight"`
-	Score  float64 `json:"score"`
+	Score  Score   `json:"score"`
 	Text   *string `json:"text,omitempty"`
+}
+
+// Score is a reward in JSON output: NaN and ±Inf, which JSON cannot hold (a reward that could
+// not score an image), are written as null and read back as NaN.
+type Score float64
+
+// MarshalJSON writes a finite score as a number and any other as null.
+func (s Score) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(s))
+}
+
+// UnmarshalJSON reads null as NaN.
+func (s *Score) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		*s = Score(math.NaN())
+		return nil
+	}
+	return json.Unmarshal(data, (*float64)(s))
 }
 
 // Parts reports a breakdown only where it says more than the total: several parts, or text
@@ -60,9 +82,17 @@ func Parts(parts []rewards.PartScore) []Part {
 	if len(parts) < 2 && !(len(parts) == 1 && parts[0].HasText) {
 		return nil
 	}
+	return PartsOf(parts)
+}
+
+// PartsOf converts every part of a score, for output.
+func PartsOf(parts []rewards.PartScore) []Part {
+	if parts == nil {
+		return nil
+	}
 	out := make([]Part, len(parts))
 	for i, p := range parts {
-		out[i] = Part{Name: p.Name, Weight: p.Weight, Score: p.Score}
+		out[i] = Part{Name: p.Name, Weight: p.Weight, Score: Score(p.Score)}
 		if p.HasText {
 			text := p.Text
 			out[i].Text = &text
@@ -312,18 +342,28 @@ func (r *Run) CheckEarlierOutputs(dir string, overwrite bool) error {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		recorded, err := PNGParameters(path)
-		want := pngtext.Clean(r.SettingsText(cfg, seed)) // as the chunk stores it
-		if err == nil && (recorded == want || strings.HasPrefix(recorded, want+", ")) {
-			continue
-		}
 		why := "it has no parameters chunk, so fksteer did not write it"
-		if err == nil {
-			why = "an earlier run made it with other settings (" + FirstDifference(recorded, want) + ")"
+		if recorded, err := PNGParameters(path); err == nil {
+			diff := r.Differs(recorded, seed)
+			if diff == "" {
+				continue
+			}
+			why = "an earlier run made it with other settings (" + diff + ")"
 		}
 		return &SpecError{fmt.Errorf("%s would be replaced, but %s: use another --out, or pass --overwrite to replace it", path, why)}
 	}
 	return nil
+}
+
+// Differs compares the parameters chunk an image records with what this run would record for
+// the image of seed: "" when the image was asked for alike (the same settings text; what the
+// run found, its particle and reward, may follow), else the first difference, for a message.
+func (r *Run) Differs(recorded string, seed uint64) string {
+	want := pngtext.Clean(r.SettingsText(r.Config, seed)) // as the chunk stores it
+	if recorded == want || strings.HasPrefix(recorded, want+", ") {
+		return ""
+	}
+	return FirstDifference(recorded, want)
 }
 
 // outputSeed reads the seed from the name of a file generate writes: <seed>.png,

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,7 +37,7 @@ func e2e(t *testing.T, script string, out any, args ...string) {
 		missing("server/e2e/node_modules", "run make e2e-deps (npm ci in server/e2e)")
 	}
 	if script == "page.mjs" {
-		chromium := cmpOr(os.Getenv("CHROMIUM"), "/usr/bin/chromium")
+		chromium := cmp.Or(os.Getenv("CHROMIUM"), "/usr/bin/chromium")
 		if _, err := os.Stat(chromium); err != nil {
 			missing("chromium", "run scripts/install-browser.sh as root (Debian's chromium), or set CHROMIUM")
 		}
@@ -53,13 +54,6 @@ func e2e(t *testing.T, script string, out any, args ...string) {
 	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
 		t.Fatalf("node %s printed %q: %v\n%s", script, stdout.String(), err, stderr.String())
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // TestOpenAIClient drives the server with the official openai npm package: models.list,

@@ -52,7 +52,6 @@ type Job struct {
 	done    chan struct{}
 	cancels bool // cancelled by request, not by shutdown or a client going away
 	images  [][]byte
-	stats   sampler.Stats
 	err     error // why a failed job failed
 }
 

@@ -2,13 +2,13 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"image/jpeg"
 	"image/png"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -335,7 +335,7 @@ type scoreRequest struct {
 
 // scored is one image's score with its parts (OCR text included).
 type scored struct {
-	Score *float64          `json:"score"`
+	Score generation.Score  `json:"score"`
 	Parts []generation.Part `json:"parts,omitempty"`
 }
 
@@ -416,9 +416,7 @@ func scoreBatched(ctx context.Context, rw rewards.Reward, imgs []pixels.Images, 
 			return nil, err
 		}
 		for b, i := range idx {
-			if v := scores[b]; !math.IsNaN(v) && !math.IsInf(v, 0) {
-				out[i].Score = &v
-			}
+			out[i].Score = generation.Score(scores[b])
 			out[i].Parts = generation.Parts(parts[b])
 		}
 	}
@@ -530,7 +528,7 @@ func (s *Server) a1111Spec(req *a1111Request, img2img bool) (generation.Spec, er
 	}
 	n := max(1, req.BatchSize) * max(1, req.NIter)
 	spec.Images = n
-	name := cmpOr(req.SamplerName, req.SamplerIndex)
+	name := cmp.Or(req.SamplerName, req.SamplerIndex)
 	if name != "" {
 		if rule, ok := a1111Samplers[name]; ok {
 			spec.Sampler = rule
@@ -560,13 +558,6 @@ func (s *Server) a1111Spec(req *a1111Request, img2img bool) (generation.Spec, er
 		}
 	}
 	return spec, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (s *Server) a1111Models(w http.ResponseWriter, _ *http.Request) {
@@ -682,7 +673,7 @@ func (s *Server) removeTemp(path string) {
 func (s *Server) checkpoint() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return cmpOr(s.a1111Model, generation.DefaultModel)
+	return cmp.Or(s.a1111Model, generation.DefaultModel)
 }
 
 func (s *Server) a1111Options(w http.ResponseWriter, r *http.Request) {

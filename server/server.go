@@ -40,7 +40,8 @@ type Config struct {
 	Limits Limits
 	// JobTimeout ends a job that runs longer (default 30 minutes).
 	JobTimeout time.Duration
-	// KeepJobs is how many finished jobs (and their images) are kept for polling (default 64).
+	// KeepJobs is how many finished jobs are kept for polling (default 64), each with its images
+	// and its events (every evaluation's particle previews: a page opened late still draws them).
 	KeepJobs int
 	// Log receives one line per job and per failure (nil: discarded).
 	Log *slog.Logger
@@ -124,10 +125,10 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server: no job is accepted any more, queued jobs are cancelled, and running
-// jobs may finish until ctx is done, when they are cancelled too. Every job ends with its state
-// recorded (finished images are whole: a job writes nothing until its images exist). Close
-// returns ctx's error if it had to cancel running jobs.
+// Close stops the server: no job is accepted any more, and the jobs already accepted (running
+// or queued) may finish until ctx is done, when what remains is cancelled. Every job ends with
+// its state recorded (finished images are whole: a job writes nothing until its images exist).
+// Close returns ctx's error if it had to cancel jobs.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -275,7 +276,6 @@ func (s *Server) finish(j *Job, res *generation.Result, images [][]byte, err err
 			}
 			j.Outputs = append(j.Outputs, out)
 		}
-		j.stats = res.Stats
 	case j.cancels || errors.Is(err, context.Canceled):
 		j.Status, j.Error = Cancelled, "cancelled"
 		if !j.cancels {

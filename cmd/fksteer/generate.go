@@ -80,7 +80,7 @@ func (a *app) generate(cmd *cobra.Command, path string) error {
 		if err != nil {
 			return err
 		}
-		if err := checkReproduces(recorded, run.SettingsText(run.Config, spec.Seed)); err != nil {
+		if err := checkReproduces(run, recorded); err != nil {
 			return err
 		}
 	}

@@ -33,7 +33,7 @@ func TestCompositeRewardPartsReachOutputs(t *testing.T) {
 	if len(img.Parts) != 2 || img.Parts[0].Name != "color" || img.Parts[1].Name != "color#2" || img.Parts[1].Weight != 0.75 {
 		t.Fatalf("reward_parts = %+v", img.Parts)
 	}
-	if sum := 0.25*img.Parts[0].Score + 0.75*img.Parts[1].Score; abs(sum-img.Reward) > 1e-12 {
+	if sum := 0.25*float64(img.Parts[0].Score) + 0.75*float64(img.Parts[1].Score); abs(sum-img.Reward) > 1e-12 {
 		t.Errorf("parts sum to %g, reward is %g", sum, img.Reward)
 	}
 	data, err := os.ReadFile(img.Path)

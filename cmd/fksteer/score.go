@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/rewards"
 )
 
@@ -44,30 +44,12 @@ score then exits with code 1 after a last line that counts them.`,
 	return cmd
 }
 
-// scoredImage is one line of `fksteer score`'s output.
+// scoredImage is one line of `fksteer score`'s output: the score and every part of it (the
+// reward itself, or each term of a composite, with the text an OCR part read).
 type scoredImage struct {
-	Image string       `json:"image"`
-	Score jsonFloat    `json:"score"`
-	Parts []scoredPart `json:"parts"`
-}
-
-// scoredPart is one part of a score: the reward itself, or one term of a composite.
-type scoredPart struct {
-	Name   string    `json:"name"`
-	Weight float64   `json:"weight"`
-	Score  jsonFloat `json:"score"`
-	// Text is what an OCR part read (present, possibly empty, only for rewards that read text).
-	Text *string `json:"text,omitempty"`
-}
-
-// jsonFloat encodes NaN and ±Inf, which JSON cannot represent, as null.
-type jsonFloat float64
-
-func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-		return []byte("null"), nil
-	}
-	return json.Marshal(float64(f))
+	Image string            `json:"image"`
+	Score generation.Score  `json:"score"`
+	Parts []generation.Part `json:"parts"`
 }
 
 func (a *app) score(cmd *cobra.Command, paths []string) error {
@@ -128,15 +110,7 @@ func (a *app) score(cmd *cobra.Command, paths []string) error {
 
 // scoredLine is a scored file's line of output.
 func scoredLine(f rewards.FileScore) scoredImage {
-	o := scoredImage{Image: f.Path, Score: jsonFloat(f.Score)}
-	for _, p := range f.Parts {
-		sp := scoredPart{Name: p.Name, Weight: p.Weight, Score: jsonFloat(p.Score)}
-		if p.HasText {
-			sp.Text = &p.Text
-		}
-		o.Parts = append(o.Parts, sp)
-	}
-	return o
+	return scoredImage{Image: f.Path, Score: generation.Score(f.Score), Parts: generation.PartsOf(f.Parts)}
 }
 
 // scoreProgress shows how far score is, as batch's progress does: a bar with rate and ETA on

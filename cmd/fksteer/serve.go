@@ -24,8 +24,8 @@ func (a *app) serveCommand() *cobra.Command {
   POST /v1/rewards/score                             the reward server for fine-tuning trainers
   GET /, /healthz, /metrics                          a live web page, health, Prometheus metrics
 It listens on loopback unless told otherwise; any other address requires --api-key. SIGINT or
-SIGTERM stops accepting work, lets running jobs finish for --shutdown-grace seconds, then
-cancels them.`,
+SIGTERM stops accepting work, lets the accepted jobs finish for --shutdown-grace seconds, then
+cancels what remains.`,
 		Example: `  fksteer serve
   FKSTEER_API_KEY=secret fksteer serve --listen :7860 --allow-path /models --provider webgpu`,
 		Args: cobra.NoArgs,

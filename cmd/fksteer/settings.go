@@ -119,7 +119,7 @@ var serveSettings = []setting{
 	{key: "max-request-particles", def: 64, usage: "particles (K) one request may ask for"},
 	{key: "max-request-steps", def: 200, usage: "steps one request may ask for"},
 	{key: "model-memory", def: 0, usage: "MiB of model files kept open (0 = every model stays open): opening one more closes the least recently used models no job is using"},
-	{key: "shutdown-grace", def: 30, usage: "seconds running jobs may take to finish on SIGTERM before they are cancelled"},
+	{key: "shutdown-grace", def: 30, usage: "seconds the accepted jobs (running or queued) may take to finish on SIGTERM before what remains is cancelled"},
 }
 
 // tokenizeSettings are tokenize's own keys.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -131,11 +130,9 @@ func flagsChanged(fs *pflag.FlagSet) []string {
 // checkReproduces refuses to regenerate a PNG's image with settings other than the ones it
 // records, unless flags changed them on purpose: the model found by the recorded name must be
 // the one with the recorded hash, the init image the recorded one, and so on.
-func checkReproduces(recorded, now string) error {
-	recorded, _, _ = strings.Cut(recorded, ", Particle: ")
-	recorded, _, _ = strings.Cut(recorded, ", Reward value: ")
-	if recorded == now {
-		return nil
+func checkReproduces(run *generation.Run, recorded string) error {
+	if diff := run.Differs(recorded, run.Spec.Seed); diff != "" {
+		return usageError{fmt.Errorf("the image's settings cannot be reproduced here (%s): pass the model the image was made with (--model), or put its init image beside it", diff)}
 	}
-	return usageError{fmt.Errorf("the image's settings cannot be reproduced here (%s): pass the model the image was made with (--model), or put its init image beside it", generation.FirstDifference(recorded, now))}
+	return nil
 }
