@@ -475,3 +475,41 @@ func TestMemoryRefused(t *testing.T) {
 		t.Errorf("a run that fits: %d %v", code, body)
 	}
 }
+
+// TestClientGoneCancelsItsJob: a synchronous request whose client disconnects while its job runs
+// cancels the job, rather than leaving it to run for nobody.
+func TestClientGoneCancelsItsJob(t *testing.T) {
+	ts, _ := start(t, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	body, _ := json.Marshal(map[string]any{"prompt": `"L"`, "n": 16, "fksteer": map[string]any{"steps": 200, "particles": 64}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/images/generations", bytes.NewReader(body))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for { // until the job runs (polling a state, not timing anything)
+		_, p := get(t, ts, "/sdapi/v1/progress")
+		if bytes.Contains(p, []byte(`"job":`)) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the request finished although its client went away")
+	}
+	for i := 0; ; i++ {
+		_, m := get(t, ts, "/metrics")
+		if bytes.Contains(m, []byte(`fksteer_jobs_total{status="cancelled"} 1`)) {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("the job was not cancelled:\n%s", m)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
