@@ -56,6 +56,21 @@ func withFingerprint(fp string, shard Shard) func(*Job) {
 	return func(j *Job) { j.Fingerprint, j.Shard = fp, shard }
 }
 
+// runShards runs every shard of n over its, each in a folder of its own, with job fingerprint fp
+// ("" for none), and returns the folders in shard order.
+func runShards(t *testing.T, its []Item, n int, fp string) []string {
+	t.Helper()
+	var dirs []string
+	for i := range n {
+		d := t.TempDir()
+		dirs = append(dirs, d)
+		if _, err := runJob(t, d, its, &fakeWork{settings: "a"}, withFingerprint(fp, Shard{i, n})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirs
+}
+
 // TestMergeIntoAnUnshardedBatchIsRefused is issue 15's first defect: merging the results of
 // another job into a folder holding an unsharded batch replaced its images and lost manifest
 // rows, and merging a folder into itself said it held no manifest.
@@ -97,15 +112,7 @@ func TestMergeIntoAnUnshardedBatchIsRefused(t *testing.T) {
 // TestMergeAddsToAnEarlierMerge: a merge into the output of an earlier merge keeps the items it
 // had, and refuses another job's results there without changing anything.
 func TestMergeAddsToAnEarlierMerge(t *testing.T) {
-	its := items(7)
-	var shards []string
-	for i := range 2 {
-		d := t.TempDir()
-		shards = append(shards, d)
-		if _, err := runJob(t, d, its, &fakeWork{settings: "a"}, withFingerprint("job-a", Shard{i, 2})); err != nil {
-			t.Fatal(err)
-		}
-	}
+	shards := runShards(t, items(7), 2, "job-a")
 	m := t.TempDir()
 	if ms, err := Merge(m, shards[:1], true); err != nil || ms.Items != 4 {
 		t.Fatalf("first merge: %+v, %v", ms, err)

@@ -262,14 +262,7 @@ func TestSameResultWhateverWorkersAndShards(t *testing.T) {
 
 func TestMergeRefusesIncompleteOrConflictingShards(t *testing.T) {
 	its := items(9)
-	var srcs []string
-	for i := range 3 {
-		d := t.TempDir()
-		srcs = append(srcs, d)
-		if _, err := runJob(t, d, its, &fakeWork{settings: "a"}, func(j *Job) { j.Shard = Shard{i, 3} }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srcs := runShards(t, its, 3, "")
 	if _, err := Merge(t.TempDir(), srcs[:2], false); err == nil || !strings.Contains(err.Error(), "shard 2/3 has no manifest") {
 		t.Errorf("missing shard: %v", err)
 	}
