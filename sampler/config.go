@@ -160,6 +160,10 @@ func (c *Config) Validate() error {
 	if c.Method == "" {
 		c.Method = Base
 	}
+	if _, ok := methods[c.Method]; !ok {
+		_, err := ParseMethod(string(c.Method))
+		return &ConfigError{err}
+	}
 	if c.Select == "" {
 		c.Select = SelectAll
 		if c.Method != Base {

@@ -9,12 +9,20 @@ import (
 	"github.com/fksteer/fksteer/schedule"
 )
 
-// Stats describes where a run's time and calls went.
+// Stats describes a run's compute: what it evaluated and where its time went.
 type Stats struct {
 	// Steps is the number of steps walked (Config.StepsWalked).
-	Steps       int
-	ModelCalls  int
-	RewardCalls int
+	Steps int
+	// NFE counts the denoiser rows evaluated, the unit search methods are compared and budgeted
+	// in (Config.Budget): a state evaluated with classifier-free guidance counts 2.
+	NFE int
+	// ModelCalls counts the denoiser's runs (one per step for all rows, whatever the method).
+	ModelCalls int
+	// RewardCalls counts the reward's calls and RewardEvals the images they scored.
+	RewardCalls, RewardEvals int
+	// Decoded and Previewed count the states turned into images by the pipeline's decoder and
+	// by its preview decoder (pipelines.Previewer).
+	Decoded, Previewed int
 	// Resamplings counts group resampling events.
 	Resamplings int
 	// ESS holds, for every potential evaluation, each group's effective sample size before any

@@ -1,0 +1,26 @@
+package sampler
+
+import "context"
+
+// methodInfo is what the engine knows of a method: the function that runs it and whether it
+// samples a target distribution or optimises the reward.
+type methodInfo struct {
+	run func(ctx context.Context, e *engine) error
+	// optimiser marks methods that climb the reward rather than draw from a distribution.
+	optimiser bool
+}
+
+// methods lists every method, one file each.
+var methods = map[Method]methodInfo{
+	Base:    {run: runBase},
+	BestOfN: {run: runBase, optimiser: true},
+	FK:      {run: runFK},
+}
+
+// methodOf returns m's entry; Validate has checked that there is one.
+func methodOf(m Method) methodInfo { return methods[m] }
+
+// Optimiser reports whether m climbs the reward (best-of-N, SVDD, beam search, DTS*, noise
+// search) rather than sample a distribution (base: the model's; FK and DTS: p(x0) exp(lambda
+// r(x0)) / Z).
+func (m Method) Optimiser() bool { return methods[m].optimiser }
