@@ -176,6 +176,12 @@ func configWith(s Spec, info pipelines.Info, reward func() (rewards.Reward, erro
 	if err := cfg.Lambda.Validate(); err != nil {
 		return cfg, &SpecError{err}
 	}
+	cfg.Search = sampler.Search{Budget: s.Budget, Candidates: s.Candidates, Alpha: s.Alpha, Every: s.BeamEvery,
+		Neighbours: s.Neighbours, Rounds: s.Rounds, Scale: s.NoiseScale, Iterations: s.Iterations,
+		Widening: s.Widening, Exploration: s.Exploration}
+	if s.Budget > 0 && s.Particles > 1 && cfg.Method.SizedByBudget() {
+		return cfg, &SpecError{fmt.Errorf("a budget of %d NFE sizes the particles of %s: set --budget or --particles, not both", s.Budget, cfg.Method)}
+	}
 	cfg.Resampling = resampling(cfg.Steps, s.ResampleEvery, s.ResampleStart, s.ResampleEnd)
 	cfg.Resampling.ESSThreshold = s.ESSThreshold
 	if s.Reward != "" {

@@ -45,7 +45,9 @@ type Spec struct {
 	// Images is the number of images (0: 1).
 	Images int `json:"num-images,omitempty" yaml:"num-images,omitempty"`
 
-	// Method is base, bon or fk (""; base); Particles is K per image (0: 1).
+	// Method is base, bon, fk, svdd, beam, dts, dts-star, noise or random (""; base);
+	// Particles is K per image (0: 1): the particles of bon, fk and svdd, the beams of beam, the
+	// samples dts and dts-star draw from their tree and noise and random keep.
 	Method    string `json:"method,omitempty" yaml:"method,omitempty"`
 	Particles int    `json:"particles,omitempty" yaml:"particles,omitempty"`
 	// Select is best, all or sample ("": all for base, best otherwise).
@@ -68,6 +70,22 @@ type Spec struct {
 	ResampleEnd   *int     `json:"resample-end,omitempty" yaml:"resample-end,omitempty"`
 	ESSThreshold  float64  `json:"ess-threshold,omitempty" yaml:"ess-threshold,omitempty"`
 	Resampler     string   `json:"resampler,omitempty" yaml:"resampler,omitempty"`
+
+	// Compute and search settings (sampler.Search): Budget in NFE per image sizes the method
+	// (0: the settings below and Particles); Candidates (svdd's M, beam's C), Alpha (svdd's
+	// temperature), BeamEvery (beam's branch interval), Neighbours, Rounds and NoiseScale
+	// (noise and random search), Iterations, Widening and Exploration (dts and dts-star; their
+	// lambda is Lambda). Zero means the default.
+	Budget      int     `json:"budget,omitempty" yaml:"budget,omitempty"`
+	Candidates  int     `json:"candidates,omitempty" yaml:"candidates,omitempty"`
+	Alpha       float64 `json:"alpha,omitempty" yaml:"alpha,omitempty"`
+	BeamEvery   int     `json:"beam-every,omitempty" yaml:"beam-every,omitempty"`
+	Neighbours  int     `json:"neighbours,omitempty" yaml:"neighbours,omitempty"`
+	Rounds      int     `json:"rounds,omitempty" yaml:"rounds,omitempty"`
+	NoiseScale  float64 `json:"noise-scale,omitempty" yaml:"noise-scale,omitempty"`
+	Iterations  int     `json:"iterations,omitempty" yaml:"iterations,omitempty"`
+	Widening    float64 `json:"widening,omitempty" yaml:"widening,omitempty"`
+	Exploration float64 `json:"exploration,omitempty" yaml:"exploration,omitempty"`
 
 	// Stable Diffusion exports only: Scheduler overrides scheduler_config.json, Width and Height
 	// (multiples of 8; 0: the UNet's size), GuidanceRescale φ, and PreviewDecoder, a small

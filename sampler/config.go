@@ -24,10 +24,32 @@ const (
 	BestOfN Method = "bon"
 	// FK is Feynman-Kac steering: K particles reweighted by reward potentials and resampled.
 	FK Method = "fk"
+	// SVDD is soft value-based decoding: at every step each particle draws M candidate next
+	// states and keeps the best by the reward of their x0 predictions (or one drawn by it).
+	SVDD Method = "svdd"
+	// Beam is beam search over paths: B beams branch into C children at every branch step and
+	// the best B children, by the reward of their x0 predictions, go on.
+	Beam Method = "beam"
+	// DTS is Diffusion Tree Sampling: a tree of states with soft values, grown by rollouts,
+	// whose final samples descend from the root in proportion to exp(lambda v); it samples
+	// p(x0) exp(lambda r(x0)) / Z as its iterations grow.
+	DTS Method = "dts"
+	// DTSStar is DTS*, the optimiser: the tree descends by an upper confidence bound and the
+	// final samples greedily by value.
+	DTSStar Method = "dts-star"
+	// Noise is zero-order search in noise space: a pivot x_T, N neighbours on the shell around
+	// it solved deterministically each round, the pivot moving to the best.
+	Noise Method = "noise"
+	// Random is random search: N initial noises solved deterministically, the best kept (noise
+	// search's first round).
+	Random Method = "random"
 )
 
+// Methods lists every method, in the order tables and help texts show them.
+func Methods() []Method { return []Method{Base, BestOfN, FK, SVDD, Beam, DTS, DTSStar, Noise, Random} }
+
 // ParseMethod turns a method name into a Method, by [enum.Parse]'s rule.
-func ParseMethod(s string) (Method, error) { return enum.Parse("method", s, Base, BestOfN, FK) }
+func ParseMethod(s string) (Method, error) { return enum.Parse("method", s, Methods()...) }
 
 // Selection says which final particles a run returns.
 type Selection string
@@ -94,6 +116,39 @@ type Config struct {
 	// the noisiest level (Init barely shows); smaller values keep more of Init. Required with
 	// Init, and only with Init.
 	Strength float64
+	// Search holds the compute budget and the settings of the search methods.
+	Search Search
+}
+
+// Search is the compute budget any method can be sized by and the settings of the search
+// methods beyond FK. Zero values mean the defaults given with each field.
+type Search struct {
+	// Budget, when positive, is the compute allowed per image in NFE (denoiser rows; a state
+	// evaluated with classifier-free guidance counts 2). It sizes the method's width, the
+	// largest that fits: Particles (K) for base, bon and fk and B for beam; M for svdd; the
+	// rounds of noise, the noises of random and the iterations of dts and dts-star. A method
+	// never spends more than its budget (steps that draw no noise leave candidates unused).
+	Budget int
+	// Candidates is svdd's M, the candidates each particle draws at every stochastic step (0:
+	// 4), and beam's C, the children of each beam at a branch step (0: 2).
+	Candidates int
+	// Alpha is svdd's temperature: 0 keeps each particle's best candidate (an optimiser); alpha
+	// > 0 draws one with probability proportional to exp(r/alpha).
+	Alpha float64
+	// Every is beam's branch interval: beams branch at steps Every, 2*Every, ... (0: 1).
+	Every int
+	// Neighbours is noise's N, the noises solved each round (0: 4), and Rounds its number of
+	// rounds (0: 4). Scale is the step from the pivot, s in x_T + s*eps (0: 0.5), the
+	// neighbour then rescaled to the pivot's norm.
+	Neighbours, Rounds int
+	Scale              float64
+	// Iterations is the number of rollouts of dts and dts-star (0: 16).
+	Iterations int
+	// Widening is the exponent a of dts's progressive widening: a node visited N times may
+	// have ceil(N^a) children (0: 0.5).
+	Widening float64
+	// Exploration is dts-star's UCT constant c (0: 1).
+	Exploration float64
 }
 
 // StepsWalked is the number of steps a run walks and calls the model for: Steps, or for an
@@ -137,6 +192,9 @@ func (c *Config) Validate() error {
 	if c.Images <= 0 {
 		return invalid("number of images must be positive (got %d)", c.Images)
 	}
+	if c.Search.Budget > 0 && c.Method.SizedByBudget() && c.Particles == 0 {
+		c.Particles = 1 // ValidateFor sizes it from the budget
+	}
 	if c.Particles <= 0 {
 		return invalid("number of particles must be positive (got %d)", c.Particles)
 	}
@@ -175,6 +233,30 @@ func (c *Config) Validate() error {
 	}
 	if c.Method != Base && c.Reward == nil {
 		return invalid("method %s needs a reward (--reward)", c.Method)
+	}
+	if err := c.validateSearch(); err != nil {
+		return err
+	}
+	switch c.Method {
+	case SVDD, Beam, DTS, DTSStar:
+		if !c.Rule.Stochastic(c.Eta) {
+			return invalid("%s needs a stochastic sampler: %s with eta %g draws no noise, so every candidate would be the same state (use --sampler ddim --eta 1)", c.Method, c.Rule, c.Eta)
+		}
+	case Noise, Random:
+		if c.Rule.Stochastic(c.Eta) {
+			return invalid("%s search solves each noise deterministically: %s with eta %g draws noise at every step (use --sampler euler, or ddim with --eta 0)", c.Method, c.Rule, c.Eta)
+		}
+	}
+	if c.Method != Base && c.Method != BestOfN && c.Method != FK && (c.SharedStart || c.SharedPrefix > 0) {
+		return invalid("a shared start or trajectory prefix (D3PO and GRPO exports) works with base, bon and fk only, not %s", c.Method)
+	}
+	if c.Method == DTS || c.Method == DTSStar {
+		if !finite(c.Lambda.Value) || c.Lambda.Value <= 0 {
+			return invalid("%s needs a lambda > 0 (--lambda; its values are soft maxima at temperature 1/lambda), got %g", c.Method, c.Lambda.Value)
+		}
+		if c.Lambda.Ramp != "" && c.Lambda.Ramp != potentials.Constant {
+			return invalid("%s takes one lambda, not a ramp (--lambda-start and --lambda-ramp are FK's)", c.Method)
+		}
 	}
 	if c.Method == FK {
 		if !c.Rule.Stochastic(c.Eta) {
@@ -240,6 +322,9 @@ func (c *Config) validateResampling() error {
 // an initial state must have the model's size. Run calls it before any model call.
 func (c *Config) ValidateFor(info pipelines.Info) error {
 	if err := c.Validate(); err != nil {
+		return err
+	}
+	if err := c.size(info); err != nil {
 		return err
 	}
 	if cl := c.CondOpts.Class; cl != nil {

@@ -266,6 +266,21 @@ func (e *engine) move(x, mean []float32, std float64, rows int, fill func(row in
 	}
 }
 
+// extraStreams returns streams for width more rows per group, beside the population's K: the
+// noise of candidates, children, rollouts and neighbours. Row r = g*width + j draws from group
+// g's stream of slot K+j, so it shares no stream with a population row, and what it draws
+// depends on the group's seed alone.
+func (e *engine) extraStreams(width int) (fill func(row int, dst []float32), err error) {
+	s, err := particles.NewStreams(e.seeds, e.k+width)
+	if err != nil {
+		return nil, err
+	}
+	return func(row int, dst []float32) {
+		g, j := row/width, row%width
+		s.FillNormal(g*(e.k+width)+e.k+j, dst)
+	}, nil
+}
+
 // secondOrder reports whether DPM-Solver++(2M) takes its second-order step at step i of the n
 // steps the run walks. As diffusers' DPMSolverMultistepScheduler (solver_order 2) it does not:
 // at the run's first step, image-to-image included, which has no previous prediction; onto a

@@ -15,6 +15,12 @@ var methods = map[Method]methodInfo{
 	Base:    {run: runBase},
 	BestOfN: {run: runBase, optimiser: true},
 	FK:      {run: runFK},
+	SVDD:    {run: runSVDD, optimiser: true},
+	Beam:    {run: runBeam, optimiser: true},
+	DTS:     {run: runDTS},
+	DTSStar: {run: runDTS, optimiser: true},
+	Noise:   {run: runNoise, optimiser: true},
+	Random:  {run: runNoise, optimiser: true},
 }
 
 // methodOf returns m's entry; Validate has checked that there is one.
