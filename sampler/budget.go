@@ -87,6 +87,11 @@ func (c Config) twins(info pipelines.Info) int {
 	if cl := c.CondOpts.Class; cl != nil && *cl == info.NullClass {
 		return 1
 	}
+	// An empty prompt (and negative prompt) conditions on the null class or the empty text,
+	// the unconditional side itself, so nothing is guided.
+	if c.Prompt == "" && c.CondOpts.Negative == "" && c.CondOpts.Class == nil {
+		return 1
+	}
 	return 2
 }
 
@@ -137,8 +142,20 @@ func (c Config) Cost(info pipelines.Info) int {
 	return t * k * c.perUnit()
 }
 
-// size sets the width the budget pays for on a model described by info (see Search.Budget).
+// size sets the width the budget pays for on a model described by info (see Search.Budget),
+// and checks what the sized width must hold.
 func (c *Config) size(info pipelines.Info) error {
+	if err := c.sizeBudget(info); err != nil {
+		return err
+	}
+	if s := c.Search; (c.Method == Noise || c.Method == Random) && c.Particles > s.Neighbours*s.Rounds {
+		return invalid("%s search solves %d noises (%d rounds of %d), fewer than the %d samples to keep (--particles)", c.Method, s.Neighbours*s.Rounds, s.Rounds, s.Neighbours, c.Particles)
+	}
+	return nil
+}
+
+// sizeBudget sets the width the budget pays for.
+func (c *Config) sizeBudget(info pipelines.Info) error {
 	b := c.Search.Budget
 	if b == 0 {
 		return nil

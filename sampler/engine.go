@@ -233,11 +233,16 @@ func (e *engine) rule(i int, mean, x, x0, eps, prevX0 []float32) float64 {
 // its own stream, recorded when the run records. Each row's prediction becomes its multistep
 // memory before any resampling, so that a copied particle carries its own.
 func (e *engine) stepPop(i int) {
+	e.stepWith(i, e.rule(i, e.mean, e.pop.X, e.x0, e.eps, e.prevX0))
+}
+
+// stepWith is stepPop with the rule already applied: e.mean holds the step's means and std is
+// its standard deviation.
+func (e *engine) stepWith(i int, std float64) {
 	x := e.pop.X
 	if e.rec != nil {
 		e.rec.start(i, x)
 	}
-	std := e.rule(i, e.mean, x, e.x0, e.eps, e.prevX0)
 	e.move(x, e.mean, std, e.rows, e.streams.FillNormal)
 	if e.rec != nil {
 		e.rec.step(i, e.mean, x, std)

@@ -48,6 +48,16 @@ func specOf(v settings) (generation.Spec, error) {
 		PreviewDecoder:  v.GetString("preview-decoder"),
 		ContactSheet:    v.GetBool("contact-sheet"),
 		InitImage:       v.GetString("init-image"),
+		Budget:          v.GetInt("budget"),
+		Candidates:      v.GetInt("candidates"),
+		Alpha:           v.GetFloat64("alpha"),
+		BeamEvery:       v.GetInt("beam-every"),
+		Neighbours:      v.GetInt("neighbours"),
+		Rounds:          v.GetInt("rounds"),
+		NoiseScale:      v.GetFloat64("noise-scale"),
+		Iterations:      v.GetInt("iterations"),
+		Widening:        v.GetFloat64("widening"),
+		Exploration:     v.GetFloat64("exploration"),
 	}
 	if v.IsSet("steps") {
 		if s.Steps = v.GetInt("steps"); s.Steps <= 0 {
