@@ -36,6 +36,16 @@ func TestPNGReproducesItself(t *testing.T) {
 			ResampleEvery: 2, ResampleStart: ptr(0), ResampleEnd: ptr(6), Resampler: "residual", Potential: "max", Seed: 7},
 		"bon-all": {Prompt: `"D"`, Steps: 5, Sampler: "euler-a", Eta: ptr(0.5), Guidance: ptr(1.0), Method: "bon",
 			Particles: 3, Select: "all", Reward: "color:target=#22cc22", Seed: 9},
+		"svdd-budget": {Prompt: `"E"`, Steps: 6, Sampler: "ddim", Eta: ptr(1.0), Method: "svdd", Budget: 20,
+			Alpha: 0.05, Reward: "color:target=#cc2222", Seed: 11},
+		"beam": {Prompt: `"F"`, Steps: 6, Sampler: "ddim", Eta: ptr(1.0), Method: "beam", Particles: 2,
+			Candidates: 3, BeamEvery: 2, Reward: "color:target=#cc2222", Seed: 12},
+		"beam-budget": {Prompt: `"F"`, Steps: 6, Sampler: "ddim", Eta: ptr(1.0), Method: "beam", Budget: 40,
+			Reward: "color:target=#cc2222", Seed: 13},
+		"noise": {Prompt: `"G"`, Steps: 4, Sampler: "euler", Method: "noise", Neighbours: 3, Rounds: 2,
+			NoiseScale: 0.3, Particles: 2, Select: "all", Reward: "color:target=#cc2222", Seed: 14},
+		"random-budget": {Prompt: `"H"`, Steps: 4, Sampler: "euler", Method: "random", Budget: 12,
+			Reward: "color:target=#cc2222", Seed: 15},
 	}
 	for name, spec := range specs {
 		t.Run(name, func(t *testing.T) {

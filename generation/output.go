@@ -292,6 +292,15 @@ func (r *Run) settingPairs(cfg sampler.Config) [][2]string {
 			[2]string{keyResampler, string(cfg.Resampler)},
 		)
 	}
+	if cfg.Method == sampler.DTS || cfg.Method == sampler.DTSStar {
+		pairs = append(pairs, [2]string{keyLambda, lambdaString(cfg.Lambda)})
+	}
+	if cfg.Search.Budget > 0 {
+		pairs = append(pairs, [2]string{keyBudget, fmt.Sprint(cfg.Search.Budget)})
+	}
+	if s := searchString(cfg); s != "" {
+		pairs = append(pairs, [2]string{keySearch, s})
+	}
 	if r.Spec.Reward != "" {
 		pairs = append(pairs, [2]string{keyReward, r.Spec.Reward})
 	}
@@ -299,6 +308,37 @@ func (r *Run) settingPairs(cfg sampler.Config) [][2]string {
 		pairs = append(pairs, [2]string{keyReferences, strings.Join(r.Spec.References, " ")})
 	}
 	return pairs
+}
+
+// searchString formats the search settings cfg's method uses, as resolved (parseSearch reads
+// them back).
+func searchString(cfg sampler.Config) string {
+	s := cfg.Search
+	var pairs []string
+	add := func(k string, v any) { pairs = append(pairs, fmt.Sprintf("%s=%v", k, v)) }
+	switch cfg.Method {
+	case sampler.SVDD:
+		add("candidates", s.Candidates)
+		add("alpha", s.Alpha)
+	case sampler.Beam:
+		add("candidates", s.Candidates)
+		add("beam-every", s.Every)
+	case sampler.Noise:
+		add("neighbours", s.Neighbours)
+		add("rounds", s.Rounds)
+		add("noise-scale", s.Scale)
+	case sampler.Random:
+		add("neighbours", s.Neighbours)
+	case sampler.DTS, sampler.DTSStar:
+		if s.Budget == 0 {
+			add("iterations", s.Iterations)
+		}
+		add("widening", s.Widening)
+		if cfg.Method == sampler.DTSStar {
+			add("exploration", s.Exploration)
+		}
+	}
+	return strings.Join(pairs, " ")
 }
 
 func lambdaString(l potentials.Lambda) string {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fksteer/fksteer/sampler"
 )
 
 // The keys of the "parameters" chunk, as other diffusion tools (AUTOMATIC1111) name the
@@ -29,6 +31,8 @@ const (
 	keyLambda      = "Lambda"
 	keyResampling  = "Resampling"
 	keyResampler   = "Resampler"
+	keyBudget      = "Budget"
+	keySearch      = "Search"
 	keyReward      = "Reward"
 	keyReferences  = "References"
 	keySeed        = "Seed"
@@ -43,7 +47,7 @@ const (
 // anything else is part of the value before it (a reward spec may hold ", ").
 var chunkKeys = []string{keySteps, keySampler, keyEta, keyGuidance, keySize, keyModel, keyModelHash,
 	keyScheduler, keyRescale, keyInit, keyInitHash, keyStrength, keyClass, keyMethod, keyParticles,
-	keyPotential, keyLambda, keyResampling, keyResampler, keyReward, keyReferences, keySeed, keySelect,
+	keyPotential, keyLambda, keyResampling, keyResampler, keyBudget, keySearch, keyReward, keyReferences, keySeed, keySelect,
 	keyParticle, keyRewardValue, keyRewardParts, keyOCRText}
 
 // ParseParameters reads the spec of one image back from the "parameters" chunk fksteer wrote
@@ -117,6 +121,10 @@ func ParseParameters(text string) (Spec, error) {
 			err = s.parseResampling(v)
 		case keyResampler:
 			s.Resampler = v
+		case keyBudget:
+			s.Budget, err = strconv.Atoi(v)
+		case keySearch:
+			err = s.parseSearch(v)
 		case keyReward:
 			s.Reward = v
 		case keyReferences:
@@ -134,7 +142,48 @@ func ParseParameters(text string) (Spec, error) {
 		// Only Stable Diffusion exports take a size; other models record their fixed one.
 		s.Width, s.Height = 0, 0
 	}
+	if s.Budget > 0 && sampler.Method(s.Method).SizedByBudget() {
+		s.Particles = 0 // the budget sized it, and sizes it again
+	}
 	return s, nil
+}
+
+// parseSearch reads the "Search" value settingPairs writes: "key=value" pairs separated by
+// spaces, the search settings' keys.
+func (s *Spec) parseSearch(v string) error {
+	for _, f := range strings.Fields(v) {
+		k, val, ok := strings.Cut(f, "=")
+		if !ok {
+			return fmt.Errorf("%q is not key=value", f)
+		}
+		var err error
+		switch k {
+		case "candidates":
+			s.Candidates, err = strconv.Atoi(val)
+		case "alpha":
+			s.Alpha, err = strconv.ParseFloat(val, 64)
+		case "beam-every":
+			s.BeamEvery, err = strconv.Atoi(val)
+		case "neighbours":
+			s.Neighbours, err = strconv.Atoi(val)
+		case "rounds":
+			s.Rounds, err = strconv.Atoi(val)
+		case "noise-scale":
+			s.NoiseScale, err = strconv.ParseFloat(val, 64)
+		case "iterations":
+			s.Iterations, err = strconv.Atoi(val)
+		case "widening":
+			s.Widening, err = strconv.ParseFloat(val, 64)
+		case "exploration":
+			s.Exploration, err = strconv.ParseFloat(val, 64)
+		default:
+			return fmt.Errorf("unknown search setting %q", k)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // splitPairs splits "Key: value, Key: value" at the separators followed by a known key.

@@ -170,7 +170,14 @@ func checkWritable(dir string) error {
 }
 
 type summary struct {
-	Images      int     `json:"images"`
+	Images int `json:"images"`
+	// NFE counts the denoiser rows evaluated (a guided row counts 2), RewardEvals the images
+	// the reward scored, Decoded and Previewed the states decoded by the model's decoder and
+	// by its preview decoder.
+	NFE         int     `json:"nfe"`
+	RewardEvals int     `json:"reward_evaluations"`
+	Decoded     int     `json:"decoded"`
+	Previewed   int     `json:"previewed,omitempty"`
 	ModelCalls  int     `json:"model_calls"`
 	RewardCalls int     `json:"reward_calls"`
 	Resamplings int     `json:"resamplings"`
@@ -188,6 +195,10 @@ func summarize(stats []sampler.Stats) summary {
 	var s summary
 	var wall, model, aux, reward, engine time.Duration
 	for _, st := range stats {
+		s.NFE += st.NFE
+		s.RewardEvals += st.RewardEvals
+		s.Decoded += st.Decoded
+		s.Previewed += st.Previewed
 		s.ModelCalls += st.ModelCalls
 		s.RewardCalls += st.RewardCalls
 		s.Resamplings += st.Resamplings
@@ -229,6 +240,8 @@ func (a *app) printSummary(cfg sampler.Config, written []generation.Written, s s
 	if s.AuxCalls > 0 {
 		aux = fmt.Sprintf(", text encoder and VAE %.2fs (%d calls)", s.AuxSec, s.AuxCalls)
 	}
+	fmt.Fprintf(w, "compute: %d NFE (%d per image), %d reward evaluations, %d decoded images\n",
+		s.NFE, s.NFE/max(1, cfg.Images), s.RewardEvals, s.Decoded+s.Previewed)
 	fmt.Fprintf(w, "time: %.2fs total, model %.2fs (%d calls)%s, reward %.2fs (%d calls), engine %.2fs\n",
 		s.WallSeconds, s.ModelSec, s.ModelCalls, aux, s.RewardSec, s.RewardCalls, s.EngineSec)
 }
