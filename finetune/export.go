@@ -87,9 +87,14 @@ type Sampling struct {
 	FK *Steering
 }
 
-// Steering is what FK steering does in mode Steered; the fields are sampler.Config's of the same
-// names (Resampler "" is particles.Systematic).
+// Steering is how mode Steered steers: Method (""; FK) and the fields of sampler.Config of the
+// same names (Resampler "" is particles.Systematic). Potential, Lambda, Resampling and Resampler
+// are FK's (Lambda is also dts's); Search holds the other methods' settings. A budget cannot
+// size the particles (--samples does), so it is refused for the methods it would (bon, fk,
+// beam).
 type Steering struct {
+	Method     sampler.Method
+	Search     sampler.Search
 	Potential  potentials.Kind
 	Lambda     potentials.Lambda
 	Resampling potentials.Schedule
@@ -103,7 +108,8 @@ type Steering struct {
 func SamplingOf(cfg sampler.Config, m Mode) Sampling {
 	s := Sampling{Steps: cfg.Steps, Rule: cfg.Rule, Eta: cfg.Eta, Guidance: cfg.Guidance, Seed: cfg.Seed, Cond: cfg.CondOpts}
 	if m == Steered {
-		s.FK = &Steering{Potential: cfg.Potential, Lambda: cfg.Lambda, Resampling: cfg.Resampling, Resampler: cfg.Resampler}
+		s.FK = &Steering{Method: cfg.Method, Search: cfg.Search, Potential: cfg.Potential, Lambda: cfg.Lambda,
+			Resampling: cfg.Resampling, Resampler: cfg.Resampler}
 	}
 	return s
 }
@@ -213,6 +219,10 @@ func (o *Options) Validate() error {
 		return errors.New("mode steered needs FK steering settings (Sampling.FK: potential, lambda, resampling schedule)")
 	case m != Steered && o.Sampling.FK != nil:
 		return fmt.Errorf("FK steering settings are for mode steered, not %s", m)
+	case m == Steered && o.Sampling.FK.Method == sampler.Base:
+		return errors.New("mode steered exports a steering method's samples: --method base is mode ddpo's")
+	case m == Steered && o.Sampling.FK.Search.Budget > 0 && cmp.Or(o.Sampling.FK.Method, sampler.FK).SizedByBudget():
+		return fmt.Errorf("a budget would size the particles of %s, which the export's --samples sets: drop --budget", cmp.Or(o.Sampling.FK.Method, sampler.FK))
 	}
 	if o.ShareStart && !(m == GRPO || m == AdvGRPO || m == PRDP || m == D3PO) {
 		return fmt.Errorf("a shared x_T is for modes grpo, adv-grpo, prdp and d3po, not %s", m)
@@ -265,7 +275,8 @@ func (o *Options) Config(i int) sampler.Config {
 		SharedStart: o.ShareStart || o.Mode == D3PO, SharedPrefix: o.SharePrefix,
 	}
 	if fk := s.FK; fk != nil && o.Mode == Steered {
-		cfg.Method, cfg.Potential, cfg.Lambda, cfg.Resampling = sampler.FK, fk.Potential, fk.Lambda, fk.Resampling
+		cfg.Method, cfg.Potential, cfg.Lambda, cfg.Resampling = cmp.Or(fk.Method, sampler.FK), fk.Potential, fk.Lambda, fk.Resampling
+		cfg.Search = fk.Search
 		// The sampler's default, named so the manifest records it.
 		cfg.Resampler = cmp.Or(fk.Resampler, particles.Systematic)
 	}

@@ -554,3 +554,30 @@ func TestCompositeRewardParts(t *testing.T) {
 		}
 	}
 }
+
+// TestSteeredSearchMethodsExportTheirKeptPaths: mode steered exports the paths svdd and beam
+// keep, each step's stored log-probability exact for the stored states (beam's rows follow the
+// kept children across their parents' rows, through the genealogy), and the rows name the
+// method and its settings.
+func TestSteeredSearchMethodsExportTheirKeptPaths(t *testing.T) {
+	p := openGlyphs(t)
+	for _, m := range []sampler.Method{sampler.SVDD, sampler.Beam} {
+		out := filepath.Join(t.TempDir(), "ds")
+		o := glyphOptions(t, finetune.Steered, out, `"A"`, `"B"`)
+		o.Samples = 3
+		o.Sampling.FK = &finetune.Steering{Method: m, Search: sampler.Search{Candidates: 3}}
+		export(t, p, o)
+		d := openDataset(t, out)
+		checkLogProbs(t, d)
+		branched := 0
+		for _, r := range d.Rows {
+			if r.Scheduler.Method != m || r.Scheduler.Search == nil || r.Scheduler.Search.Candidates != 3 {
+				t.Fatalf("%s: scheduler %+v", r.ID, r.Scheduler)
+			}
+			branched += len(r.Genealogy)
+		}
+		if (m == sampler.Beam) != (branched > 0) {
+			t.Errorf("%s: %d genealogy entries in all; beam branches, svdd never moves a path", m, branched)
+		}
+	}
+}

@@ -96,6 +96,8 @@ type Scheduler struct {
 	SharedStart  bool                 `json:"shared_start,omitempty"`
 	SharedPrefix int                  `json:"shared_prefix,omitempty"`
 	FK           *FKSettings          `json:"fk,omitempty"`
+	// Search holds the settings of the search methods beyond FK (svdd, beam, dts, dts-star).
+	Search *sampler.Search `json:"search,omitempty"`
 }
 
 // FKSettings are the steering settings of an FK run.
@@ -121,6 +123,12 @@ func schedulerOf(cfg sampler.Config, info pipelines.Info, levels []schedule.Leve
 	}
 	if s.Method == "" {
 		s.Method = sampler.Base
+	}
+	switch cfg.Method {
+	case sampler.Base, sampler.BestOfN, sampler.FK:
+	default:
+		search := cfg.Search
+		s.Search = &search
 	}
 	if cfg.Method == sampler.FK {
 		s.FK = &FKSettings{

@@ -128,27 +128,28 @@ type Search struct {
 	// largest that fits: Particles (K) for base, bon and fk and B for beam; M for svdd; the
 	// rounds of noise, the noises of random and the iterations of dts and dts-star. A method
 	// never spends more than its budget (steps that draw no noise leave candidates unused).
-	Budget int
+	Budget int `json:"budget,omitempty"`
 	// Candidates is svdd's M, the candidates each particle draws at every stochastic step (0:
 	// 4), and beam's C, the children of each beam at a branch step (0: 2).
-	Candidates int
+	Candidates int `json:"candidates,omitempty"`
 	// Alpha is svdd's temperature: 0 keeps each particle's best candidate (an optimiser); alpha
 	// > 0 draws one with probability proportional to exp(r/alpha).
-	Alpha float64
+	Alpha float64 `json:"alpha,omitempty"`
 	// Every is beam's branch interval: beams branch at steps Every, 2*Every, ... (0: 1).
-	Every int
+	Every int `json:"beam_every,omitempty"`
 	// Neighbours is noise's N, the noises solved each round (0: 4), and Rounds its number of
 	// rounds (0: 4). Scale is the step from the pivot, s in x_T + s*eps (0: 0.5), the
 	// neighbour then rescaled to the pivot's norm.
-	Neighbours, Rounds int
-	Scale              float64
+	Neighbours int     `json:"neighbours,omitempty"`
+	Rounds     int     `json:"rounds,omitempty"`
+	Scale      float64 `json:"noise_scale,omitempty"`
 	// Iterations is the number of rollouts of dts and dts-star (0: 16).
-	Iterations int
+	Iterations int `json:"iterations,omitempty"`
 	// Widening is the exponent a of dts's progressive widening: a node visited N times may
 	// have ceil(N^a) children (0: 0.5).
-	Widening float64
+	Widening float64 `json:"widening,omitempty"`
 	// Exploration is dts-star's UCT constant c (0: 1).
-	Exploration float64
+	Exploration float64 `json:"exploration,omitempty"`
 }
 
 // StepsWalked is the number of steps a run walks and calls the model for: Steps, or for an

@@ -15,6 +15,7 @@ import (
 	"github.com/fksteer/fksteer/finetune"
 	"github.com/fksteer/fksteer/generation"
 	"github.com/fksteer/fksteer/models"
+	"github.com/fksteer/fksteer/sampler"
 )
 
 // exportFlags are the export command's own flags. They are plain flags, not configuration keys:
@@ -39,7 +40,13 @@ var exportSettings = []string{
 	"model", "class", "steps", "seed", "guidance", "sampler", "eta", "out", "json", "reward",
 	"potential", "lambda", "lambda-start", "lambda-ramp",
 	"resample-every", "resample-start", "resample-end", "ess-threshold", "resampler",
+	"method", "budget", "candidates", "alpha", "beam-every", "iterations", "widening", "exploration",
 }
+
+// steeringSettings are the export settings of --mode steered only.
+var steeringSettings = []string{"potential", "lambda", "lambda-start", "lambda-ramp", "resample-every",
+	"resample-start", "resample-end", "ess-threshold", "resampler",
+	"method", "budget", "candidates", "alpha", "beam-every", "iterations", "widening", "exploration"}
 
 func (a *app) exportCommand() *cobra.Command {
 	var f exportFlags
@@ -54,7 +61,8 @@ layout and how to load it in PyTorch.
 
 Modes: ddpo (N samples per prompt, per-prompt advantages), d3po (n samples sharing x_T, preference
 pairs), prdp (pairs with both rewards), grpo (groups of G, group advantages), adv-grpo (grpo plus
-reference images and DINO features), steered (FK-steered particles with log-weights and genealogy).
+reference images and DINO features), steered (steered particles: FK by default, with log-weights
+and genealogy; --method svdd, beam, dts or dts-star for the paths those searches keep).
 
 Export runs as a batch job: each prompt's group is an item, sampled by --workers workers (0: one
 per core, as many as fit in memory) into a work folder with a record holding every file's sha256,
@@ -126,8 +134,8 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 		return usageError{err}
 	}
 	if mode != finetune.Steered {
-		if name := changedAny(fs, "potential", "lambda", "lambda-start", "lambda-ramp", "resample-every", "resample-start", "resample-end", "ess-threshold", "resampler"); name != "" {
-			return usageError{fmt.Errorf("--%s is an FK steering setting, for --mode steered only", name)}
+		if name := changedAny(fs, steeringSettings...); name != "" {
+			return usageError{fmt.Errorf("--%s is a steering setting, for --mode steered only", name)}
 		}
 	}
 	if mode != finetune.AdvGRPO {
@@ -146,6 +154,13 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	spec, err := specOf(a.v)
 	if err != nil {
 		return err
+	}
+	// The method's default, base, means nothing to mode steered: there it is fk.
+	if mode != finetune.Steered || spec.Method == string(sampler.Base) {
+		spec.Method = string(sampler.FK)
+		if mode != finetune.Steered {
+			spec.Method = string(sampler.Base)
+		}
 	}
 	env := a.newEnv(opts)
 	defer func() { env.Close() }() // the env workerPlan's threads may replace
