@@ -20,12 +20,13 @@ type Memory struct {
 // values):
 //
 //   - 5 states: the population (particles.Population.X), x0 and eps predictions, the step mean and
-//     its noise (sampler/run.go); a 6th for DPM-Solver++(2M)'s previous x0;
+//     its noise (sampler/engine.go); a 6th for DPM-Solver++(2M)'s previous x0;
 //   - the model call's input and output (pipelines' prepared call): 2 states, twice over with
 //     classifier-free guidance, whose batch holds an unconditional and a conditional row;
 //   - 2 decoded images: every particle's, and the selected outputs;
 //   - with recording (export): every step's state and mean, 2n+1 states, and n log-probabilities;
-//   - with contact sheets: one decoded image per FK evaluation.
+//   - with contact sheets: one decoded image per FK, svdd or beam evaluation;
+//   - per image, what a search method holds beside the rows (searchValues).
 //
 // It is a floor: the model's intermediate activations are not known before it runs and come on
 // top (measured: ~150 KB per row for glyphs, ~6 MB per guided row for the MNIST DiT). When they
@@ -50,7 +51,35 @@ func EstimateMemory(info pipelines.Info, cfg sampler.Config, images int, sheets 
 	if sheets && cfg.Method == sampler.FK {
 		perRow += uint64(cfg.Resampling.Evaluations(int(n))) * img
 	}
-	return Memory{Rows: rows, Bytes: uint64(rows) * perRow * 4}
+	perImage := searchValues(cfg, dim, img, call, n)
+	if sheets && (cfg.Method == sampler.SVDD || cfg.Method == sampler.Beam) {
+		perRow += n * img // at most one evaluation a step
+	}
+	return Memory{Rows: rows, Bytes: (uint64(rows)*perRow + uint64(max(1, images))*perImage) * 4}
+}
+
+// searchValues is what a search method holds per image beyond the population's rows, in float32
+// values: svdd's and beam's candidates (their states, predictions and model call, and an image
+// each, per row), the noise searches' round of N solves and their K kept samples (noise.go),
+// and the dts tree's nodes, a state and its two predictions each, at most one per NFE spent
+// (dts.go).
+func searchValues(cfg sampler.Config, dim, img, call, n uint64) uint64 {
+	s, k := cfg.Search, uint64(max(1, cfg.Particles))
+	switch cfg.Method {
+	case sampler.SVDD, sampler.Beam:
+		per := uint64(max(1, s.Candidates))
+		return k * (per*((3+2*call)*dim+img) + dim + img)
+	case sampler.Noise, sampler.Random:
+		nb := uint64(max(1, s.Neighbours))
+		return nb*((6+2*call)*dim+img) + 2*k*dim
+	case sampler.DTS, sampler.DTSStar:
+		nodes := uint64(max(1, s.Iterations)) * n
+		if s.Budget > 0 {
+			nodes = uint64(s.Budget)
+		}
+		return nodes*3*dim + (2*call+3)*dim + img
+	}
+	return 0
 }
 
 // Memory estimates what sampling images of the run at once holds (EstimateMemory).
