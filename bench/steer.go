@@ -1,6 +1,7 @@
 // Package bench reproduces fksteer's published measurements from one call: the inference-time
 // scaling study of the steering and search methods on a real model (Steer, the `fksteer bench
-// steer` table and plot), and what each execution provider costs (RunProviders). It holds experiment logic only: runs are
+// steer` table and plot) with its exactness check on the built-in glyphs model (GlyphsTV), and
+// what each execution provider costs (RunProviders). It holds experiment logic only: runs are
 // generation specs resolved by a generation.Env, and the algorithms it measures live in
 // sampler, particles, potentials and rewards.
 package bench

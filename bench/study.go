@@ -15,8 +15,8 @@ import (
 	"github.com/fksteer/fksteer/sampler"
 )
 
-// What a scaling study (Steer on the MNIST DiT) is made of: the grid of cells, a method at a
-// multiple of the base NFE, and the spec of a cell's runs.
+// What the scaling studies (Steer on the MNIST DiT, GlyphsTV on the glyphs model) share: the
+// grid of cells, a method at a multiple of the base NFE, and the spec of a cell's runs.
 
 // DeterministicSampler is the step rule of the noise and random cells: noise-space search
 // solves each initial noise deterministically, so they cannot run the studies' stochastic

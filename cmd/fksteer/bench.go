@@ -130,8 +130,9 @@ func failedRows(rows []bench.ProviderRow) error {
 	return fmt.Errorf("bench providers: %d of %d measurements failed (%s); the table gives each error", len(failed), len(rows), strings.Join(failed, ", "))
 }
 
-// benchSteerCommand runs the inference-time scaling study, bench.Steer on the MNIST DiT. Its
-// flags start from bench.DefaultSteer, the published study. The keys whose meaning and
+// benchSteerCommand runs the inference-time scaling study: bench.Steer on the MNIST DiT, or
+// with --glyphs-tv bench.GlyphsTV on the built-in glyphs model. Its flags start from
+// bench.DefaultSteer and bench.DefaultTV, the published studies. The keys whose meaning and
 // default are generate's (potential, lambda, resampler) come from the settings table, so the
 // configuration applies to them as everywhere. The others stay plain flags: model, seed,
 // steps, sampler, eta and the FK schedule have defaults of their own (the MNIST DiT, seed 1,
@@ -140,9 +141,10 @@ func failedRows(rows []bench.ProviderRow) error {
 // table; the rest (methods, budgets, digits, runs, the judges, the outputs) are the study's
 // alone.
 func (a *app) benchSteerCommand() *cobra.Command {
-	c := bench.DefaultSteer()
+	c, tv := bench.DefaultSteer(), bench.DefaultTV()
 	overrides := bench.DefaultOverrides()
 	var digits, budgets, methods, table, plot string
+	var glyphsTV bool
 	var every, start, end int
 	var eta float64
 	cmd := &cobra.Command{
@@ -160,10 +162,20 @@ marked (opt); a cell where the classifier and the reader differ by more than 20 
 flagged as reward hacking. --plot draws success against NFE, one colour per method
 (classifier solid, reader dashed, 95% bands). noise and random search run on the
 deterministic euler sampler, the others on --sampler. --set changes one method's settings
-(e.g. --set dts:lambda=4).`,
+(e.g. --set dts:lambda=4).
+
+With --glyphs-tv it runs the exactness study instead: on the built-in glyphs model, the
+prompt red "A" selects four data images and the tilted target p(x0) exp(8 r(x0)) / Z over
+them is known exactly; each method draws --groups outputs at each budget, mapped to their
+nearest data image, and the table gives their total-variation distance to the target and
+to the prior (optimisers marked: they concentrate on the maximum), and the budget from
+which each sampler is within TV 0.05.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			changed := cmd.Flags().Changed
+			if err := studyFlags(changed, glyphsTV); err != nil {
+				return err
+			}
 			for _, f := range []struct{ flag, path string }{{"table", table}, {"plot", plot}} {
 				if dir := filepath.Dir(f.path); f.path != "" {
 					if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -190,29 +202,38 @@ deterministic euler sampler, the others on --sampler. --set changes one method's
 			progress := func(line string) { fmt.Fprintln(a.stderr, line) }
 			env := a.newEnv(opts)
 			defer env.Close()
-			if c.Digits, err = parseInts(digits); err != nil {
-				return usageError{fmt.Errorf("--digits: %w", err)}
-			}
-			lambda := a.v.GetFloat64("lambda")
-			c.Spec.Eta, c.Spec.Lambda = &eta, &lambda
-			c.Spec.Potential, c.Spec.Resampler = a.v.GetString("potential"), a.v.GetString("resampler")
-			// A schedule flag left alone leaves the study its default, clamped to the steps.
-			if changed("resample-every") {
-				c.Spec.ResampleEvery = every
-			}
-			if changed("resample-start") {
-				c.Spec.ResampleStart = &start
-			}
-			if changed("resample-end") {
-				c.Spec.ResampleEnd = &end
-			}
-			c.Progress = progress
-			study, err := bench.Steer(cmd.Context(), env, c)
-			if err != nil {
-				return err
-			}
 			var out bytes.Buffer
-			study.Print(&out)
+			var study *bench.SteerTable
+			if glyphsTV {
+				tv.Methods, tv.Budgets, tv.Overrides, tv.Seed, tv.Progress = c.Methods, c.Budgets, c.Overrides, c.Spec.Seed, progress
+				t, err := bench.GlyphsTV(cmd.Context(), env, tv)
+				if err != nil {
+					return err
+				}
+				t.Print(&out)
+			} else {
+				if c.Digits, err = parseInts(digits); err != nil {
+					return usageError{fmt.Errorf("--digits: %w", err)}
+				}
+				lambda := a.v.GetFloat64("lambda")
+				c.Spec.Eta, c.Spec.Lambda = &eta, &lambda
+				c.Spec.Potential, c.Spec.Resampler = a.v.GetString("potential"), a.v.GetString("resampler")
+				// A schedule flag left alone leaves the study its default, clamped to the steps.
+				if changed("resample-every") {
+					c.Spec.ResampleEvery = every
+				}
+				if changed("resample-start") {
+					c.Spec.ResampleStart = &start
+				}
+				if changed("resample-end") {
+					c.Spec.ResampleEnd = &end
+				}
+				c.Progress = progress
+				if study, err = bench.Steer(cmd.Context(), env, c); err != nil {
+					return err
+				}
+				study.Print(&out)
+			}
 			a.stdout.Write(out.Bytes())
 			if table != "" {
 				if err := atomicfile.Write(table, out.Bytes(), 0o644); err != nil {
@@ -231,7 +252,9 @@ deterministic euler sampler, the others on --sampler. --set changes one method's
 	fl.Var(&overrides, "set", "one method's settings over the study's, as METHOD:key=value,...: e.g. dts:lambda=4,iterations=8 (repeatable)")
 	fl.Uint64Var(&c.Spec.Seed, "seed", c.Spec.Seed, "seed")
 	fl.StringVar(&table, "table", "", "also write the markdown table to this file")
-	fl.StringVar(&plot, "plot", "", "write the plot of success against NFE to this PNG file")
+	fl.StringVar(&plot, "plot", "", "write the plot of success against NFE to this PNG file (not with --glyphs-tv)")
+	fl.BoolVar(&glyphsTV, "glyphs-tv", false, "run the exactness study on the built-in glyphs model instead of the MNIST study")
+	fl.IntVar(&tv.Groups, "groups", tv.Groups, "outputs per cell of --glyphs-tv")
 	fl.StringVar(&c.Spec.Model, "model", c.Spec.Model, "the MNIST DiT manifest")
 	fl.StringVar(&c.Classifier, "classifier", c.Classifier, "the MNIST classifier (reward and judge)")
 	fl.StringVar(&c.MNISTDir, "mnist-dir", c.MNISTDir, "folder with the MNIST test split (t10k-*) for the independent reader")
@@ -247,6 +270,27 @@ deterministic euler sampler, the others on --sampler. --set changes one method's
 	fl.IntVar(&end, "resample-end", sched.End, "FK last intermediate evaluation step")
 	fl.IntVar(&c.ReaderK, "reader-k", c.ReaderK, "neighbours of the k-NN reader")
 	return cmd
+}
+
+// mnistOnly are bench steer's flags that set the MNIST study, which the glyphs exactness study
+// (whose problem is fixed) refuses.
+var mnistOnly = []string{"model", "classifier", "mnist-dir", "digits", "runs", "steps", "sampler", "eta", "potential",
+	"lambda", "resampler", "resample-every", "resample-start", "resample-end", "reader-k", "plot"}
+
+// studyFlags refuses the flags of the study that does not run.
+func studyFlags(changed func(string) bool, glyphsTV bool) error {
+	if !glyphsTV {
+		if changed("groups") {
+			return usageError{fmt.Errorf("--groups applies to --glyphs-tv; the MNIST study's runs are --runs")}
+		}
+		return nil
+	}
+	for _, f := range mnistOnly {
+		if changed(f) {
+			return usageError{fmt.Errorf("--%s applies to the MNIST study, not to --glyphs-tv (whose problem is fixed)", f)}
+		}
+	}
+	return nil
 }
 
 // joinMethods writes methods as --methods reads them.

@@ -117,6 +117,7 @@ func TestUsageErrorsExitWith2(t *testing.T) {
 		{"bench deterministic FK", []string{"bench", "steer", "--sampler", "euler"}, []string{"fk at 2x", "FK steering needs a stochastic sampler"}},
 		{"bench end past the steps", []string{"bench", "steer", "--steps", "10", "--resample-end", "46"}, []string{"last resampling step 46", "--resample-end"}},
 		{"bench override of the study's key", []string{"bench", "steer", "--set", "fk:particles=4"}, []string{"--set fk:particles", "the study sets particles itself"}},
+		{"bench glyphs with digits", []string{"bench", "steer", "--glyphs-tv", "--digits", "3"}, []string{"--digits applies to the MNIST study"}},
 		{"bench plot into no folder", []string{"bench", "steer", "--plot", filepath.Join(dir, "nowhere", "p.png")}, []string{"--plot", "does not exist"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
