@@ -52,7 +52,7 @@ func TestWilsonInterval(t *testing.T) {
 		s, n   int
 		lo, hi float64
 	}{{0, 8, 0, 0.3244}, {45, 64, 0.5823, 0.8009}} {
-		lo, hi := bench.Row{Successes: c.s, Runs: c.n}.Wilson()
+		lo, hi := bench.Rate{Successes: c.s, Runs: c.n}.Wilson()
 		if d := max(abs(lo-c.lo), abs(hi-c.hi)); d > 5e-4 {
 			t.Errorf("Wilson(%d/%d) = [%.4f, %.4f], want [%.4f, %.4f]", c.s, c.n, lo, hi, c.lo, c.hi)
 		}

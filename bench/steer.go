@@ -1,19 +1,17 @@
-// Package bench reproduces fksteer's published measurements from one call: what steering buys on
-// a real model (the `fksteer bench steer` table, Steer) and what each execution provider costs
-// (RunProviders). It holds experiment logic only: runs are generation specs resolved by a
-// generation.Env, and the algorithms it measures live in sampler, particles, potentials and
-// rewards.
+// Package bench reproduces fksteer's published measurements from one call: the inference-time
+// scaling study of the steering and search methods on a real model (Steer, the `fksteer bench
+// steer` table and plot) with its exactness check on the built-in glyphs model (GlyphsTV), and
+// what each execution provider costs (RunProviders). It holds experiment logic only: runs are
+// generation specs resolved by a generation.Env, and the algorithms it measures live in
+// sampler, particles, potentials and rewards.
 package bench
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/fksteer/fksteer/generation"
@@ -23,49 +21,70 @@ import (
 	"github.com/fksteer/fksteer/sampler"
 )
 
-// SteerConfig is the steering benchmark: for every target digit and K, Runs independent runs of
-// each method, judged by the classifier's top class and by the independent reader.
+// SteerConfig is the inference-time scaling study on the MNIST DiT (DESIGN.md section 6):
+// every method at several multiples of the base NFE (one unsteered image's), steered toward
+// each target digit with the classifier's log-probability of it as reward, Runs runs per
+// method, budget and digit, judged by the classifier's top class and by the independent
+// reader.
 type SteerConfig struct {
-	// Spec is the spec of every run: the model, steps, sampler, eta, guidance and FK settings.
-	// The benchmark sets Method, Particles, Images (Runs), Seed (Spec.Seed plus 1,000,000 per
-	// digit), Reward (the classifier's log-probability of the digit), Select (best) and the FK
-	// schedule (Schedule). Steps must be set: the default schedule is stated for it.
+	// Spec is the base spec of every run: the model, steps, sampler, eta, guidance, FK's
+	// settings and the search methods' settings. The study sets Method, Budget (the cell's
+	// multiple of one base image's NFE; Particles is left 0, for the budget to size), Images
+	// (Runs), Seed (Spec.Seed plus 1,000,000 per digit), Reward (the classifier's
+	// log-probability of the digit), Select (best) and the FK schedule (Schedule); noise and
+	// random run on DeterministicSampler. Steps must be set: the default schedule is stated
+	// for it.
 	Spec generation.Spec
-	// Classifier is the ONNX classifier that is both the reward and the judge (its top class
-	// is a success); it sees the images centre-cropped to 28x28, in [-1, 1].
+	// Methods lists the methods to run; empty means every method (sampler.Methods). Base runs
+	// once, at 1x: the reference row.
+	Methods []sampler.Method
+	// Budgets are the multiples of the base NFE that every method but base runs at.
+	Budgets []int
+	// Overrides sets spec keys for one method's cells over Spec (e.g. dts: Lambda); the keys
+	// the study sets itself are refused.
+	Overrides Overrides
+	// Runs is the number of runs per cell and digit: the images of one generation run.
+	Runs   int
+	Digits []int
+	// Classifier is the ONNX classifier that is both the reward and the first judge (its top
+	// class is a success); it sees the images centre-cropped to 28x28, in [-1, 1].
 	Classifier string
 	// MNISTDir holds the MNIST test split (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte)
 	// that the independent reader of ReaderK neighbours compares the outputs with: it guards
-	// against outputs that fool the classifier.
+	// against outputs that fool the classifier (reward hacking).
 	MNISTDir string
 	ReaderK  int
-	Digits   []int
-	Ks       []int
-	// Methods lists the methods to run (base runs at K = 1 only); empty means base, bon and fk.
-	Methods []sampler.Method
-	Runs    int
-	// Progress, if set, receives a line naming the model and the experiment once everything is
+	// Progress, if set, receives a line naming the model and the study once everything is
 	// open, then one line per finished cell.
 	Progress func(string)
 }
 
-// DefaultSteer is the published benchmark: the unconditional MNIST DiT (no guidance) with the
-// stochastic DDIM step, steered toward 3 and 8, 32 runs of every method at K = 1 to 16, with
-// paths relative to the repository's root.
+// DefaultSteer is the published study: the unconditional MNIST DiT (no guidance) with 50
+// stochastic DDIM steps, steered toward 3 and 8, 32 runs per digit of every method at 2, 4, 8
+// and 16 times the base NFE (base once, at 1x), with DefaultOverrides and paths relative to
+// the repository's root.
 func DefaultSteer() SteerConfig {
 	eta, guidance, lambda := 1.0, 0.0, generation.DefaultLambda
 	shared := filepath.Join("..", "shared", "models", "mnist-cnn-classifier")
 	return SteerConfig{
 		Spec: generation.Spec{Model: filepath.Join("examples", "mnist-dit-rf.yaml"), Steps: 50, Sampler: "ddim",
 			Eta: &eta, Guidance: &guidance, Seed: 1, Potential: "diff", Lambda: &lambda, Resampler: "systematic"},
+		Methods:    sampler.Methods(),
+		Budgets:    []int{2, 4, 8, 16},
+		Overrides:  DefaultOverrides(),
 		Classifier: filepath.Join(shared, "mnist-8.onnx"),
 		MNISTDir:   shared,
 		ReaderK:    5,
 		Digits:     []int{3, 8},
-		Ks:         []int{1, 2, 4, 8, 16},
-		Methods:    []sampler.Method{sampler.Base, sampler.BestOfN, sampler.FK},
 		Runs:       32,
 	}
+}
+
+// DefaultOverrides are the studies' per-method settings: noise search solves 2 neighbours a
+// round (its default 4 would not fit the 2x budget: a round of N neighbours costs N base
+// images), so that the budget buys it 1, 2, 4 and 8 rounds.
+func DefaultOverrides() Overrides {
+	return Overrides{sampler.Noise: {Neighbours: 2}}
 }
 
 // DefaultSteerSchedule returns FK's schedule in the benchmark unless Spec sets one, stated for
@@ -100,40 +119,47 @@ func (c SteerConfig) Schedule() potentials.Schedule {
 	return s
 }
 
+func (c SteerConfig) grid() grid { return grid{c.Methods, c.Budgets} }
+
 // Check validates c before any model is opened, so that a mistake is reported at once rather
-// than after the rows before the one it breaks: the counts, the digits, and the spec of every
-// cell of the table (env.Check), with the seed of its last digit. Its errors are
-// *generation.SpecError or *sampler.ConfigError: c must change.
+// than after the cells before the one it breaks: the counts, the digits, the budgets, the
+// overrides, and the spec of every cell (env.Check, budgeted as if the model ran Spec.Steps
+// steps without guidance twins unless Spec's guidance asks for them), with the seed of its last
+// digit. Its errors are *generation.SpecError or *sampler.ConfigError: c must change.
 func (c SteerConfig) Check(env *generation.Env) error {
 	bad := func(format string, args ...any) error { return &generation.SpecError{Err: fmt.Errorf(format, args...)} }
 	switch {
 	case c.Runs < 1:
-		return bad("--runs %d: want at least 1 run per method, K and digit", c.Runs)
+		return bad("--runs %d: want at least 1 run per cell and digit", c.Runs)
 	case c.ReaderK < 1:
 		return bad("--reader-k %d: want at least 1 neighbour", c.ReaderK)
 	case c.Spec.Steps < 1:
 		return bad("--steps %d: want at least 1 step", c.Spec.Steps)
-	case len(c.Digits) == 0 || len(c.Ks) == 0:
-		return bad("--digits and --ks: want at least one digit and one particle count")
+	case len(c.Digits) == 0:
+		return bad("--digits: want at least one digit")
 	}
-	for _, d := range c.Digits {
+	for i, d := range c.Digits {
 		if d < 0 || d > 9 {
 			return bad("--digits: %d is not an MNIST digit (0..9)", d)
 		}
-	}
-	for _, k := range c.Ks {
-		if k < 1 {
-			return bad("--ks: want particle counts of at least 1, got %d", k)
+		if slices.Contains(c.Digits[:i], d) {
+			return bad("--digits: %d is listed twice", d)
 		}
+	}
+	if err := c.grid().check(); err != nil {
+		return err
+	}
+	if err := c.Overrides.check(); err != nil {
+		return err
 	}
 	// Digit i runs from seed Spec.Seed + i*1,000,000, which must not wrap either.
 	if span := uint64(len(c.Digits)-1) * digitSeeds; c.Spec.Seed > math.MaxUint64-span {
 		return bad("--seed %d wraps around: digit i uses seed+i*1000000, so the largest usable seed for %d digits is %d", c.Spec.Seed, len(c.Digits), uint64(math.MaxUint64)-span)
 	}
-	last := len(c.Digits) - 1
-	for _, cell := range c.cells() {
-		if err := env.Check(c.spec(cell, last), pipelines.Info{}); err != nil {
-			return fmt.Errorf("%s at K=%d: %w", cell.m, cell.k, err)
+	u, last := unit(c.Spec, pipelines.Info{}), len(c.Digits)-1
+	for _, cl := range c.grid().cells() {
+		if err := env.Check(c.spec(cl, last, u), pipelines.Info{}); err != nil {
+			return fmt.Errorf("%s: %w", cl, err)
 		}
 	}
 	return nil
@@ -142,41 +168,15 @@ func (c SteerConfig) Check(env *generation.Env) error {
 // digitSeeds separates the seeds of the digits' runs.
 const digitSeeds = 1_000_000
 
-// cell is one row of the table: a method at one K.
-type cell struct {
-	m sampler.Method
-	k int
-}
-
-// cells lists the table's rows: base at K = 1, then the other methods at every K.
-func (c SteerConfig) cells() []cell {
-	methods := c.Methods
-	if len(methods) == 0 {
-		methods = []sampler.Method{sampler.Base, sampler.BestOfN, sampler.FK}
-	}
-	var cells []cell
-	if slices.Contains(methods, sampler.Base) {
-		cells = append(cells, cell{sampler.Base, 1})
-	}
-	for _, k := range c.Ks {
-		for _, m := range methods {
-			if m != sampler.Base {
-				cells = append(cells, cell{m, k})
-			}
-		}
-	}
-	return cells
-}
-
-// spec is the spec of one cell's runs for the digit c.Digits[di].
-func (c SteerConfig) spec(cl cell, di int) generation.Spec {
+// spec is the spec of one cell's runs for the digit c.Digits[di], at u NFE per multiple.
+func (c SteerConfig) spec(cl cell, di, u int) generation.Spec {
 	s := c.Spec
-	s.Method, s.Particles, s.Images, s.Select = string(cl.m), cl.k, c.Runs, "best"
+	s.Images, s.Select = c.Runs, "best"
 	s.Seed = c.Spec.Seed + uint64(di)*digitSeeds
 	s.Reward = fmt.Sprintf("classifier:model=%s,target=%d,crop=28,norm=half,score=logprob", c.Classifier, c.Digits[di])
 	sched := c.Schedule()
 	s.ResampleEvery, s.ResampleStart, s.ResampleEnd = sched.Every, &sched.Start, &sched.End
-	return s
+	return cellSpec(s, cl, u, c.Overrides)
 }
 
 // Classifier names the top class of each image, as rewards.Classifier does.
@@ -184,110 +184,197 @@ type Classifier interface {
 	TopClass(ctx context.Context, imgs pixels.Images, dst []int) error
 }
 
-// Row is one method at one K, pooled over the digits.
-type Row struct {
-	Method    sampler.Method
-	K         int
-	Runs      int
-	Successes int
-	// Read counts outputs the independent reader reads as the target digit.
-	Read       int
-	MeanReward float64
-	// NFE is the number of denoiser evaluations per output image (K x steps).
-	NFE int
-	// WallPerRun is the wall time per output, amortised over the batched runs.
-	WallPerRun time.Duration
-	// Roots is the mean number of distinct initial particles the final K descend from (FK).
-	Roots float64
-	// ESS is the mean ESS per evaluation step (FK), with the steps.
-	ESS      []float64
-	ESSSteps []int
+// Tally is what the judges said of one cell's runs for one digit, or pooled over the digits.
+type Tally struct {
+	// Classifier counts the outputs whose top class under the classifier is the digit; Reader
+	// those the k-NN reader reads as the digit.
+	Classifier, Reader Rate
+	// Reward is the mean final reward; Roots the mean number of distinct initial particles an
+	// output's group's final particles descend from.
+	Reward, Roots float64
+	// Distance is the mean pairwise L2 distance between the outputs (MeanPairwiseDistance);
+	// pooled, the mean of the digits' (outputs for different digits are not compared).
+	Distance float64
+	// NFE is the denoiser evaluations the runs spent per output (Stats.NFE / Runs), not the
+	// budget.
+	NFE float64
+	// Wall is the wall time per output, amortised over the batched runs.
+	Wall time.Duration
 }
 
-// Wilson returns the 95 % Wilson score interval of the success rate.
-func (r Row) Wilson() (lo, hi float64) {
-	return wilson(r.Successes, r.Runs)
-}
+// HackingPoints is the difference between the classifier's and the reader's success rates, in
+// percentage points, beyond which a cell is flagged as reward hacking.
+const HackingPoints = 20
 
-func wilson(s, n int) (float64, float64) {
-	if n == 0 {
-		return 0, 1
+// Gap is the classifier's success rate minus the reader's, in percentage points.
+func (t Tally) Gap() float64 { return 100 * (t.Classifier.P() - t.Reader.P()) }
+
+// Hacking reports whether the classifier's and the reader's success rates differ by more than
+// HackingPoints: the method found outputs one judge accepts and the other does not.
+func (t Tally) Hacking() bool { return math.Abs(t.Gap()) > HackingPoints }
+
+// pool adds up the digits' tallies: counts add, means are weighted by the runs, Distance is
+// the digits' mean.
+func pool(ts []Tally) Tally {
+	var p Tally
+	var n, dists float64
+	var wall time.Duration
+	for _, t := range ts {
+		w := float64(t.Classifier.Runs)
+		p.Classifier, p.Reader = p.Classifier.add(t.Classifier), p.Reader.add(t.Reader)
+		p.Reward += w * t.Reward
+		p.Roots += w * t.Roots
+		p.NFE += w * t.NFE
+		wall += time.Duration(t.Classifier.Runs) * t.Wall
+		n += w
+		if !math.IsNaN(t.Distance) {
+			p.Distance += t.Distance
+			dists++
+		}
 	}
-	const z = 1.959964
-	p := float64(s) / float64(n)
-	den := 1 + z*z/float64(n)
-	centre := (p + z*z/(2*float64(n))) / den
-	half := z * math.Sqrt(p*(1-p)/float64(n)+z*z/(4*float64(n)*float64(n))) / den
-	return max(0, centre-half), min(1, centre+half)
+	p.Reward, p.Roots, p.NFE = p.Reward/n, p.Roots/n, p.NFE/n
+	p.Wall = wall / time.Duration(max(1, p.Classifier.Runs))
+	p.Distance /= dists // NaN when no digit had two outputs
+	return p
+}
+
+// Row is one method at one budget: each digit's tally and the pooled one.
+type Row struct {
+	Method sampler.Method
+	// Optimiser marks methods that climb the reward rather than sample a distribution
+	// (sampler.Method.Optimiser).
+	Optimiser bool
+	// Multiple is the budget as a multiple of the base NFE, and Budget the NFE per image it
+	// allows.
+	Multiple, Budget int
+	// Sampler is the step rule the cell ran (DeterministicSampler for noise and random).
+	Sampler string
+	// Digits holds one tally per digit of SteerTable.Digits, and Pooled their sum.
+	Digits []Tally
+	Pooled Tally
+}
+
+// Hacking reports whether the cell is flagged as reward hacking, pooled or for any digit.
+func (r Row) Hacking() bool {
+	return r.Pooled.Hacking() || slices.ContainsFunc(r.Digits, Tally.Hacking)
 }
 
 // SteerTable is what Steer measured, with the settings it ran.
 type SteerTable struct {
 	// Model is the model's name.
 	Model string
-	// Config is the sampler configuration of the first run: what every run shares (steps,
-	// rule, eta, FK's settings) and the first digit's seed.
+	// Config is the sampler configuration of the first cell that runs the study's own sampler,
+	// for its first digit: what every run shares (steps, rule, eta, FK's settings) and the
+	// first digit's seed.
 	Config sampler.Config
-	Digits []int
-	Rows   []Row
+	// Unit is the NFE of one base image; a cell at multiple b is budgeted b*Unit per image.
+	Unit      int
+	Runs      int
+	Digits    []int
+	ReaderK   int
+	Overrides Overrides
+	// Rows are ordered by method (sampler.Methods), then budget.
+	Rows []Row
 }
 
-// Steer runs the benchmark through env: base at K = 1, then best-of-K and FK at every K. It
-// checks c (Check), then prepares every run (opening the model, and the classifier once per
-// digit) and loads the reader before the first run samples, so that nothing it needs is found
-// missing after hours of work. It stops at the first error, or when ctx is done.
+// Steer runs the study through env: base at 1x, then every other method at each budget, the
+// smallest first. It checks c (Check), then prepares every run (opening the model, and the
+// classifier once per digit), loads the reader and samples one image of each method at its
+// smallest budget before the study starts, so that nothing it needs, and no method that fails,
+// is found after hours of work. It stops at the first error, naming the method and budget, or
+// when ctx is done.
 func Steer(ctx context.Context, env *generation.Env, c SteerConfig) (*SteerTable, error) {
 	if err := c.Check(env); err != nil {
 		return nil, err
 	}
-	cells := c.cells()
+	p, err := env.Model(c.Spec)
+	if err != nil {
+		return nil, err
+	}
+	u := unit(c.Spec, p.Info())
+	cells := c.grid().cells()
 	runs := make([][]*generation.Run, len(cells)) // per cell, per digit
+	defer func() {
+		for _, rs := range runs {
+			for _, r := range rs {
+				r.Close()
+			}
+		}
+	}()
 	for i, cl := range cells {
 		for di := range c.Digits {
-			r, err := env.Prepare(ctx, c.spec(cl, di))
+			r, err := env.Prepare(ctx, c.spec(cl, di, u))
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s: %w", cl, err)
 			}
+			runs[i] = append(runs[i], r)
 			if _, ok := r.Config.Reward.(Classifier); !ok {
 				return nil, fmt.Errorf("bench steer: reward %s cannot name the top class of an image", r.Config.Reward.Name())
 			}
-			runs[i] = append(runs[i], r)
 		}
 	}
 	reader, err := LoadReader(filepath.Join(c.MNISTDir, "t10k-images-idx3-ubyte.gz"), filepath.Join(c.MNISTDir, "t10k-labels-idx1-ubyte"), c.ReaderK)
 	if err != nil {
 		return nil, err
 	}
-	first := runs[0][0]
-	t := &SteerTable{Model: first.Info().Name, Config: first.Chunk(0, c.Runs), Digits: c.Digits}
+	if err := smoke(ctx, cells, runs, "bench steer"); err != nil {
+		return nil, err
+	}
+	t := &SteerTable{Model: p.Info().Name, Config: sharedConfig(cells, runs, c.Runs), Unit: u, Runs: c.Runs,
+		Digits: c.Digits, ReaderK: c.ReaderK, Overrides: c.Overrides}
 	progress := func(format string, args ...any) {
 		if c.Progress != nil {
 			c.Progress(fmt.Sprintf(format, args...))
 		}
 	}
-	progress("bench steer: %s, digits %v, K %v, %d runs each, seed %d", t.Model, c.Digits, c.Ks, c.Runs, c.Spec.Seed)
+	progress("bench steer: %s, digits %v, budgets %vx of %d NFE, %d runs each, seed %d", t.Model, c.Digits, c.Budgets, u, c.Runs, c.Spec.Seed)
 	for i, cl := range cells {
 		row, err := c.measure(ctx, cl, runs[i], reader)
 		if err != nil {
 			return nil, err
 		}
 		t.Rows = append(t.Rows, row)
-		lo, hi := row.Wilson()
-		progress("%-4s K=%-2d success %5.1f%% [%4.1f, %4.1f] read %5.1f%%", row.Method, row.K,
-			100*float64(row.Successes)/float64(row.Runs), 100*lo, 100*hi, 100*float64(row.Read)/float64(row.Runs))
+		pt := row.Pooled
+		clo, chi := pt.Classifier.Wilson()
+		progress("%-8s %2dx  NFE/image %6.1f  classifier %5.1f%% [%4.1f, %4.1f]  reader %5.1f%%  wall/image %s",
+			row.Method, row.Multiple, pt.NFE, 100*pt.Classifier.P(), 100*clo, 100*chi, 100*pt.Reader.P(), pt.Wall.Round(time.Millisecond))
 	}
+	sortRows(t.Rows, func(r Row) cell { return cell{r.Method, r.Multiple} })
 	return t, nil
 }
 
-// measure samples one cell's runs, one run per digit, and pools what the judges say.
+// smoke samples one image of each method's first cell (its smallest budget), first digit, so
+// that a method that cannot run stops the study before it starts.
+func smoke(ctx context.Context, cells []cell, runs [][]*generation.Run, what string) error {
+	var seen []sampler.Method
+	for i, cl := range cells {
+		if slices.Contains(seen, cl.m) {
+			continue
+		}
+		seen = append(seen, cl.m)
+		if _, err := runs[i][0].Sample(ctx, 0, 1, nil); err != nil {
+			return fmt.Errorf("%s: %s fails (one image at %dx, before the study starts): %w", what, cl.m, cl.mult, err)
+		}
+	}
+	return nil
+}
+
+// sharedConfig is the configuration of the first cell on the study's own sampler (not noise's
+// or random's deterministic one), first digit, for n images: what the table's header states.
+func sharedConfig(cells []cell, runs [][]*generation.Run, n int) sampler.Config {
+	i := slices.IndexFunc(cells, func(cl cell) bool { return cl.m != sampler.Noise && cl.m != sampler.Random })
+	return runs[max(i, 0)][0].Chunk(0, n)
+}
+
+// measure samples one cell's runs, one generation run per digit, and tallies what the judges
+// say.
 func (c SteerConfig) measure(ctx context.Context, cl cell, runs []*generation.Run, reader *Reader) (Row, error) {
-	row := Row{Method: cl.m, K: cl.k}
-	var rewardSum, rootSum float64
-	var wall time.Duration
+	cfg := runs[0].Config
+	row := Row{Method: cl.m, Optimiser: cl.m.Optimiser(), Multiple: cl.mult, Budget: cfg.Search.Budget, Sampler: string(cfg.Rule)}
 	for di, digit := range c.Digits {
 		res, err := runs[di].Sample(ctx, 0, c.Runs, nil)
 		if err != nil {
-			return row, fmt.Errorf("%s K=%d digit %d: %w", cl.m, cl.k, digit, err)
+			return row, fmt.Errorf("bench steer: %s (%d NFE per image), digit %d: %w", cl, row.Budget, digit, err)
 		}
 		top := make([]int, res.Images.N)
 		// The digit's reward is the classifier: it judges too (its top class is the same
@@ -299,71 +386,27 @@ func (c SteerConfig) measure(ctx context.Context, cl cell, runs []*generation.Ru
 		if err != nil {
 			return row, err
 		}
+		var t Tally
 		for i, o := range res.Outputs {
-			row.Runs++
+			t.Classifier.Runs++
+			t.Reader.Runs++
 			if top[i] == digit {
-				row.Successes++
+				t.Classifier.Successes++
 			}
 			if read[i] == digit {
-				row.Read++
+				t.Reader.Successes++
 			}
-			rewardSum += o.Reward
-			rootSum += float64(o.Roots)
+			t.Reward += o.Reward
+			t.Roots += float64(o.Roots)
 		}
-		wall += res.Stats.Wall
-		row.NFE = cl.k * res.Stats.Steps
-		for j, p := range res.Stats.ESS {
-			if di == 0 {
-				row.ESS = append(row.ESS, 0)
-				row.ESSSteps = append(row.ESSSteps, p.Step)
-			}
-			for _, e := range p.ESS {
-				row.ESS[j] += e / float64(len(p.ESS)*len(c.Digits))
-			}
-		}
+		n := len(res.Outputs)
+		t.Reward /= float64(n)
+		t.Roots /= float64(n)
+		t.Distance = MeanPairwiseDistance(res.Images)
+		t.NFE = float64(res.Stats.NFE) / float64(c.Runs)
+		t.Wall = res.Stats.Wall / time.Duration(c.Runs)
+		row.Digits = append(row.Digits, t)
 	}
-	row.MeanReward = rewardSum / float64(row.Runs)
-	row.Roots = rootSum / float64(row.Runs)
-	row.WallPerRun = wall / time.Duration(row.Runs)
+	row.Pooled = pool(row.Digits)
 	return row, nil
-}
-
-// Print writes the settings the table ran, the rows as a Markdown table, then the FK ESS
-// traces.
-func (t *SteerTable) Print(w io.Writer) {
-	cfg, s := t.Config, t.Config.Resampling
-	digits := make([]string, len(t.Digits))
-	for i, d := range t.Digits {
-		digits[i] = strconv.Itoa(d)
-	}
-	fmt.Fprintf(w, "MNIST DiT, unconditional, %s eta %g, %d steps; reward log p(digit) under the MNIST CNN; digits %s pooled; FK: %s, lambda %g, %s resampling every %d steps from %d to %d; seed %d\n\n",
-		cfg.Rule, cfg.Eta, cfg.Steps, strings.Join(digits, ","), cfg.Potential, cfg.Lambda.Value, cfg.Resampler, s.Every, s.Start, s.End, cfg.Seed)
-	PrintSteer(w, t.Rows)
-}
-
-// PrintSteer writes the rows as a Markdown table, then the FK ESS traces.
-func PrintSteer(w io.Writer, rows []Row) {
-	fmt.Fprintln(w, "| method | K | success (classifier) | 95% interval | read by k-NN reader | mean reward | NFE/image | wall/image | distinct roots |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
-	for _, r := range rows {
-		lo, hi := r.Wilson()
-		roots := "-"
-		if r.Method == sampler.FK {
-			roots = fmt.Sprintf("%.2f", r.Roots)
-		}
-		fmt.Fprintf(w, "| %s | %d | %.1f%% (%d/%d) | %.1f–%.1f%% | %.1f%% | %.3f | %d | %.0f ms | %s |\n",
-			r.Method, r.K, 100*float64(r.Successes)/float64(r.Runs), r.Successes, r.Runs, 100*lo, 100*hi,
-			100*float64(r.Read)/float64(r.Runs), r.MeanReward, r.NFE, float64(r.WallPerRun.Microseconds())/1000, roots)
-	}
-	for _, r := range rows {
-		if r.Method != sampler.FK || len(r.ESS) == 0 {
-			continue
-		}
-		parts := make([]string, len(r.ESS))
-		for i, e := range r.ESS {
-			parts[i] = fmt.Sprintf("%d:%.2f", r.ESSSteps[i], e)
-		}
-		fmt.Fprintf(w, "\nFK K=%d mean ESS before resampling, by step: %s", r.K, strings.Join(parts, " "))
-	}
-	fmt.Fprintln(w)
 }

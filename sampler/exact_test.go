@@ -5,36 +5,32 @@ import (
 	"math"
 	"testing"
 
-	"github.com/fksteer/fksteer/models/glyphs"
+	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/pipelines"
-	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
 	"github.com/fksteer/fksteer/schedule"
 )
 
-// The exactness problem: the built-in glyphs model's denoiser is the exact posterior mean of a
-// mixture of data images, so a sample is (up to the last step's residual noise) one of those
-// images, and the FK target p(x0 | prompt) exp(lambda r(x0)) / Z is an explicit distribution
-// over them that can be computed exactly.
+// The exactness problem (bench.GlyphsTarget): the built-in glyphs model's denoiser is the exact
+// posterior mean of a mixture of data images, so a sample is (up to the last step's residual
+// noise) one of those images, and the FK target p(x0 | prompt) exp(lambda r(x0)) / Z is an
+// explicit distribution over them that can be computed exactly.
 const (
-	exactPrompt = `red "A"` // selects the red A on each of the four backgrounds
-	exactColor  = "#c02020" // reward: closeness of the mean colour to this red
-	exactLambda = 8.0
-	exactSteps  = 40
-	exactEta    = 0.5
+	exactPrompt = bench.GlyphsPrompt // selects the red A on each of the four backgrounds
+	exactLambda = bench.GlyphsLambda
+	exactSteps  = bench.GlyphsSteps
+	exactEta    = bench.GlyphsEta
 )
 
 type exactSetup struct {
 	p      *pipelines.Denoiser
-	d      *glyphs.Dataset
 	reward rewards.Reward
-	// images lists the data images the prompt selects; target is the exact FK target over them
-	// and prior the unsteered one.
-	images        []int
-	index         map[int]int
+	// exact is the problem's answer; target is the exact FK target over its images and prior
+	// the unsteered one.
+	exact         *bench.GlyphsTarget
 	target, prior []float64
 	// lastResamplings counts the group resamplings of the last run, for the logs.
 	lastResamplings int
@@ -43,43 +39,16 @@ type exactSetup struct {
 func newExactSetup(t *testing.T) *exactSetup {
 	t.Helper()
 	skipUnderRace(t)
-	s := &exactSetup{p: openGlyphs(t), index: map[int]int{}}
+	s := &exactSetup{p: openGlyphs(t)}
 	var err error
-	if s.d, err = glyphs.Load(); err != nil {
+	if s.reward, err = rewards.Parse(bench.GlyphsReward, rewards.Env{}); err != nil {
 		t.Fatal(err)
-	}
-	if s.reward, err = rewards.Parse("color:target="+exactColor, rewards.Env{}); err != nil {
-		t.Fatal(err)
-	}
-	sel := s.d.Match(exactPrompt)
-	for m, on := range sel.Mask {
-		if on {
-			s.index[m] = len(s.images)
-			s.images = append(s.images, m)
-		}
 	}
 	// The exact target, with the reward computed by the same code on each data image.
-	imgs := pixels.NewImages(len(s.images), 3, 32, 32)
-	for i, m := range s.images {
-		for j, v := range s.d.Image(m) {
-			imgs.At(i)[j] = (v + 1) / 2
-		}
-	}
-	r := make([]float64, len(s.images))
-	if err := s.reward.Score(context.Background(), imgs, exactPrompt, r); err != nil {
+	if s.exact, err = bench.NewGlyphsTarget(context.Background(), exactPrompt, s.reward, exactLambda); err != nil {
 		t.Fatal(err)
 	}
-	logp := make([]float64, len(r))
-	for i := range r {
-		logp[i] = exactLambda * r[i]
-	}
-	z := particles.LogSumExp(logp)
-	s.target = make([]float64, len(r))
-	s.prior = make([]float64, len(r))
-	for i := range r {
-		s.target[i] = math.Exp(logp[i] - z)
-		s.prior[i] = 1 / float64(len(r))
-	}
+	s.target, s.prior = s.exact.Target, s.exact.Prior
 	return s
 }
 
@@ -97,44 +66,19 @@ func (s *exactSetup) distribution(t *testing.T, cfg sampler.Config) []float64 {
 		t.Fatal(err)
 	}
 	s.lastResamplings = res.Stats.Resamplings
-	dist := make([]float64, len(s.images))
-	for i := range res.Images.N {
-		j, rms := s.nearestSelected(res.Images.At(i))
-		if rms > 0.02 {
-			t.Fatalf("sample %d is no selected data image (nearest is %d at RMS %.3f)", i, s.images[j], rms)
-		}
+	weights := make([]float64, res.Images.N)
+	for i := range weights {
 		w := 1 / float64(cfg.Particles)
 		if cfg.Method == sampler.FK {
 			w = math.Exp(res.LogWeights[i])
 		}
-		dist[j] += w / float64(cfg.Images)
+		weights[i] = w / float64(cfg.Images)
+	}
+	dist, far := s.exact.Histogram(res.Images, weights)
+	if far > 0 {
+		t.Fatalf("%d of %d samples are no selected data image (farther than RMS %g from each)", far, res.Images.N, bench.FarRMS)
 	}
 	return dist
-}
-
-// nearestSelected returns the index (into s.images) of the selected data image nearest to img
-// (in [0, 1]) and the RMS distance to it.
-func (s *exactSetup) nearestSelected(img []float32) (int, float64) {
-	best, bestD := 0, math.Inf(1)
-	for j, m := range s.images {
-		var d float64
-		for k, v := range s.d.Image(m) {
-			e := float64(img[k]) - (float64(v)+1)/2
-			d += e * e
-		}
-		if d < bestD {
-			best, bestD = j, d
-		}
-	}
-	return best, math.Sqrt(bestD / float64(len(img)))
-}
-
-func tv(a, b []float64) float64 {
-	var s float64
-	for i := range a {
-		s += math.Abs(a[i] - b[i])
-	}
-	return s / 2
 }
 
 // fkConfig is the FK run of the exactness tests: lambda 8, potentials evaluated at steps 8, 16
@@ -158,7 +102,7 @@ func fkConfig(kind potentials.Kind, k, groups int) sampler.Config {
 func TestUnsteeredSamplerReproducesThePrior(t *testing.T) {
 	s := newExactSetup(t)
 	base := s.distribution(t, sampler.Config{Seed: 1, Images: 1, Particles: 2048, Method: sampler.Base})
-	d := tv(base, s.prior)
+	d := bench.TV(base, s.prior)
 	t.Logf("unsteered, 2048 samples: %.3f (prior %.3f), TV %.4f", base, s.prior, d)
 	if d > 0.05 {
 		t.Errorf("unsteered sampler is TV %.4f from the prior; want <= 0.05", d)
@@ -171,11 +115,11 @@ func TestUnsteeredSamplerReproducesThePrior(t *testing.T) {
 // weights carry an O(1/K) bias.
 func TestFKIsExactOnGlyphs(t *testing.T) {
 	s := newExactSetup(t)
-	t.Logf("exact target %.3f (prior %.3f, TV between them %.3f)", s.target, s.prior, tv(s.target, s.prior))
+	t.Logf("exact target %.3f (prior %.3f, TV between them %.3f)", s.target, s.prior, bench.TV(s.target, s.prior))
 	for _, kind := range potentials.Kinds() {
 		big := s.distribution(t, fkConfig(kind, 256, 8))
 		small := s.distribution(t, fkConfig(kind, 8, 256))
-		dBig, dSmall := tv(big, s.target), tv(small, s.target)
+		dBig, dSmall := bench.TV(big, s.target), bench.TV(small, s.target)
 		t.Logf("%-9s K=256: %.3f TV %.4f | K=8: %.3f TV %.4f", kind, big, dBig, small, dSmall)
 		if dBig > 0.05 {
 			t.Errorf("%s: K=256 is TV %.4f from the exact target; want <= 0.05", kind, dBig)
@@ -203,7 +147,7 @@ func TestAdaptiveFKIsExactAndDroppingWeightsIsNot(t *testing.T) {
 		resamplings := s.lastResamplings
 		cfg.Resampling.DropUnresampledWeights = true
 		dropped := s.distribution(t, cfg)
-		dGood, dDrop := tv(good, s.target), tv(dropped, s.target)
+		dGood, dDrop := bench.TV(good, s.target), bench.TV(dropped, s.target)
 		t.Logf("%-9s adaptive: %.3f TV %.4f (%d of 24 intermediate group evaluations resampled) | dropping weights: %.3f TV %.4f",
 			kind, good, dGood, resamplings, dropped, dDrop)
 		if dGood > 0.05 {

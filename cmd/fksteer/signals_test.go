@@ -89,7 +89,7 @@ func TestSignalsStopEveryCommand(t *testing.T) {
 			signal: syscall.SIGINT},
 		{name: "bench steer, SIGTERM",
 			args: []string{"bench", "steer", "--model", mnist, "--classifier", classifier, "--mnist-dir", filepath.Dir(classifier),
-				"--runs", "8", "--ks", "2", "--steps", "20", "--provider", "cpu"},
+				"--runs", "8", "--budgets", "2", "--methods", "base,bon,fk", "--steps", "20", "--provider", "cpu"},
 			ready:  func(l string) bool { return strings.HasPrefix(l, "bench steer:") },
 			signal: syscall.SIGTERM},
 		{name: "serve, SIGTERM",

@@ -112,10 +112,13 @@ func TestUsageErrorsExitWith2(t *testing.T) {
 		{"unknown reward", []string{"generate", "--method", "bon", "--particles", "2", "--reward", "colour:target=#fff", "--out", dir}, []string{`unknown reward "colour"`}},
 		{"bad reward option", []string{"generate", "--method", "bon", "--particles", "2", "--reward", "color:target=notacolour", "--out", dir}, []string{"color"}},
 		{"bench runs 0", []string{"bench", "steer", "--runs", "0"}, []string{"--runs 0", "at least 1"}},
-		{"bench K 0", []string{"bench", "steer", "--ks", "1,0"}, []string{"--ks", "at least 1"}},
+		{"bench budget 0", []string{"bench", "steer", "--budgets", "2,0"}, []string{"--budgets", "at least 1"}},
 		{"bench digit 12", []string{"bench", "steer", "--digits", "3,12"}, []string{"--digits", "12 is not an MNIST digit"}},
-		{"bench deterministic FK", []string{"bench", "steer", "--sampler", "euler"}, []string{"fk at K=1", "FK steering needs a stochastic sampler"}},
+		{"bench deterministic FK", []string{"bench", "steer", "--sampler", "euler"}, []string{"fk at 2x", "FK steering needs a stochastic sampler"}},
 		{"bench end past the steps", []string{"bench", "steer", "--steps", "10", "--resample-end", "46"}, []string{"last resampling step 46", "--resample-end"}},
+		{"bench override of the study's key", []string{"bench", "steer", "--set", "fk:particles=4"}, []string{"--set fk:particles", "the study sets particles itself"}},
+		{"bench glyphs with digits", []string{"bench", "steer", "--glyphs-tv", "--digits", "3"}, []string{"--digits applies to the MNIST study"}},
+		{"bench plot into no folder", []string{"bench", "steer", "--plot", filepath.Join(dir, "nowhere", "p.png")}, []string{"--plot", "does not exist"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, _, stderr := cli(t, "", c.args...)

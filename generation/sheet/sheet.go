@@ -7,6 +7,7 @@ package sheet
 import (
 	"image"
 	"image/color"
+	"slices"
 	"strings"
 
 	xdraw "golang.org/x/image/draw"
@@ -37,12 +38,22 @@ const (
 	margin   = 8
 	gap      = 12 // between cells of a row
 	lineGap  = 40 // between rows, where genealogy lines run
-	textH    = 13 // basicfont.Face7x13
-	charW    = 7
+	textH    = LineHeight
+	charW    = CharWidth
 	minCell  = 96  // small images are enlarged by an integer factor to at least this
 	maxCell  = 160 // large images are reduced to this
 	titleGap = 6
 )
+
+// The metrics of Text's font, basicfont.Face7x13, in pixels.
+const (
+	CharWidth  = 7
+	LineHeight = 13
+)
+
+// Palette returns the sheets' line colours, distinct at a glance (matplotlib's tab10 without
+// its grey and olive), for drawings that want to look alike.
+func Palette() []color.RGBA { return slices.Clone(palette) }
 
 var (
 	white = color.RGBA{255, 255, 255, 255}
@@ -98,7 +109,7 @@ func Genealogy(title string, rows []Row) *image.RGBA {
 	height := top + len(rows)*rowH - lineGap + margin
 	img := canvas(width, height)
 	for i, line := range titleLines {
-		text(img, margin, margin+i*textH, line, black)
+		Text(img, margin, margin+i*textH, line, black)
 	}
 
 	x := func(k int) int { return margin + labelW + k*(s+gap) }
@@ -117,7 +128,7 @@ func Genealogy(title string, rows []Row) *image.RGBA {
 		}
 	}
 	for r, row := range rows {
-		text(img, margin, y(r)+(s-textH)/2, row.Label, black)
+		Text(img, margin, y(r)+(s-textH)/2, row.Label, black)
 		for k, c := range row.Cells {
 			col := palette[roots[r][k]%len(palette)]
 			drawCell(img, x(k), y(r), s, c, col)
@@ -183,7 +194,7 @@ func drawCell(img *image.RGBA, x, y, s int, c Cell, frame color.RGBA) {
 	if n := s / charW; len(caption) > n {
 		caption = caption[:max(0, n-1)] + "~"
 	}
-	text(img, x+(s-len(caption)*charW)/2, y+s+2, caption, black)
+	Text(img, x+(s-len(caption)*charW)/2, y+s+2, caption, black)
 }
 
 func rect(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
@@ -196,13 +207,22 @@ func rect(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
 // Line draws a one-pixel line from (x0, y0) to (x1, y1) inclusive with Bresenham's algorithm,
 // clipped to the image.
 func Line(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
+	Walk(x0, y0, x1, y1, func(x, y int) {
+		if (image.Point{x, y}).In(img.Rect) {
+			img.SetRGBA(x, y, c)
+		}
+	})
+}
+
+// Walk calls visit with every pixel of the line from (x0, y0) to (x1, y1) inclusive, in order
+// from (x0, y0), by Bresenham's algorithm: Line's pixels, for lines drawn otherwise (dashed,
+// blended).
+func Walk(x0, y0, x1, y1 int, visit func(x, y int)) {
 	dx, sx := abs(x1-x0), sign(x1-x0)
 	dy, sy := -abs(y1-y0), sign(y1-y0)
 	e := dx + dy
 	for {
-		if (image.Point{x0, y0}).In(img.Rect) {
-			img.SetRGBA(x0, y0, c)
-		}
+		visit(x0, y0)
 		if x0 == x1 && y0 == y1 {
 			return
 		}
@@ -235,9 +255,10 @@ func sign(v int) int {
 	return 0
 }
 
-// text draws s with its top-left corner at (x, y) in the 7x13 bitmap font. Characters outside
-// ASCII are drawn as '?', which the font has.
-func text(img *image.RGBA, x, y int, s string, c color.RGBA) {
+// Text draws s with its top-left corner at (x, y) in the 7x13 bitmap font (basicfont.Face7x13:
+// 7 pixels a character, 13 a line). Characters outside ASCII are drawn as '?', which the font
+// has.
+func Text(img *image.RGBA, x, y int, s string, c color.RGBA) {
 	s = strings.Map(func(r rune) rune {
 		if r < 32 || r > 126 {
 			return '?'
