@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/generation/sheet"
 	"github.com/fksteer/fksteer/particles"
 	"github.com/fksteer/fksteer/potentials"
@@ -19,7 +20,7 @@ import (
 // prompt selects the A on four backgrounds, so the reward has something to choose.
 func searchConfig(t *testing.T, m sampler.Method, budget int) sampler.Config {
 	t.Helper()
-	r, err := rewards.Parse("color:target="+exactColor, rewards.Env{})
+	r, err := rewards.Parse(bench.GlyphsReward, rewards.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
