@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/generation/sheet"
 	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
@@ -25,7 +26,7 @@ func (s *exactSetup) dtsExact(t *testing.T, widening float64, iterations, trees,
 	t.Helper()
 	const chunk = 16
 	start := time.Now()
-	dist := make([]float64, len(s.images))
+	dist := make([]float64, len(s.target))
 	for off := 0; off < trees; off += chunk {
 		cfg := sampler.Config{Seed: uint64(1000 + off), Images: min(chunk, trees-off), Particles: k,
 			Method: sampler.DTS, Reward: s.reward, Lambda: potentials.Lambda{Value: exactLambda}}
@@ -65,7 +66,7 @@ func TestDTSSamplesTheTiltedTarget(t *testing.T) {
 	wide, took := s.dtsExact(t, 1, 24, 64, k)
 	few, tookFew := s.dtsExact(t, 1, 4, 64, k)
 	deflt, tookDefault := s.dtsExact(t, 0, 16, 16, k)
-	dWide, dFew, dDefault, dPrior := tv(wide, s.target), tv(few, s.target), tv(deflt, s.target), tv(s.prior, s.target)
+	dWide, dFew, dDefault, dPrior := bench.TV(wide, s.target), bench.TV(few, s.target), bench.TV(deflt, s.target), bench.TV(s.prior, s.target)
 	t.Logf("exact target %.3f (prior %.3f, TV between them %.3f)", s.target, s.prior, dPrior)
 	t.Logf("widening 1, 64 trees of 24 iterations: %.3f TV %.4f (%v)", wide, dWide, took)
 	t.Logf("widening 1, 64 trees of 4 iterations: %.3f TV %.4f (%v)", few, dFew, tookFew)
