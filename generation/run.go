@@ -148,7 +148,9 @@ func configWith(s Spec, info pipelines.Info, reward func() (rewards.Reward, erro
 			return cfg, &SpecError{err}
 		}
 	}
-	if cfg.Method, err = sampler.ParseMethod(s.Method); err != nil {
+	if s.Method == "" {
+		cfg.Method = sampler.DefaultMethod(s.Reward != "", cfg.Rule.Stochastic(cfg.Rule.Eta(cfg.Eta)))
+	} else if cfg.Method, err = sampler.ParseMethod(s.Method); err != nil {
 		return cfg, &SpecError{err}
 	}
 	if s.Select != "" {
@@ -231,6 +233,13 @@ func (r *Run) Info() pipelines.Info { return r.Model.Info() }
 func (r *Run) StepsWalked() int {
 	c := r.withInit()
 	return c.StepsWalked()
+}
+
+// Observations is the number of observer calls sampling one chunk makes
+// (sampler.Config.Observations), what a progress display counts.
+func (r *Run) Observations() int {
+	c := r.withInit()
+	return c.Observations()
 }
 
 // withInit is Config as it will be once the init image is encoded (a zero state of the

@@ -45,7 +45,8 @@ type Spec struct {
 	// Images is the number of images (0: 1).
 	Images int `json:"num-images,omitempty" yaml:"num-images,omitempty"`
 
-	// Method is base, bon, fk, svdd, beam, dts, dts-star, noise or random (""; base);
+	// Method is base, bon, fk, svdd, beam, dts, dts-star, noise or random ("":
+	// sampler.DefaultMethod, base without a reward, svdd or noise with one);
 	// Particles is K per image (0: 1): the particles of bon, fk and svdd, the beams of beam, the
 	// samples dts and dts-star draw from their tree and noise and random keep.
 	Method    string `json:"method,omitempty" yaml:"method,omitempty"`
@@ -118,9 +119,6 @@ func (s Spec) withDefaults() Spec {
 	}
 	if s.Particles == 0 {
 		s.Particles = 1
-	}
-	if s.Method == "" {
-		s.Method = "base"
 	}
 	if s.Lambda == nil {
 		l := DefaultLambda

@@ -10,7 +10,8 @@ const (
 	defaultRounds         = 4
 	defaultNoiseScale     = 0.5
 	defaultIterations     = 16
-	defaultWidening       = 0.5
+	defaultWidening       = 1   // dts
+	defaultStarWidening   = 0.5 // dts-star
 	defaultExploration    = 1
 )
 
@@ -62,6 +63,9 @@ func (c *Config) validateSearch() error {
 		}
 		if s.Widening == 0 {
 			s.Widening = defaultWidening
+			if c.Method == DTSStar {
+				s.Widening = defaultStarWidening
+			}
 		}
 		if s.Exploration == 0 {
 			s.Exploration = defaultExploration
@@ -187,4 +191,18 @@ func (c *Config) sizeBudget(info pipelines.Info) error {
 			b, c.Method, n, c.twins(info)*max(unit, n))
 	}
 	return nil
+}
+
+// Observations is the number of times a run calls its Observer, for progress displays: once a
+// step for most methods; once a step of every round for noise and random; for dts and
+// dts-star, once for each of (at most 10) depths along the chosen paths, after the search.
+func (c Config) Observations() int {
+	n := c.StepsWalked()
+	switch c.Method {
+	case Noise, Random:
+		return c.Search.Rounds * n
+	case DTS, DTSStar:
+		return min(10, n)
+	}
+	return n
 }

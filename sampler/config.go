@@ -143,10 +143,14 @@ type Search struct {
 	Neighbours int     `json:"neighbours,omitempty"`
 	Rounds     int     `json:"rounds,omitempty"`
 	Scale      float64 `json:"noise_scale,omitempty"`
-	// Iterations is the number of rollouts of dts and dts-star (0: 16).
+	// Iterations is the number of descents of dts and dts-star, revisits of a leaf included
+	// (0: 16, or what the budget pays for).
 	Iterations int `json:"iterations,omitempty"`
-	// Widening is the exponent a of dts's progressive widening: a node visited N times may
-	// have ceil(N^a) children (0: 0.5).
+	// Widening is the exponent a of the progressive widening of dts and dts-star: a node
+	// visited N times may have ceil((N+1)^a) children (0: 1 for dts, whose draw is then exact
+	// self-normalised importance sampling over the rollouts; 0.5 for dts-star, whose deeper
+	// tree refines its best paths). Below 1, dts's draw leans toward the prior until the tree
+	// is large (dts.go).
 	Widening float64 `json:"widening,omitempty"`
 	// Exploration is dts-star's UCT constant c (0: 1).
 	Exploration float64 `json:"exploration,omitempty"`

@@ -155,12 +155,12 @@ func (a *app) export(cmd *cobra.Command, f *exportFlags) error {
 	if err != nil {
 		return err
 	}
-	// The method's default, base, means nothing to mode steered: there it is fk.
-	if mode != finetune.Steered || spec.Method == string(sampler.Base) {
+	// The mode decides the method, except in mode steered, whose default is fk.
+	switch {
+	case mode != finetune.Steered:
+		spec.Method = string(sampler.Base)
+	case spec.Method == "":
 		spec.Method = string(sampler.FK)
-		if mode != finetune.Steered {
-			spec.Method = string(sampler.Base)
-		}
 	}
 	env := a.newEnv(opts)
 	defer func() { env.Close() }() // the env workerPlan's threads may replace

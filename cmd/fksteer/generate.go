@@ -98,7 +98,7 @@ func (a *app) generate(cmd *cobra.Command, path string) error {
 		return usageError{fmt.Errorf("progress %q is not auto, bar, log or off", mode)}
 	}
 	chunks := (total + batchSize - 1) / batchSize
-	prog := newStepProgress(mode, a.stderr, chunks*run.StepsWalked())
+	prog := newStepProgress(mode, a.stderr, chunks*run.Observations())
 	defer prog.clear()
 
 	// Images are sampled in chunks and written as each chunk finishes, so an interrupted run keeps
