@@ -68,7 +68,7 @@ func runBeam(ctx context.Context, e *engine) error {
 			if e.rec != nil {
 				e.rec.step(i, c.mean, x, std)
 			}
-			si.Evaluated, si.Rewards, si.Images, si.Parents = true, c.chosen, c.shown, parents
+			si.Evaluated, si.Kept, si.Rewards, si.Images, si.Parents = true, true, c.chosen, c.shown, parents
 		}
 		if err := e.observe(ctx, si); err != nil {
 			return err

@@ -475,7 +475,7 @@ func (s *dtsSearch) observe(ctx context.Context) error {
 		if err := e.decode(ctx, e.x0, e.rows, true); err != nil {
 			return err
 		}
-		si := StepInfo{Step: d, Steps: e.n, From: e.levels[d], To: e.levels[d+1], Evaluated: true,
+		si := StepInfo{Step: d, Steps: e.n, From: e.levels[d], To: e.levels[d+1], Evaluated: true, Kept: true,
 			Rewards: values, Images: e.images(e.rows), Parents: slots}
 		if err := e.observe(ctx, si); err != nil {
 			return err

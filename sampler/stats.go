@@ -78,4 +78,9 @@ type StepInfo struct {
 	// this step (k itself where the group was not resampled).
 	Images  pixels.Images
 	Parents []int
+	// Kept tells that Images and Rewards are those of the states kept after this step's
+	// selection (svdd's candidates, beam's children, dts's chosen paths), so that Parents join
+	// them to the previous evaluation's rows; FK's (Kept false) are the particles before
+	// resampling, and Parents join them to the next evaluation's.
+	Kept bool
 }

@@ -53,7 +53,7 @@ func runSVDD(ctx context.Context, e *engine) error {
 			if e.rec != nil {
 				e.rec.step(i, e.mean, x, std)
 			}
-			si.Evaluated, si.Rewards, si.Images, si.Parents = true, c.chosen, c.shown, c.slots
+			si.Evaluated, si.Kept, si.Rewards, si.Images, si.Parents = true, true, c.chosen, c.shown, c.slots
 		}
 		if err := e.observe(ctx, si); err != nil {
 			return err

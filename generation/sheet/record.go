@@ -25,6 +25,8 @@ type evaluation struct {
 	ess       []float64
 	resampled []bool
 	parents   []int
+	// kept marks an evaluation of states kept after a selection (StepInfo.Kept).
+	kept bool
 }
 
 // NewRecorder returns a recorder for a run with k particles per group.
@@ -40,7 +42,7 @@ func (r *Recorder) Observe(si sampler.StepInfo) {
 	imgs.Pix = slices.Clone(imgs.Pix)
 	r.steps = append(r.steps, evaluation{
 		step: si.Step, imgs: imgs, rewards: slices.Clone(si.Rewards), ess: slices.Clone(si.ESS),
-		resampled: slices.Clone(si.Resampled), parents: slices.Clone(si.Parents),
+		resampled: slices.Clone(si.Resampled), parents: slices.Clone(si.Parents), kept: si.Kept,
 	})
 }
 
@@ -52,7 +54,16 @@ func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RG
 	var rows []Row
 	var parents []int // the parents applied after the previous row's step
 	for _, e := range r.steps {
+		own := slices.Clone(e.parents[g*r.k : (g+1)*r.k])
 		row := Row{Parents: parents}
+		if e.kept {
+			// The row shows states kept after this step's selection: its parents join them to
+			// the row above (none for the first row).
+			row.Parents = nil
+			if len(rows) > 0 {
+				row.Parents = own
+			}
+		}
 		label := fmt.Sprintf("step %d", e.step+1)
 		if g < len(e.ess) {
 			label += fmt.Sprintf(" ESS %.2f", e.ess[g])
@@ -66,7 +77,14 @@ func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RG
 			row.Cells = append(row.Cells, Cell{Image: e.imgs.Image(i), Caption: rewardCaption(e.rewards, i)})
 		}
 		rows = append(rows, row)
-		parents = slices.Clone(e.parents[g*r.k : (g+1)*r.k])
+		parents = own
+		if e.kept {
+			// Each slot goes on from its own state to the next row.
+			parents = make([]int, r.k)
+			for k := range parents {
+				parents[k] = k
+			}
+		}
 	}
 	final := Row{Label: "final", Parents: parents}
 	chosen := map[int]bool{}
