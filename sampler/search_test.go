@@ -2,6 +2,7 @@ package sampler_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/generation/sheet"
 	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
 	"github.com/fksteer/fksteer/sampler"
@@ -161,6 +163,47 @@ func TestSearchObservers(t *testing.T) {
 		}
 		if img := rec.Genealogy(0, res, string(m)); img == nil || img.Bounds().Dx() == 0 {
 			t.Errorf("%s: no contact sheet", m)
+		}
+	}
+}
+
+// cancelling is a reward that cancels its run's context at its calls-th call, as Ctrl-C would
+// in the middle of a run.
+type cancelling struct {
+	rewards.Reward
+	cancel func()
+	calls  int
+}
+
+func (c *cancelling) Score(ctx context.Context, imgs pixels.Images, prompt string, dst []float64) error {
+	if c.calls--; c.calls == 0 {
+		c.cancel()
+	}
+	return c.Reward.Score(ctx, imgs, prompt, dst)
+}
+
+// TestSearchStopsWhenCancelled: every method returns the context's error soon after it is
+// cancelled (here by the reward's second call), without finishing its budget.
+func TestSearchStopsWhenCancelled(t *testing.T) {
+	p := openGlyphs(t)
+	for _, m := range []sampler.Method{sampler.FK, sampler.SVDD, sampler.Beam, sampler.DTS, sampler.DTSStar, sampler.Noise} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := searchConfig(t, m, 400)
+		if m == sampler.FK {
+			cfg.Lambda.Value, cfg.Potential, cfg.Resampler = 10, potentials.Diff, particles.Systematic
+			cfg.Resampling.Every, cfg.Resampling.Start, cfg.Resampling.End = 2, 2, 16
+		}
+		if m == sampler.DTS || m == sampler.DTSStar {
+			cfg.Lambda.Value = 8
+		}
+		cfg.Reward = &cancelling{Reward: cfg.Reward, cancel: cancel, calls: 2}
+		res, err := sampler.Run(ctx, p, cfg)
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: cancelled run returned %v, want context.Canceled", m, err)
+		}
+		if res != nil {
+			t.Errorf("%s: a cancelled run returned a result", m)
 		}
 	}
 }

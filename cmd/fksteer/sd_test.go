@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -229,5 +230,29 @@ func TestSDInspect(t *testing.T) {
 	}
 	if !strings.Contains(out, "Stable Diffusion (lcm): lcm scheduler, epsilon prediction, 64x64 images, defaults 4 steps, guidance 8.5") {
 		t.Errorf("inspect output lacks the pipeline summary:\n%s", out)
+	}
+}
+
+// TestSDSearchMethods runs the search methods on Stable Diffusion exports: svdd, beam, dts and
+// dts-star on SD 1.5 with guidance (a guided row counts 2 NFE), each within its budget, and
+// noise search, the default with a reward on a deterministic sampler, on 1-step SD-Turbo.
+func TestSDSearchMethods(t *testing.T) {
+	reward := "color:target=#cc2222"
+	dir, out := sdExport(t, synth.SD15), t.TempDir()
+	const steps, budget = 4, 4 * 4 * 2
+	for _, m := range []string{"svdd", "beam", "dts", "dts-star"} {
+		imgs, st := generateJSON(t, "--model", dir, "--prompt", "a red apple", "--steps", fmt.Sprint(steps), "--guidance", "5",
+			"--sampler", "ddim", "--eta", "1", "--method", m, "--budget", fmt.Sprint(budget), "--reward", reward,
+			"--out", filepath.Join(out, m))
+		if len(imgs) != 1 || st.NFE > budget || st.NFE < budget/2 {
+			t.Errorf("%s: %d images, %d NFE of a budget of %d", m, len(imgs), st.NFE, budget)
+		}
+		checkPNG(t, imgs[0].Path, 64, 64)
+	}
+	imgs, st := generateJSON(t, "--model", sdExport(t, synth.SDTurbo), "--prompt", "a red apple", "--sampler", "euler",
+		"--budget", "8", "--reward", reward, "--out", filepath.Join(out, "turbo"))
+	// One step, no guidance: 2 rounds of 4 noises.
+	if len(imgs) != 1 || st.NFE != 8 || st.ModelCalls != 2 {
+		t.Errorf("noise search on SD-Turbo: %d images, %d NFE in %d UNet calls; want 1, 8, 2", len(imgs), st.NFE, st.ModelCalls)
 	}
 }
