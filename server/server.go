@@ -310,17 +310,13 @@ func (s *Server) finish(j *Job, res *generation.Result, images [][]byte, err err
 	s.cfg.Log.Info("job", "id", j.ID, "status", status, "seconds", now.Sub(created).Seconds(), "error", j.Error)
 }
 
-// nfe counts the denoiser rows a finished job evaluated (a guidance pair counts 2).
+// nfe is the denoiser rows a finished job evaluated, as the engine counted them (a guided row
+// counts 2).
 func nfe(j *Job, res *generation.Result) float64 {
 	if res == nil {
 		return 0
 	}
-	cfg := res.Config
-	rows := float64(res.Stats.Steps * cfg.Images * cfg.Particles)
-	if cfg.Guidance > 1 {
-		rows *= 2
-	}
-	return rows
+	return float64(res.Stats.NFE)
 }
 
 // cancelJob cancels a queued or running job; it reports false for one that has ended.

@@ -513,3 +513,26 @@ func TestClientGoneCancelsItsJob(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSearchRequestsAndTheirNFE: a request names any method and a budget in its fksteer object,
+// and /metrics counts the NFE the engine spent, within the budget.
+func TestSearchRequestsAndTheirNFE(t *testing.T) {
+	ts, _ := start(t, server.Config{})
+	code, body := post(t, ts, "/v1/images/generations", map[string]any{"prompt": `a red "A"`, "n": 2,
+		"fksteer": map[string]any{"steps": 5, "method": "beam", "budget": 30, "reward": "color:target=#cc2222", "seed": 4}})
+	if code != http.StatusOK || len(body["data"].([]any)) != 2 {
+		t.Fatalf("status %d: %v", code, body)
+	}
+	_, m := get(t, ts, "/metrics")
+	var nfe float64
+	for line := range strings.Lines(string(m)) {
+		if v, ok := strings.CutPrefix(line, "fksteer_nfe_total "); ok {
+			if _, err := fmt.Sscan(v, &nfe); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if nfe <= 0 || nfe > 2*30 {
+		t.Errorf("fksteer_nfe_total %g for 2 images of a 30 NFE budget", nfe)
+	}
+}
