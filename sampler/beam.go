@@ -34,11 +34,8 @@ func runBeam(ctx context.Context, e *engine) error {
 		si := StepInfo{Step: i, Steps: e.n, From: e.levels[i], To: e.levels[i+1]}
 		std := e.rule(i, e.mean, x, e.x0, e.eps, e.prevX0)
 		if std <= 0 || !e.cfg.beamBranches(i) {
-			e.stepWith(i, std)
-			if i < e.n-1 {
-				if err := e.predictPop(ctx, i+1); err != nil {
-					return err
-				}
+			if err := e.plainStep(ctx, i, std); err != nil {
+				return err
 			}
 		} else {
 			c.draw(e, std)

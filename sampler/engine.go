@@ -252,6 +252,17 @@ func (e *engine) stepWith(i int, std float64) {
 	}
 }
 
+// plainStep takes step i for every population row with e.mean and std already computed (no
+// selection: a step of a search method that does not branch, or draws no noise), then
+// predicts the rows at the next level, unless it was the last step.
+func (e *engine) plainStep(ctx context.Context, i int, std float64) error {
+	e.stepWith(i, std)
+	if i == e.n-1 {
+		return nil
+	}
+	return e.predictPop(ctx, i+1)
+}
+
 // move sets x = mean + std*z for rows rows, row r's z drawn by fill(r, ...); with std 0 it
 // copies mean.
 func (e *engine) move(x, mean []float32, std float64, rows int, fill func(row int, dst []float32)) {

@@ -27,11 +27,8 @@ func runSVDD(ctx context.Context, e *engine) error {
 		std := e.rule(i, e.mean, x, e.x0, e.eps, e.prevX0)
 		if std <= 0 {
 			// A step that draws no noise leaves nothing to choose between.
-			e.stepWith(i, std)
-			if i < e.n-1 {
-				if err := e.predictPop(ctx, i+1); err != nil {
-					return err
-				}
+			if err := e.plainStep(ctx, i, std); err != nil {
+				return err
 			}
 		} else {
 			if e.rec != nil {
