@@ -60,6 +60,28 @@ func Example_steer() {
 	// Output: 1 output from 4 particles, 6 resamplings, reward 0.70
 }
 
+// Searching at a budget: beam search sized to 40 NFE per image (here 2 beams of 8 steps, each
+// branching into 2 children at every step after the first), with the compute it spent.
+func Example_budget() {
+	if err := models.Init(""); err != nil {
+		log.Fatal(err)
+	}
+	env := &generation.Env{}
+	defer env.Close()
+	spec := generation.Spec{Prompt: `a red "R"`, Steps: 8, Method: "beam", Budget: 40, Reward: "color:target=#cc2222", Seed: 3}
+	run, err := env.Prepare(context.Background(), spec)
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := run.Sample(context.Background(), 0, 1, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	st := res.Stats
+	fmt.Printf("%d beams, %d NFE in %d model calls, %d reward evaluations\n", run.Config.Particles, st.NFE, st.ModelCalls, st.RewardEvals)
+	// Output: 2 beams, 28 NFE in 8 model calls, 26 reward evaluations
+}
+
 // Exporting: the run's configuration drives a dataset export for a reward fine-tuning trainer
 // (here GRPO groups of four samples per prompt).
 func Example_export() {
