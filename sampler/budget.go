@@ -103,10 +103,10 @@ func (c Config) twins(info pipelines.Info) int {
 // beams are distinct noises already).
 func (c Config) beamBranches(i int) bool { return i > 0 && i%c.Search.Every == 0 }
 
-// perImage returns the NFE one unit of the method's width costs per image, in states (before
-// guidance doubles them): a sample's steps for base, bon and fk, a beam's for beam, a round of
-// neighbours for noise, a noise's solve for random; for svdd, the cost of K particles with one
-// candidate each, plus K*(n-1) per further candidate.
+// perUnit returns what one unit of the method's width costs per image, in states evaluated
+// (guidance doubles them): a sample's steps for base, bon and fk; a beam's for beam (its first
+// prediction, then C children at each branch step and 1 at the others); a round of neighbours
+// for noise; one solve's steps for random and the others.
 func (c Config) perUnit() int {
 	n := c.StepsWalked()
 	switch c.Method {
