@@ -84,7 +84,11 @@ type Event struct {
 	ESS       []float64  `json:"ess,omitempty"`
 	Resampled []bool     `json:"resampled,omitempty"`
 	Parents   []int      `json:"parents,omitempty"`
-	Previews  []string   `json:"previews,omitempty"`
+	// Kept marks previews of states kept after a selection (sampler.StepInfo.Kept: svdd, beam,
+	// dts), whose parents are slots of the previous evaluation; without it (FK) the previews
+	// come before resampling and parents are what the next evaluation's slots were copied from.
+	Kept     bool     `json:"kept,omitempty"`
+	Previews []string `json:"previews,omitempty"`
 	// At the end: the status and outputs.
 	Status  string   `json:"status,omitempty"`
 	Error   string   `json:"error,omitempty"`
@@ -179,6 +183,7 @@ func (j *Job) observe(si sampler.StepInfo) {
 		// Copies: the sampler reuses StepInfo's slices after the observer returns, and events
 		// are encoded later, on other goroutines.
 		e.ESS, e.Resampled, e.Parents = slices.Clone(si.ESS), slices.Clone(si.Resampled), slices.Clone(si.Parents)
+		e.Kept = si.Kept
 		if e.Parents == nil { // nothing resampled: every particle is its own parent
 			e.Parents = make([]int, len(si.Rewards))
 			k := max(1, len(si.Rewards)/max(1, len(si.ESS)))
