@@ -30,10 +30,10 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-# The large statistical tests (exactness on glyphs, 40 MNIST samples per sampler) skip under
+# The large statistical tests (exactness of FK and DTS on glyphs, 40 MNIST samples per sampler) skip under
 # -race, whose instrumentation slows their Go loops ~10x; the second pass runs them without it,
 # verbosely, so the distances they measure are in the log.
-STATISTICAL := TestUnsteered|TestFKIsExact|TestAdaptiveFK|TestMNISTConditional
+STATISTICAL := TestUnsteered|TestFKIsExact|TestAdaptiveFK|TestMNISTConditional|TestDTS|TestGaussianStochasticChains
 # The suites that run the CLI as child processes skip under -race too (cmd/fksteer/race_on_test.go).
 CHILDREN := TestBadInputs|TestSignalsStopEveryCommand
 
