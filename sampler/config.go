@@ -82,10 +82,14 @@ type Config struct {
 	Rule     schedule.Rule
 	// Eta is the noise of ddim and euler-a, and the noise level a of the flow-sde rules, where 0
 	// means schedule.DefaultFlowSDENoise (Validate fills it in); the other rules ignore it.
-	Eta        float64
-	Seed       uint64
-	Images     int
-	Particles  int
+	Eta    float64
+	Seed   uint64
+	Images int
+	// Particles is K, the rows each image's method carries and returns: the particles of base,
+	// bon, fk and svdd, the beams of beam, the samples dts and dts-star draw from their tree and
+	// the best samples noise and random keep. A budget sets it for base, bon, fk and beam.
+	Particles int
+	// Method is the steering or search method ("": base); one file each in this package.
 	Method     Method
 	Reward     rewards.Reward
 	Potential  potentials.Kind
@@ -93,7 +97,9 @@ type Config struct {
 	Resampling potentials.Schedule
 	Resampler  particles.Scheme
 	Select     Selection
-	// Observer, if set, is called after every step with that step's statistics.
+	// Observer, if set, is called with each step's statistics: after every step (every step of
+	// every round for noise and random; for dts, at the depths of the chosen paths after the
+	// search; Config.Observations counts the calls).
 	Observer func(StepInfo)
 	// Record keeps every state, step mean and std and step log-probability (Result.Trajectories),
 	// for fine-tuning datasets. It costs memory proportional to steps x rows and nothing when off.
