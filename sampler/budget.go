@@ -177,6 +177,10 @@ func (c *Config) sizeBudget(info pipelines.Info) error {
 	case Noise:
 		width = states / unit
 		c.Search.Rounds = width
+		if width == 0 && states >= n {
+			// Too little for a round of N: one round of what fits, a random search.
+			width, c.Search.Rounds, c.Search.Neighbours = 1, 1, states/n
+		}
 	case Random:
 		width = states / unit
 		c.Search.Neighbours = width

@@ -132,8 +132,9 @@ type Search struct {
 	// Budget, when positive, is the compute allowed per image in NFE (denoiser rows; a state
 	// evaluated with classifier-free guidance counts 2). It sizes the method's width, the
 	// largest that fits: Particles (K) for base, bon and fk and B for beam; M for svdd; the
-	// rounds of noise, the noises of random and the iterations of dts and dts-star. A method
-	// never spends more than its budget (steps that draw no noise leave candidates unused).
+	// rounds of noise (one round of fewer noises when a round of Neighbours does not fit), the
+	// noises of random and the iterations of dts and dts-star. A method never spends more than
+	// its budget (steps that draw no noise leave candidates unused).
 	Budget int `json:"budget,omitempty"`
 	// Candidates is svdd's M, the candidates each particle draws at every stochastic step (0:
 	// 4), and beam's C, the children of each beam at a branch step (0: 2).

@@ -10,6 +10,7 @@ import (
 	"github.com/fksteer/fksteer/bench"
 	"github.com/fksteer/fksteer/generation/sheet"
 	"github.com/fksteer/fksteer/particles"
+	"github.com/fksteer/fksteer/pipelines"
 	"github.com/fksteer/fksteer/pixels"
 	"github.com/fksteer/fksteer/potentials"
 	"github.com/fksteer/fksteer/rewards"
@@ -204,6 +205,48 @@ func TestSearchStopsWhenCancelled(t *testing.T) {
 		}
 		if res != nil {
 			t.Errorf("%s: a cancelled run returned a result", m)
+		}
+	}
+}
+
+// TestBudgetSizesEachMethod: a budget in NFE per image sizes each method's width, guided rows
+// counting twice, and a noise search too poor for a round of its N neighbours solves what fits.
+func TestBudgetSizesEachMethod(t *testing.T) {
+	info := pipelines.Info{Conditioning: pipelines.VectorCond, Channels: 1, Height: 2, Width: 2}
+	color, err := rewards.Parse("color:target=#cc2222", rewards.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		m        sampler.Method
+		guidance float64
+		budget   int
+		check    func(sampler.Config) bool
+		want     string
+	}{
+		{sampler.FK, 1, 200, func(c sampler.Config) bool { return c.Particles == 4 }, "K = 4"},
+		{sampler.FK, 7, 200, func(c sampler.Config) bool { return c.Particles == 2 }, "K = 2 (guided rows count twice)"},
+		{sampler.SVDD, 1, 200, func(c sampler.Config) bool { return c.Search.Candidates == 4 }, "M = 4"},
+		{sampler.Beam, 1, 200, func(c sampler.Config) bool { return c.Particles == 2 }, "B = 2 beams of 2 children"},
+		{sampler.Noise, 1, 400, func(c sampler.Config) bool { return c.Search.Rounds == 2 && c.Search.Neighbours == 4 }, "2 rounds of 4"},
+		{sampler.Noise, 1, 100, func(c sampler.Config) bool { return c.Search.Rounds == 1 && c.Search.Neighbours == 2 }, "1 round of 2"},
+		{sampler.Random, 1, 200, func(c sampler.Config) bool { return c.Search.Neighbours == 4 }, "4 noises"},
+	} {
+		cfg := sampler.Config{Prompt: "x", Steps: 50, Guidance: c.guidance, Images: 1, Method: c.m, Rule: schedule.DDIMRule, Eta: 1,
+			Reward: color, Lambda: potentials.Lambda{Value: 1}, Potential: potentials.Diff,
+			Resampling: potentials.Schedule{Every: 5, Start: 5, End: 30}, Search: sampler.Search{Budget: c.budget}}
+		if c.m == sampler.Noise || c.m == sampler.Random {
+			cfg.Rule, cfg.Eta = schedule.EulerRule, 0
+		}
+		if !c.m.SizedByBudget() {
+			cfg.Particles = 1
+		}
+		if err := cfg.ValidateFor(info); err != nil {
+			t.Fatalf("%s at %d: %v", c.m, c.budget, err)
+		}
+		if !c.check(cfg) || cfg.Cost(info) > c.budget {
+			t.Errorf("%s at %d NFE (guidance %g): K %d, search %+v, cost %d; want %s within the budget",
+				c.m, c.budget, c.guidance, cfg.Particles, cfg.Search, cfg.Cost(info), c.want)
 		}
 	}
 }
