@@ -81,8 +81,8 @@ func DefaultSteer() SteerConfig {
 }
 
 // DefaultOverrides are the studies' per-method settings: noise search solves 2 neighbours a
-// round (its default 4 would not fit the 2x budget: a round of N neighbours costs N base
-// images), so that the budget buys it 1, 2, 4 and 8 rounds.
+// round (a round of N neighbours costs N base images), so that the budgets buy it 1, 2, 4 and
+// 8 rounds, where its default 4 would give a lone round of 2 at 2x and 1, 2 and 4 rounds above.
 func DefaultOverrides() Overrides {
 	return Overrides{sampler.Noise: {Neighbours: 2}}
 }

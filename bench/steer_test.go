@@ -66,7 +66,10 @@ func TestSteerCheck(t *testing.T) {
 		{"seed wraps", func(c *bench.SteerConfig) { c.Spec.Seed = 1<<64 - 10 }, []string{"wraps around"}},
 		{"deterministic FK", func(c *bench.SteerConfig) { c.Spec.Sampler = "euler" }, []string{"fk at 2x: ", "stochastic sampler"}},
 		{"end past the steps", func(c *bench.SteerConfig) { c.Spec.Steps, c.Spec.ResampleEnd = 10, &end46 }, []string{"fk at 2x: ", "last resampling step 46"}},
-		{"noise's 4 neighbours at 2x", func(c *bench.SteerConfig) { c.Overrides = nil }, []string{"noise at 2x: ", "budget of 100 NFE"}},
+		{"noise's 4 neighbours at 2x (one round of 2 fits)", func(c *bench.SteerConfig) { c.Overrides = nil }, nil},
+		{"a beam dearer than the budget", func(c *bench.SteerConfig) {
+			c.Overrides = bench.Overrides{sampler.Beam: {Candidates: 3}} // 1 + 49*3 NFE a beam
+		}, []string{"beam at 2x: ", "budget of 100 NFE"}},
 		{"an override of the study's own key", func(c *bench.SteerConfig) {
 			c.Overrides = bench.Overrides{sampler.DTS: {Particles: 4}}
 		}, []string{"--set dts:particles", "the study sets particles itself"}},
