@@ -22,10 +22,15 @@ func runBeam(ctx context.Context, e *engine) error {
 		return err
 	}
 	e.roots = e.pop.DistinctRoots
+	e.pop.ReserveEvents(e.groups * (e.n - 1) / e.cfg.Search.Every) // a branching per group and branch step
 	b, per, d := e.k, c.per, e.dim
 	order := make([]int, b*per)
 	kept := make([]int, e.rows)    // per row, the candidate it adopts
 	parents := make([]int, e.rows) // per row, the slot its parent held
+	var mean []float32             // the kept steps' means, for the recording
+	if e.rec != nil {
+		mean = make([]float32, e.rows*d)
+	}
 	if err := e.predictPop(ctx, 0); err != nil {
 		return err
 	}
@@ -59,11 +64,15 @@ func runBeam(ctx context.Context, e *engine) error {
 				e.rec.start(i, x)
 			}
 			for r, j := range kept {
-				parent := r - r%b + parents[r]
-				c.adopt(e, r, j, e.mean[parent*d:(parent+1)*d], scores[j])
+				c.adopt(e, r, j, scores[j])
 			}
 			if e.rec != nil {
-				e.rec.step(i, c.mean, x, std)
+				// The kept steps' means are their parents'.
+				for r := range kept {
+					parent := r - r%b + parents[r]
+					copy(mean[r*d:(r+1)*d], e.mean[parent*d:(parent+1)*d])
+				}
+				e.rec.step(i, mean, x, std)
 			}
 			si.Evaluated, si.Kept, si.Rewards, si.Images, si.Parents = true, true, c.chosen, c.shown, parents
 		}

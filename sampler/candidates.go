@@ -21,10 +21,8 @@ type candidates struct {
 	shown  pixels.Images
 	chosen []float64
 	slots  []int
-	// mean holds the step means of the adopted candidates' parents (beam moves rows).
-	mean []float32
-	logw []float64
-	pick []int
+	logw   []float64
+	pick   []int
 }
 
 // newCandidates allocates per candidates for every population row.
@@ -38,7 +36,7 @@ func newCandidates(e *engine, per int) (*candidates, error) {
 		x: make([]float32, n), x0: make([]float32, n), eps: make([]float32, n),
 		shown:  pixels.NewImages(e.rows, e.imgs.C, e.imgs.H, e.imgs.W),
 		chosen: make([]float64, e.rows), slots: make([]int, e.rows),
-		mean: make([]float32, e.rows*e.dim), logw: make([]float64, per), pick: make([]int, 1)}
+		logw: make([]float64, per), pick: make([]int, 1)}
 	for r := range c.slots {
 		c.slots[r] = r % e.k
 	}
@@ -73,14 +71,12 @@ func (c *candidates) evaluate(ctx context.Context, e *engine, i int) ([]float64,
 	return e.score(ctx, c.x0, n, c.per, true, nil, false)
 }
 
-// adopt makes candidate j population row r's state, with its predictions, image and reward;
-// mean is the mean of the step that drew it.
-func (c *candidates) adopt(e *engine, r, j int, mean []float32, score float64) {
+// adopt makes candidate j population row r's state, with its predictions, image and reward.
+func (c *candidates) adopt(e *engine, r, j int, score float64) {
 	d := e.dim
 	copy(e.pop.X[r*d:(r+1)*d], c.x[j*d:(j+1)*d])
 	copy(e.x0[r*d:(r+1)*d], c.x0[j*d:(j+1)*d])
 	copy(e.eps[r*d:(r+1)*d], c.eps[j*d:(j+1)*d])
-	copy(c.mean[r*d:(r+1)*d], mean)
 	copy(c.shown.At(r), e.imgs.At(j))
 	c.chosen[r] = score
 }

@@ -88,7 +88,6 @@ func Run(ctx context.Context, p pipelines.Pipeline, cfg Config) (*Result, error)
 type engine struct {
 	p         pipelines.Pipeline
 	cfg       Config
-	info      pipelines.Info
 	levels    []schedule.Level
 	cond      pipelines.Cond
 	n         int // steps walked
@@ -138,7 +137,7 @@ const fieldPrevX0 = "sampler.prev_x0"
 // newEngine allocates what every method needs and draws the initial states at levels[0], the
 // first level the run walks (len(levels)-1 steps).
 func newEngine(p pipelines.Pipeline, cfg Config, info pipelines.Info, levels []schedule.Level, cond pipelines.Cond) (*engine, error) {
-	e := &engine{p: p, cfg: cfg, info: info, levels: levels, cond: cond, n: len(levels) - 1,
+	e := &engine{p: p, cfg: cfg, levels: levels, cond: cond, n: len(levels) - 1,
 		groups: cfg.Images, k: cfg.Particles, dim: info.Len(), twins: 1}
 	if cfg.Guidance > 1 && cond.Guidable() {
 		e.twins = 2
@@ -366,11 +365,12 @@ func (e *engine) score(ctx context.Context, states []float32, rows, per int, pre
 			}
 		}
 		if !finite {
-			what, image := "particles", g
-			if rows != e.rows || per != e.k {
-				what, image = "candidates", g*per*e.groups/rows
+			what := "particles"
+			if rows != e.rows {
+				what = "candidates" // svdd's, one particle's; beam's, an image's
 			}
-			return nil, fmt.Errorf("reward %s returned no finite score for any of the %d %s of image %d: check the reward's model and options", e.cfg.Reward.Name(), per, what, image)
+			return nil, fmt.Errorf("reward %s returned no finite score for any of the %d %s of image %d: check the reward's model and options",
+				e.cfg.Reward.Name(), per, what, g*per*e.groups/rows)
 		}
 	}
 	return scores, nil
@@ -422,8 +422,11 @@ func (e *engine) result() (*Result, error) {
 		}
 	}
 	res.All, res.Parts = e.images(e.rows), e.parts
-	for i := range e.pop.NumEvents() {
-		res.Events = append(res.Events, e.pop.Event(i))
+	if n := e.pop.NumEvents(); n > 0 {
+		res.Events = make([]particles.Event, n)
+		for i := range n {
+			res.Events[i] = e.pop.Event(i)
+		}
 	}
 	if e.rec != nil {
 		res.Trajectories = e.rec.finish(e.pop.X, e.pop)

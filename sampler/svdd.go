@@ -45,7 +45,7 @@ func runSVDD(ctx context.Context, e *engine) error {
 				if err != nil {
 					return fmt.Errorf("step %d/%d: choose a candidate: %w", i+1, e.n, err)
 				}
-				c.adopt(e, r, r*m+j, e.mean[r*e.dim:(r+1)*e.dim], scores[r*m+j])
+				c.adopt(e, r, r*m+j, scores[r*m+j])
 			}
 			if e.rec != nil {
 				e.rec.step(i, e.mean, x, std)

@@ -35,13 +35,9 @@ type exportFlags struct {
 }
 
 // exportSettings are the sampling keys export shares with generate and batch (flags, FKSTEER_*
-// variables and the config file alike); the FK ones apply to --mode steered.
-var exportSettings = []string{
-	"model", "class", "steps", "seed", "guidance", "sampler", "eta", "out", "json", "reward",
-	"potential", "lambda", "lambda-start", "lambda-ramp",
-	"resample-every", "resample-start", "resample-end", "ess-threshold", "resampler",
-	"method", "budget", "candidates", "alpha", "beam-every", "iterations", "widening", "exploration",
-}
+// variables and the config file alike); the steering ones apply to --mode steered only.
+var exportSettings = append([]string{"model", "class", "steps", "seed", "guidance", "sampler", "eta", "out", "json", "reward"},
+	steeringSettings...)
 
 // steeringSettings are the export settings of --mode steered only.
 var steeringSettings = []string{"potential", "lambda", "lambda-start", "lambda-ramp", "resample-every",

@@ -51,6 +51,12 @@ func (r *Recorder) Observe(si sampler.StepInfo) {
 // resampled), then the final particles with their final rewards, the selected outputs framed.
 // Lines join each particle to the particle of the row above it was copied from.
 func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RGBA {
+	return Genealogy(title+"  (* = resampled; framed = selected)", r.rows(g, res))
+}
+
+// rows lays out group g's sheet: a row per evaluation, then the final particles, each row with
+// the parents that join its cells to the row above.
+func (r *Recorder) rows(g int, res *sampler.Result) []Row {
 	var rows []Row
 	var parents []int // the parents applied after the previous row's step
 	for _, e := range r.steps {
@@ -101,8 +107,7 @@ func (r *Recorder) Genealogy(g int, res *sampler.Result, title string) *image.RG
 		}
 		final.Cells = append(final.Cells, c)
 	}
-	rows = append(rows, final)
-	return Genealogy(title+"  (* = resampled; framed = selected)", rows)
+	return append(rows, final)
 }
 
 func rewardCaption(rs []float64, i int) string {
